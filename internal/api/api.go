@@ -1,0 +1,183 @@
+// Package api holds the wire types shared by the gateway's HTTP API and its
+// clients (the CLI, the load generator, the simulator's --against mode): the
+// Lambda shapes coldstart speaks, its own extensions, and the record of one
+// finished invocation.
+package api
+
+// Headers coldstart adds to an Invoke response so that tools can tell cold
+// from warm without scraping logs.
+const (
+	HeaderRequestID       = "X-Amzn-RequestId"
+	HeaderErrorType       = "X-Amzn-ErrorType"
+	HeaderFunctionError   = "X-Amz-Function-Error"
+	HeaderExecutedVersion = "X-Amz-Executed-Version"
+	HeaderLogResult       = "X-Amz-Log-Result"
+	HeaderLogType         = "X-Amz-Log-Type"
+	HeaderInvocationType  = "X-Amz-Invocation-Type"
+
+	HeaderCold       = "X-Coldstart-Cold"        // "true" | "false"
+	HeaderInitMs     = "X-Coldstart-Init-Ms"     // cold-start duration, ms (float)
+	HeaderDurationMs = "X-Coldstart-Duration-Ms" // handler duration, ms (float)
+	HeaderBilledMs   = "X-Coldstart-Billed-Ms"   // billed ms (integer)
+	HeaderSandbox    = "X-Coldstart-Sandbox"
+	HeaderWorker     = "X-Coldstart-Worker"
+)
+
+// Paths of the API.
+const (
+	PathFunctions       = "/2015-03-31/functions"
+	PathAccountSettings = "/2016-08-19/account-settings/"
+	PathAccountLimit    = "/coldstart/v1/account/limit"
+	PathStatus          = "/coldstart/v1/status"
+	PathRecords         = "/coldstart/v1/records"
+)
+
+// ErrorBody is the JSON body of an invocation or control-plane error. Lambda
+// spells the message member "message" on most shapes and "Message" on
+// ResourceNotFound and ServiceException; MarshalError picks the right one.
+type ErrorBody struct {
+	Type    string `json:"Type"`
+	Message string `json:"message,omitempty"`
+	Msg     string `json:"Message,omitempty"`
+	Reason  string `json:"Reason,omitempty"`
+}
+
+// Text returns whichever message member is set.
+func (e ErrorBody) Text() string {
+	if e.Message != "" {
+		return e.Message
+	}
+	return e.Msg
+}
+
+// SyntheticConfig is coldstart's extension to CreateFunction for the
+// synthetic runtime. Durations are Go duration strings or distributions
+// ("80ms", "uniform:50ms:150ms", "normal:100ms:20ms", "lognormal:100ms:0.5").
+type SyntheticConfig struct {
+	Duration      string `json:"Duration,omitempty"`      // handler duration
+	ColdStart     string `json:"ColdStart,omitempty"`     // whole cold start, split over the phases
+	SandboxCreate string `json:"SandboxCreate,omitempty"` // phase 1
+	RuntimeInit   string `json:"RuntimeInit,omitempty"`   // phase 2
+	FunctionInit  string `json:"FunctionInit,omitempty"`  // phase 3
+	Profile       string `json:"Profile,omitempty"`       // runtime whose measured defaults to use (python3.12, java21, go, ...)
+	KeepAlive     string `json:"KeepAlive,omitempty"`     // keep-alive TTL of idle sandboxes; default: the cluster's
+}
+
+// CreateFunctionInput is the CreateFunction request body (the subset used).
+type CreateFunctionInput struct {
+	FunctionName string           `json:"FunctionName"`
+	Runtime      string           `json:"Runtime"` // "synthetic"
+	MemorySize   int              `json:"MemorySize,omitempty"`
+	Timeout      int              `json:"Timeout,omitempty"` // seconds
+	Coldstart    *SyntheticConfig `json:"Coldstart,omitempty"`
+}
+
+// FunctionConfiguration is Lambda's FunctionConfiguration (the subset used).
+type FunctionConfiguration struct {
+	FunctionName string           `json:"FunctionName"`
+	FunctionArn  string           `json:"FunctionArn"`
+	Runtime      string           `json:"Runtime"`
+	MemorySize   int              `json:"MemorySize"`
+	Timeout      int              `json:"Timeout"`
+	Version      string           `json:"Version"`
+	LastModified string           `json:"LastModified"`
+	State        string           `json:"State"`
+	Coldstart    *SyntheticConfig `json:"Coldstart,omitempty"`
+}
+
+// Concurrency is the body of Put/GetFunctionConcurrency.
+type Concurrency struct {
+	ReservedConcurrentExecutions *int `json:"ReservedConcurrentExecutions,omitempty"`
+}
+
+// GetFunctionOutput is the GetFunction response.
+type GetFunctionOutput struct {
+	Configuration FunctionConfiguration `json:"Configuration"`
+	Concurrency   *Concurrency          `json:"Concurrency,omitempty"`
+}
+
+// ListFunctionsOutput is the ListFunctions response.
+type ListFunctionsOutput struct {
+	Functions []FunctionConfiguration `json:"Functions"`
+}
+
+// AccountLimit / AccountUsage / AccountSettings mirror GetAccountSettings.
+type AccountLimit struct {
+	ConcurrentExecutions           int `json:"ConcurrentExecutions"`
+	UnreservedConcurrentExecutions int `json:"UnreservedConcurrentExecutions"`
+}
+type AccountUsage struct {
+	FunctionCount int `json:"FunctionCount"`
+}
+type AccountSettings struct {
+	AccountLimit AccountLimit `json:"AccountLimit"`
+	AccountUsage AccountUsage `json:"AccountUsage"`
+}
+
+// SetLimitInput is the body of PUT /coldstart/v1/account/limit.
+type SetLimitInput struct {
+	ConcurrentExecutions int `json:"ConcurrentExecutions"`
+}
+
+// Record is one finished invocation, as workers publish it. StartNs/EndNs are
+// Unix nanoseconds of the handler's run (after any cold start).
+type Record struct {
+	RequestID  string  `json:"request_id"`
+	Account    string  `json:"account"`
+	Function   string  `json:"function"`
+	Version    string  `json:"version"`
+	Sandbox    string  `json:"sandbox"`
+	Worker     string  `json:"worker"`
+	ReceivedNs int64   `json:"received_ns"` // when the worker took the request
+	StartNs    int64   `json:"start_ns"`
+	EndNs      int64   `json:"end_ns"`
+	Cold       bool    `json:"cold"`
+	InitMs     float64 `json:"init_ms"`
+	DurationMs float64 `json:"duration_ms"`
+	BilledMs   int64   `json:"billed_ms"`
+	MemoryMB   int     `json:"memory_mb"`
+	GBs        float64 `json:"gb_s"`
+	Outcome    string  `json:"outcome"` // ok | function_error | timeout
+}
+
+// Outcomes of a Record.
+const (
+	OutcomeOK      = "ok"
+	OutcomeError   = "function_error"
+	OutcomeTimeout = "timeout"
+)
+
+// Node is one cluster member in a Status.
+type Node struct {
+	ID     string `json:"id"`
+	Role   string `json:"role"` // placement | gateway | worker
+	Addr   string `json:"addr"`
+	State  string `json:"state"` // alive | suspect | dead | leader | follower | candidate
+	Detail string `json:"detail,omitempty"`
+}
+
+// FunctionStatus is one function's line in a Status.
+type FunctionStatus struct {
+	Account   string `json:"account"`
+	Name      string `json:"name"`
+	Sandboxes int    `json:"sandboxes"`
+	Idle      int    `json:"idle"`
+	InFlight  int    `json:"in_flight"`
+	Reserved  *int   `json:"reserved,omitempty"`
+}
+
+// AccountStatus is one account's line in a Status.
+type AccountStatus struct {
+	Account   string `json:"account"`
+	Limit     int    `json:"limit"`
+	Sandboxes int    `json:"sandboxes"`
+	InFlight  int    `json:"in_flight"`
+}
+
+// Status is GET /coldstart/v1/status.
+type Status struct {
+	Leader    string           `json:"leader"`
+	Nodes     []Node           `json:"nodes"`
+	Accounts  []AccountStatus  `json:"accounts"`
+	Functions []FunctionStatus `json:"functions"`
+}

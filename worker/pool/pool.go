@@ -1,0 +1,305 @@
+// Package pool is the sandbox pool policy shared by workers and the
+// simulator: which warm sandbox serves the next invocation, when an idle
+// sandbox is evicted (keep-alive TTL), and which idle sandbox is least
+// recently used. It holds no locks and reads no clock: callers pass "now" as
+// a time.Duration since any fixed epoch (wall time on a worker, virtual time
+// in the simulator).
+package pool
+
+import (
+	"container/heap"
+	"time"
+)
+
+// Key identifies sandboxes that are interchangeable for an invocation.
+type Key struct {
+	Account  string
+	Function string
+	Version  string
+	Digest   string // code digest; empty for synthetic functions
+}
+
+// Reuse is the order in which idle sandboxes are reused.
+type Reuse int
+
+const (
+	// ReuseOldest reuses the oldest-created idle sandbox (the seed model's
+	// free[0]); the newest sandboxes then idle out first after a burst.
+	ReuseOldest Reuse = iota
+	// ReuseMostRecent reuses the most recently released sandbox.
+	ReuseMostRecent
+)
+
+// Forever is the TTL of a sandbox that is never evicted (provisioned).
+const Forever time.Duration = 1<<63 - 1
+
+// Sandbox is one execution environment in a pool.
+type Sandbox struct {
+	ID          string
+	Key         Key
+	Seq         uint64 // creation order within the pool
+	Created     time.Duration
+	LastUsed    time.Duration // end of its last invocation
+	TTL         time.Duration // idle time after which it is evicted
+	Busy        bool
+	Provisioned bool
+	Value       any // the owner's runtime state
+
+	idleIdx int // index in its key's idle heap, -1 when busy
+	expIdx  int // index in the pool's expiry heap, -1 when busy
+}
+
+// Expires is the time at which an idle sandbox is evicted.
+func (s *Sandbox) Expires() time.Duration {
+	if s.TTL == Forever || s.LastUsed > Forever-s.TTL {
+		return Forever
+	}
+	return s.LastUsed + s.TTL
+}
+
+// Config configures a Pool.
+type Config struct {
+	Reuse Reuse
+	TTL   time.Duration // default keep-alive for sandboxes added with ttl 0
+}
+
+// Pool holds every sandbox of one worker (or one simulated platform).
+type Pool struct {
+	cfg    Config
+	seq    uint64
+	keys   map[Key]*keyPool
+	byID   map[string]*Sandbox
+	expiry expHeap
+	idle   int
+	busy   int
+}
+
+type keyPool struct {
+	idle  idleHeap
+	total int
+}
+
+// New returns an empty pool.
+func New(cfg Config) *Pool {
+	return &Pool{cfg: cfg, keys: map[Key]*keyPool{}, byID: map[string]*Sandbox{}}
+}
+
+// DefaultTTL returns the pool's default keep-alive.
+func (p *Pool) DefaultTTL() time.Duration { return p.cfg.TTL }
+
+func (p *Pool) key(k Key) *keyPool {
+	kp := p.keys[k]
+	if kp == nil {
+		kp = &keyPool{idle: idleHeap{reuse: p.cfg.Reuse}}
+		p.keys[k] = kp
+	}
+	return kp
+}
+
+// Add registers a new sandbox, busy with the invocation that caused its cold
+// start. ttl 0 means the pool default.
+func (p *Pool) Add(id string, k Key, now, ttl time.Duration) *Sandbox {
+	if ttl == 0 {
+		ttl = p.cfg.TTL
+	}
+	p.seq++
+	s := &Sandbox{ID: id, Key: k, Seq: p.seq, Created: now, LastUsed: now, TTL: ttl, Busy: true, idleIdx: -1, expIdx: -1}
+	p.key(k).total++
+	p.byID[id] = s
+	p.busy++
+	return s
+}
+
+// AddIdle registers a new sandbox that is ready and idle (provisioned
+// concurrency pre-warms sandboxes this way).
+func (p *Pool) AddIdle(id string, k Key, now, ttl time.Duration, provisioned bool) *Sandbox {
+	s := p.Add(id, k, now, ttl)
+	s.Provisioned = provisioned
+	p.Release(s, now)
+	return s
+}
+
+// Get returns a sandbox by id.
+func (p *Pool) Get(id string) *Sandbox { return p.byID[id] }
+
+// Acquire marks an idle sandbox of k busy and returns it, or nil when none is
+// idle. Provisioned sandboxes are preferred, then the Reuse order.
+func (p *Pool) Acquire(k Key) *Sandbox {
+	kp := p.keys[k]
+	if kp == nil || kp.idle.Len() == 0 {
+		return nil
+	}
+	s := heap.Pop(&kp.idle).(*Sandbox)
+	heap.Remove(&p.expiry, s.expIdx)
+	s.Busy = true
+	p.idle--
+	p.busy++
+	return s
+}
+
+// Release marks a busy sandbox idle at now.
+func (p *Pool) Release(s *Sandbox, now time.Duration) {
+	if !s.Busy || p.byID[s.ID] != s {
+		return
+	}
+	s.Busy = false
+	s.LastUsed = now
+	heap.Push(&p.keys[s.Key].idle, s)
+	heap.Push(&p.expiry, s)
+	p.busy--
+	p.idle++
+}
+
+// Remove takes a sandbox out of the pool, busy or idle.
+func (p *Pool) Remove(s *Sandbox) bool {
+	if p.byID[s.ID] != s {
+		return false
+	}
+	kp := p.keys[s.Key]
+	if s.Busy {
+		p.busy--
+	} else {
+		heap.Remove(&kp.idle, s.idleIdx)
+		heap.Remove(&p.expiry, s.expIdx)
+		p.idle--
+	}
+	delete(p.byID, s.ID)
+	kp.total--
+	if kp.total == 0 {
+		delete(p.keys, s.Key)
+	}
+	return true
+}
+
+// Expire removes every idle sandbox whose keep-alive has run out at now
+// (now - LastUsed >= TTL) and calls fn for each, oldest deadline first.
+func (p *Pool) Expire(now time.Duration, fn func(*Sandbox)) int {
+	n := 0
+	for p.expiry.Len() > 0 {
+		s := p.expiry.s[0]
+		if s.Expires() > now {
+			break
+		}
+		p.Remove(s)
+		n++
+		if fn != nil {
+			fn(s)
+		}
+	}
+	return n
+}
+
+// NextExpiry returns the earliest time an idle sandbox will be evicted.
+func (p *Pool) NextExpiry() (time.Duration, bool) {
+	if p.expiry.Len() == 0 || p.expiry.s[0].Expires() == Forever {
+		return 0, false
+	}
+	return p.expiry.s[0].Expires(), true
+}
+
+// LeastRecentlyUsed returns the idle sandbox with the oldest LastUsed among
+// those match accepts (ties by id), or nil. Provisioned sandboxes are never
+// candidates: they are paid for and must stay.
+func (p *Pool) LeastRecentlyUsed(match func(Key) bool) *Sandbox {
+	var best *Sandbox
+	for k, kp := range p.keys {
+		if kp.idle.Len() == 0 || !match(k) {
+			continue
+		}
+		for _, s := range kp.idle.s {
+			if s.Provisioned {
+				continue
+			}
+			if best == nil || s.LastUsed < best.LastUsed || (s.LastUsed == best.LastUsed && s.ID < best.ID) {
+				best = s
+			}
+		}
+	}
+	return best
+}
+
+// Counts returns the idle and total sandboxes of k.
+func (p *Pool) Counts(k Key) (idle, total int) {
+	kp := p.keys[k]
+	if kp == nil {
+		return 0, 0
+	}
+	return kp.idle.Len(), kp.total
+}
+
+// Idle is the number of idle sandboxes; Busy the number running.
+func (p *Pool) Idle() int { return p.idle }
+func (p *Pool) Busy() int { return p.busy }
+func (p *Pool) Len() int  { return p.idle + p.busy }
+
+// Keys calls fn for every key with at least one sandbox.
+func (p *Pool) Keys(fn func(k Key, idle, total int)) {
+	for k, kp := range p.keys {
+		fn(k, kp.idle.Len(), kp.total)
+	}
+}
+
+// Each calls fn for every sandbox.
+func (p *Pool) Each(fn func(*Sandbox)) {
+	for _, s := range p.byID {
+		fn(s)
+	}
+}
+
+// idleHeap orders a key's idle sandboxes for reuse.
+type idleHeap struct {
+	s     []*Sandbox
+	reuse Reuse
+}
+
+func (h idleHeap) Len() int { return len(h.s) }
+func (h idleHeap) Less(i, j int) bool {
+	a, b := h.s[i], h.s[j]
+	if a.Provisioned != b.Provisioned {
+		return a.Provisioned
+	}
+	if h.reuse == ReuseMostRecent && a.LastUsed != b.LastUsed {
+		return a.LastUsed > b.LastUsed
+	}
+	return a.Seq < b.Seq
+}
+func (h idleHeap) Swap(i, j int) {
+	h.s[i], h.s[j] = h.s[j], h.s[i]
+	h.s[i].idleIdx = i
+	h.s[j].idleIdx = j
+}
+func (h *idleHeap) Push(x any) { s := x.(*Sandbox); s.idleIdx = len(h.s); h.s = append(h.s, s) }
+func (h *idleHeap) Pop() any {
+	old := h.s
+	s := old[len(old)-1]
+	old[len(old)-1] = nil
+	h.s = old[:len(old)-1]
+	s.idleIdx = -1
+	return s
+}
+
+// expHeap orders idle sandboxes by eviction deadline.
+type expHeap struct{ s []*Sandbox }
+
+func (h expHeap) Len() int { return len(h.s) }
+func (h expHeap) Less(i, j int) bool {
+	a, b := h.s[i].Expires(), h.s[j].Expires()
+	if a != b {
+		return a < b
+	}
+	return h.s[i].Seq < h.s[j].Seq
+}
+func (h expHeap) Swap(i, j int) {
+	h.s[i], h.s[j] = h.s[j], h.s[i]
+	h.s[i].expIdx = i
+	h.s[j].expIdx = j
+}
+func (h *expHeap) Push(x any) { s := x.(*Sandbox); s.expIdx = len(h.s); h.s = append(h.s, s) }
+func (h *expHeap) Pop() any {
+	old := h.s
+	s := old[len(old)-1]
+	old[len(old)-1] = nil
+	h.s = old[:len(old)-1]
+	s.expIdx = -1
+	return s
+}
