@@ -1,0 +1,211 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/coldstart-dev/coldstart/internal/api"
+	"github.com/coldstart-dev/coldstart/placement"
+	"github.com/coldstart-dev/coldstart/quota"
+	"github.com/coldstart-dev/coldstart/worker"
+	"github.com/coldstart-dev/coldstart/worker/pool"
+)
+
+// MaxSyncPayload is Lambda's 6 MB synchronous request limit.
+const MaxSyncPayload = 6 * 1024 * 1024
+
+func (g *Gateway) handleInvoke(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	reqID := newRequestID()
+	w.Header().Set(api.HeaderRequestID, reqID)
+	ref, err := ParseFunctionName(r.PathValue("name"), r.URL.Query().Get("Qualifier"))
+	if err != nil {
+		writeError(w, errInvalidParam(err.Error()))
+		return
+	}
+	acct := g.account(r)
+	if ref.Account != "" && ref.Account != acct {
+		// Another account's function answers exactly like a missing one.
+		writeError(w, errNotFound("Function not found: arn:aws:lambda:us-east-1:"+ref.Account+":function:"+ref.Name))
+		return
+	}
+	switch r.Header.Get(api.HeaderInvocationType) {
+	case "", "RequestResponse", "DryRun":
+	case "Event":
+		writeError(w, errInvalidParam("asynchronous invocation (Event) is not enabled on this cluster"))
+		return
+	default:
+		writeError(w, errInvalidParam("1 validation error detected: Value '"+clip(r.Header.Get(api.HeaderInvocationType))+"' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]"))
+		return
+	}
+	version := LatestVersion
+	if ref.Qualifier != "" && ref.Qualifier != LatestVersion {
+		writeError(w, errNotFound("Function not found: arn:aws:lambda:us-east-1:"+acct+":function:"+ref.Name+":"+ref.Qualifier))
+		return
+	}
+	e := g.lookup(r.Context(), acct, ref.Name)
+	if e == nil {
+		writeError(w, errNotFound("Function not found: arn:aws:lambda:us-east-1:"+acct+":function:"+ref.Name))
+		return
+	}
+	if r.Header.Get(api.HeaderInvocationType) == "DryRun" {
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	if r.ContentLength > MaxSyncPayload {
+		writeError(w, errTooLarge("Request must be smaller than 6291456 bytes for the InvokeFunction operation"))
+		return
+	}
+	payload, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxSyncPayload))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			writeError(w, errTooLarge("Request must be smaller than 6291456 bytes for the InvokeFunction operation"))
+			return
+		}
+		writeError(w, errInvalidContent("could not read the request body: "+err.Error()))
+		return
+	}
+	msg := &nats.Msg{Data: payload, Header: nats.Header{}}
+	h := msg.Header
+	h.Set(worker.HdrRequestID, reqID)
+	h.Set(worker.HdrAccount, acct)
+	h.Set(worker.HdrFunction, ref.Name)
+	h.Set(worker.HdrVersion, version)
+	h.Set(worker.HdrSpec, e.spec)
+	if r.Header.Get(api.HeaderLogType) == "Tail" {
+		h.Set(worker.HdrLogTail, "tail")
+	}
+	// The worker enforces the function timeout; the gateway waits a little
+	// longer so the worker's Sandbox.Timedout answer arrives first.
+	wait := time.Duration(e.fn.TimeoutMs)*time.Millisecond + 15*time.Second
+	ctx, cancel := context.WithTimeout(r.Context(), wait)
+	defer cancel()
+
+	reply, lerr := g.route(ctx, msg, pool.Key{Account: acct, Function: ref.Name, Version: version})
+	if lerr != nil {
+		if lerr.Status == http.StatusTooManyRequests {
+			g.m.throttles.Inc()
+		}
+		writeError(w, lerr)
+		return
+	}
+	g.writeInvokeReply(w, reply, version)
+	g.m.latency.Observe(time.Since(start).Seconds())
+}
+
+// route sends the invocation to an idle warm sandbox if any worker has one,
+// else asks placement for a new sandbox and cold-starts it.
+func (g *Gateway) route(ctx context.Context, msg *nats.Msg, k pool.Key) (*nats.Msg, *lambdaError) {
+	msg.Subject = worker.WarmSubject(k)
+	for i := 0; i < g.cfg.WarmAttempts; i++ {
+		reply, err := g.nc.RequestMsgWithContext(ctx, msg)
+		if errors.Is(err, nats.ErrNoResponders) {
+			break // nobody holds an idle sandbox of this version
+		}
+		if err != nil {
+			return nil, errService("invocation failed in transit: " + err.Error())
+		}
+		switch reply.Header.Get(worker.HdrStatus) {
+		case worker.StatusBusy:
+			g.m.busy.Inc()
+			continue
+		case worker.StatusOK:
+			g.m.warm.Inc()
+			return reply, nil
+		default:
+			return nil, workerError(reply)
+		}
+	}
+	return g.cold(ctx, msg, k)
+}
+
+func (g *Gateway) cold(ctx context.Context, msg *nats.Msg, k pool.Key) (*nats.Msg, *lambdaError) {
+	id := "sb-" + newRequestID()
+	pctx, cancel := context.WithTimeout(ctx, 900*time.Millisecond)
+	resp, err := g.pl.Do(pctx, placement.Request{Op: placement.OpCreateSandbox, Sandbox: &placement.CreateSandbox{ID: id, Account: k.Account, Function: k.Function, Version: k.Version}})
+	cancel()
+	if err != nil {
+		if errors.Is(err, placement.ErrUnavailable) {
+			g.m.placementFail.Inc()
+			return nil, errService("Cold start refused: the placement service is unavailable (no Raft quorum). Warm sandboxes keep serving. " + err.Error())
+		}
+		return nil, placementError(err)
+	}
+	gr := resp.Grant
+	switch {
+	case gr == nil:
+		return nil, errService("placement returned no grant")
+	case gr.Reason != quota.ReasonNone:
+		return nil, errThrottle(string(gr.Reason))
+	case gr.Err != "":
+		if gr.Err == placement.ErrNotFound.Error() {
+			g.cache.drop(k.Account, k.Function, 0)
+			return nil, errNotFound("Function not found: arn:aws:lambda:us-east-1:" + k.Account + ":function:" + k.Function)
+		}
+		return nil, errService("no worker can host a new sandbox: " + gr.Err)
+	case gr.Sandbox == nil:
+		return nil, errService("placement returned an empty grant")
+	}
+	msg.Subject = worker.InvokeSubject(gr.Sandbox.Worker)
+	msg.Header.Set(worker.HdrSandbox, gr.Sandbox.ID)
+	reply, err := g.nc.RequestMsgWithContext(ctx, msg)
+	if errors.Is(err, nats.ErrNoResponders) {
+		// The worker is gone; membership will release the grant.
+		return nil, errService("the worker chosen for the sandbox (" + gr.Sandbox.Worker + ") is not reachable")
+	}
+	if err != nil {
+		return nil, errService("invocation failed in transit: " + err.Error())
+	}
+	if reply.Header.Get(worker.HdrStatus) != worker.StatusOK {
+		return nil, workerError(reply)
+	}
+	g.m.cold.Inc()
+	return reply, nil
+}
+
+func workerError(reply *nats.Msg) *lambdaError {
+	t := reply.Header.Get(worker.HdrErrorType)
+	if t == "" {
+		t = "ServiceException"
+	}
+	return &lambdaError{statusOf(t), t, reply.Header.Get(worker.HdrError), ""}
+}
+
+func (g *Gateway) writeInvokeReply(w http.ResponseWriter, reply *nats.Msg, version string) {
+	g.m.invocations.Inc()
+	h := w.Header()
+	rh := reply.Header
+	h.Set(api.HeaderExecutedVersion, version)
+	h.Set("Content-Type", "application/json")
+	if fe := rh.Get(worker.HdrFuncError); fe != "" {
+		h.Set(api.HeaderFunctionError, fe)
+		g.m.errors.Inc()
+	}
+	if lt := rh.Get(worker.HdrLogTail); lt != "" {
+		h.Set(api.HeaderLogResult, lt)
+	}
+	h.Set(api.HeaderCold, rh.Get(worker.HdrCold))
+	h.Set(api.HeaderInitMs, rh.Get(worker.HdrInitMs))
+	h.Set(api.HeaderDurationMs, rh.Get(worker.HdrDurMs))
+	h.Set(api.HeaderBilledMs, rh.Get(worker.HdrBilledMs))
+	h.Set(api.HeaderSandbox, rh.Get(worker.HdrSandbox))
+	h.Set(api.HeaderWorker, rh.Get(worker.HdrWorker))
+	w.WriteHeader(http.StatusOK)
+	w.Write(reply.Data)
+}
+
+// lookup finds a function in the cache, reading placement once on a miss
+// (a function created through another gateway a moment ago).
+func (g *Gateway) lookup(ctx context.Context, account, name string) *fnEntry {
+	if e := g.cache.get(account, name); e != nil {
+		return e
+	}
+	g.refreshFresh()
+	return g.cache.get(account, name)
+}

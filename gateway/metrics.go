@@ -1,0 +1,39 @@
+package gateway
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+type metrics struct {
+	invocations, throttles, errors, cold, warm, busy, placementFail prometheus.Counter
+	latency                                                         prometheus.Histogram
+}
+
+func newMetrics(reg prometheus.Registerer, node string) *metrics {
+	l := prometheus.Labels{"node": node}
+	c := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "coldstart", Subsystem: "gateway", Name: name, Help: help, ConstLabels: l})
+	}
+	m := &metrics{
+		invocations:   c("invocations_total", "Invocations that ran (Lambda: Invocations)."),
+		throttles:     c("throttles_total", "429 answers (Lambda: Throttles)."),
+		errors:        c("errors_total", "Function errors (Lambda: Errors)."),
+		cold:          c("cold_starts_total", "Invocations served by a new sandbox."),
+		warm:          c("warm_starts_total", "Invocations served by a warm sandbox."),
+		busy:          c("warm_busy_total", "Warm attempts answered busy by a worker."),
+		placementFail: c("placement_unavailable_total", "Cold starts refused because placement had no quorum."),
+		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "coldstart", Subsystem: "gateway", Name: "invoke_latency_seconds", Help: "Invoke latency at the gateway.", ConstLabels: l,
+			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}),
+	}
+	for _, col := range []prometheus.Collector{m.invocations, m.throttles, m.errors, m.cold, m.warm, m.busy, m.placementFail, m.latency} {
+		_ = reg.Register(col)
+	}
+	return m
+}
+
+func metricsHandler(g prometheus.Gatherer) http.Handler {
+	return promhttp.HandlerFor(g, promhttp.HandlerOpts{})
+}

@@ -1,0 +1,256 @@
+// Package roles assembles a node of each role from its parts (NATS
+// connection, membership, the role's component). `coldstart up`, the
+// per-role commands and internal/testcluster all start nodes through it, so
+// the embedded cluster runs the same code paths as separate processes.
+package roles
+
+import (
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/coldstart-dev/coldstart/gateway"
+	"github.com/coldstart-dev/coldstart/internal/api"
+	"github.com/coldstart-dev/coldstart/internal/membership"
+	"github.com/coldstart-dev/coldstart/internal/natsutil"
+	"github.com/coldstart-dev/coldstart/placement"
+	"github.com/coldstart-dev/coldstart/quota"
+	"github.com/coldstart-dev/coldstart/worker"
+	"github.com/coldstart-dev/coldstart/worker/pool"
+)
+
+// Common is what every node needs.
+type Common struct {
+	ID         string
+	NATSURL    string
+	GossipAddr string   // memberlist bind host:port
+	Seeds      []string // memberlist seeds
+	Timing     membership.Timing
+	Registry   *prometheus.Registry
+	Logger     *slog.Logger
+}
+
+// Node is a started node of any role.
+type Node struct {
+	ID      string
+	Role    string
+	NC      *nats.Conn
+	Members *membership.List
+
+	Placement *placement.Node
+	Worker    *worker.Node
+	Gateway   *gateway.Gateway
+
+	obs  *observerMux
+	once sync.Once
+}
+
+func connect(c Common, role string) (*nats.Conn, error) {
+	return natsutil.Connect(c.NATSURL, role+"-"+c.ID)
+}
+
+// PlacementOptions configures a placement node.
+type PlacementOptions struct {
+	Common
+	RaftAddr     string
+	DataDir      string
+	Peers        []placement.Peer
+	Raft         placement.Timing
+	Rate         quota.Rate
+	DefaultLimit int
+	Grace        time.Duration
+}
+
+// StartPlacement starts a placement node.
+func StartPlacement(o PlacementOptions) (*Node, error) {
+	nc, err := connect(o.Common, membership.RolePlacement)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{ID: o.ID, Role: membership.RolePlacement, NC: nc, obs: &observerMux{}}
+	ml, err := membership.Join(membership.Config{Meta: membership.Meta{ID: o.ID, Role: membership.RolePlacement, Addr: o.RaftAddr}, BindAddr: o.GossipAddr, Seeds: o.Seeds, Timing: o.Timing, Observer: n.obs})
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	n.Members = ml
+	pn, err := placement.Start(placement.Config{ID: o.ID, RaftAddr: o.RaftAddr, DataDir: o.DataDir, Peers: o.Peers, Timing: o.Raft, NATS: nc, Rate: o.Rate, DefaultLimit: o.DefaultLimit, Grace: o.Grace, Members: ml, Logger: o.Logger})
+	if err != nil {
+		ml.Kill()
+		nc.Close()
+		return nil, err
+	}
+	n.Placement = pn
+	n.obs.set(pn)
+	return n, nil
+}
+
+// WorkerOptions configures a worker.
+type WorkerOptions struct {
+	Common
+	Capacity       int
+	MemoryMB       int
+	KeepAlive      time.Duration
+	Reuse          pool.Reuse
+	ReconcileEvery time.Duration
+	TimeScale      float64
+	LogInvocations bool
+}
+
+// StartWorker starts a worker.
+func StartWorker(o WorkerOptions) (*Node, error) {
+	nc, err := connect(o.Common, membership.RoleWorker)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{ID: o.ID, Role: membership.RoleWorker, NC: nc}
+	var reg prometheus.Registerer
+	if o.Registry != nil {
+		reg = o.Registry
+	}
+	wn, err := worker.Start(worker.Config{ID: o.ID, NATS: nc, Placement: placement.NewClient(nc, time.Second), Capacity: o.Capacity, MemoryMB: o.MemoryMB, KeepAlive: o.KeepAlive, Reuse: o.Reuse, ReconcileEvery: o.ReconcileEvery, TimeScale: o.TimeScale, Registry: reg, Logger: o.Logger, LogInvocations: o.LogInvocations})
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	n.Worker = wn
+	// Join membership last: placement registers the worker as soon as it
+	// sees it, and it must already answer on its subjects.
+	ml, err := membership.Join(membership.Config{Meta: membership.Meta{ID: o.ID, Role: membership.RoleWorker, Capacity: o.Capacity, MemoryMB: o.MemoryMB}, BindAddr: o.GossipAddr, Seeds: o.Seeds, Timing: o.Timing})
+	if err != nil {
+		wn.Stop()
+		nc.Close()
+		return nil, err
+	}
+	n.Members = ml
+	return n, nil
+}
+
+// GatewayOptions configures a gateway.
+type GatewayOptions struct {
+	Common
+	Listen   string
+	Gatherer prometheus.Gatherer
+}
+
+// StartGateway starts a gateway.
+func StartGateway(o GatewayOptions) (*Node, error) {
+	nc, err := connect(o.Common, membership.RoleGateway)
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{ID: o.ID, Role: membership.RoleGateway, NC: nc}
+	ml, err := membership.Join(membership.Config{Meta: membership.Meta{ID: o.ID, Role: membership.RoleGateway, Addr: o.Listen}, BindAddr: o.GossipAddr, Seeds: o.Seeds, Timing: o.Timing})
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	n.Members = ml
+	gw, err := gateway.Start(gateway.Config{ID: o.ID, Listen: o.Listen, NATS: nc, Placement: placement.NewClient(nc, 900*time.Millisecond), Members: memberView{ml}, Registry: o.Registry, Gatherer: o.Gatherer, Logger: o.Logger})
+	if err != nil {
+		ml.Kill()
+		nc.Close()
+		return nil, err
+	}
+	n.Gateway = gw
+	return n, nil
+}
+
+// Stop shuts the node down gracefully (it leaves membership).
+func (n *Node) Stop() { n.stop(true) }
+
+// Kill stops the node as a crash would: no goodbye to membership, its NATS
+// connection dropped, its in-flight work abandoned.
+func (n *Node) Kill() { n.stop(false) }
+
+func (n *Node) stop(graceful bool) {
+	n.once.Do(func() {
+		if n.Members != nil {
+			if graceful {
+				n.Members.Leave()
+			} else {
+				n.Members.Kill()
+			}
+		}
+		if n.Gateway != nil {
+			n.Gateway.Stop()
+		}
+		if !graceful {
+			n.NC.Close() // subscriptions vanish at once, as in a crash
+		}
+		if n.Worker != nil {
+			n.Worker.Stop()
+		}
+		if n.Placement != nil {
+			n.Placement.Shutdown()
+		}
+		if graceful {
+			n.NC.Drain()
+		}
+	})
+}
+
+// observerMux forwards membership events to placement once it exists
+// (membership starts first so that placement can read members at start).
+type observerMux struct {
+	mu sync.Mutex
+	o  membership.Observer
+}
+
+func (m *observerMux) set(o membership.Observer) { m.mu.Lock(); m.o = o; m.mu.Unlock() }
+func (m *observerMux) get() membership.Observer {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.o
+}
+func (m *observerMux) MemberJoin(x membership.Member) {
+	if o := m.get(); o != nil {
+		o.MemberJoin(x)
+	}
+}
+func (m *observerMux) MemberLeave(x membership.Member) {
+	if o := m.get(); o != nil {
+		o.MemberLeave(x)
+	}
+}
+
+// memberView renders membership for the gateway's status page.
+type memberView struct{ l *membership.List }
+
+func (v memberView) Nodes() []api.Node {
+	var out []api.Node
+	seen := map[string]bool{}
+	for _, m := range v.l.Members() {
+		seen[m.ID] = true
+		out = append(out, api.Node{ID: m.ID, Role: m.Role, Addr: m.Gossip, State: "alive", Detail: detail(m)})
+	}
+	for _, m := range v.l.Dead() {
+		if !seen[m.ID] {
+			out = append(out, api.Node{ID: m.ID, Role: m.Role, Addr: m.Gossip, State: "dead"})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Role != out[j].Role {
+			return out[i].Role < out[j].Role
+		}
+		return out[i].ID < out[j].ID
+	})
+	return out
+}
+
+func detail(m membership.Member) string {
+	switch m.Role {
+	case membership.RoleWorker:
+		return fmt.Sprintf("capacity %d sandboxes", m.Capacity)
+	case membership.RolePlacement:
+		return "raft " + m.Addr
+	case membership.RoleGateway:
+		return "http " + m.Addr
+	}
+	return ""
+}

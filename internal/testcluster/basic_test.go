@@ -1,0 +1,91 @@
+package testcluster_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/coldstart-dev/coldstart/internal/api"
+	"github.com/coldstart-dev/coldstart/internal/testcluster"
+)
+
+type invokeResult struct {
+	Status    int
+	ErrorType string
+	Body      api.ErrorBody
+	Payload   []byte
+	Cold      bool
+	Worker    string
+	Sandbox   string
+	Latency   time.Duration
+}
+
+func invoke(t testing.TB, url, fn string, payload string) invokeResult {
+	start := time.Now()
+	resp, err := http.Post(url+"/2015-03-31/functions/"+fn+"/invocations", "application/octet-stream", bytes.NewBufferString(payload))
+	if err != nil {
+		t.Fatalf("invoke: %v", err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	r := invokeResult{Status: resp.StatusCode, ErrorType: resp.Header.Get(api.HeaderErrorType), Payload: b, Cold: resp.Header.Get(api.HeaderCold) == "true", Worker: resp.Header.Get(api.HeaderWorker), Sandbox: resp.Header.Get(api.HeaderSandbox), Latency: time.Since(start)}
+	if resp.StatusCode >= 300 {
+		json.Unmarshal(b, &r.Body)
+	}
+	return r
+}
+
+func createFunction(t testing.TB, url string, in api.CreateFunctionInput) {
+	t.Helper()
+	b, _ := json.Marshal(in)
+	resp, err := http.Post(url+"/2015-03-31/functions", "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		body, _ := io.ReadAll(resp.Body)
+		t.Fatalf("create %s: %d %s", in.FunctionName, resp.StatusCode, body)
+	}
+}
+
+func put(t testing.TB, url, path string, v any) (int, []byte) {
+	t.Helper()
+	b, _ := json.Marshal(v)
+	req, _ := http.NewRequest(http.MethodPut, url+path, bytes.NewReader(b))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, body
+}
+
+func synthetic(name string, dur, cold string) api.CreateFunctionInput {
+	return api.CreateFunctionInput{FunctionName: name, Runtime: "synthetic", MemorySize: 512, Timeout: 30, Coldstart: &api.SyntheticConfig{Duration: dur, ColdStart: cold}}
+}
+
+func TestColdThenWarm(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{Gateways: 2, Workers: 3})
+	createFunction(t, c.GatewayURL(0), synthetic("hello", "5ms", "30ms"))
+	first := invoke(t, c.GatewayURL(0), "hello", `{"x":1}`)
+	if first.Status != 200 || !first.Cold {
+		t.Fatalf("first invoke: status %d cold %v body %s", first.Status, first.Cold, first.Payload)
+	}
+	if string(first.Payload) != `{"x":1}` {
+		t.Fatalf("synthetic handler should echo its event, got %s", first.Payload)
+	}
+	// The second gateway reuses the same warm sandbox: routing is cluster-wide.
+	second := invoke(t, c.GatewayURL(1), "hello", `{}`)
+	if second.Status != 200 || second.Cold || second.Sandbox != first.Sandbox {
+		t.Fatalf("second invoke: status %d cold %v sandbox %q want warm on %q", second.Status, second.Cold, second.Sandbox, first.Sandbox)
+	}
+	missing := invoke(t, c.GatewayURL(0), "nope", `{}`)
+	if missing.Status != 404 || missing.ErrorType != "ResourceNotFoundException" {
+		t.Fatalf("missing function: %d %s", missing.Status, missing.ErrorType)
+	}
+}

@@ -1,0 +1,381 @@
+// Package testcluster runs a whole coldstart cluster in one test process:
+// an embedded NATS server, N placement nodes (Raft over loopback TCP, boltdb
+// on t.TempDir), gateways and workers, each with its own NATS connection and
+// memberlist member on random loopback ports, with tightened timings. Drills
+// are ordinary Go tests on top of it.
+package testcluster
+
+import (
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"sort"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+
+	"github.com/coldstart-dev/coldstart/internal/api"
+	"github.com/coldstart-dev/coldstart/internal/membership"
+	"github.com/coldstart-dev/coldstart/internal/natsutil"
+	"github.com/coldstart-dev/coldstart/internal/roles"
+	"github.com/coldstart-dev/coldstart/placement"
+	"github.com/coldstart-dev/coldstart/quota"
+	"github.com/coldstart-dev/coldstart/worker"
+	"github.com/coldstart-dev/coldstart/worker/pool"
+)
+
+// Options sizes and tunes a cluster.
+type Options struct {
+	Placement, Gateways, Workers int
+	Rate                         quota.Rate // default: unlimited scaling rate
+	DefaultLimit                 int
+	WorkerCapacity               int
+	KeepAlive                    time.Duration
+	Reuse                        pool.Reuse
+	TimeScale                    float64
+	ReconcileEvery               time.Duration
+	Grace                        time.Duration
+	// Verbose sends node logs to stderr.
+	Verbose bool
+}
+
+// RaftTiming and MemberTiming are the tightened timings tests use (Nomad's
+// TestServer habit): elections and dead-node detection in a few hundred ms.
+var (
+	RaftTiming   = placement.Timing{Heartbeat: 100 * time.Millisecond, Election: 100 * time.Millisecond, Lease: 50 * time.Millisecond, Commit: 5 * time.Millisecond}
+	MemberTiming = membership.Timing{ProbeInterval: 100 * time.Millisecond, ProbeTimeout: 50 * time.Millisecond, GossipInterval: 50 * time.Millisecond, SuspicionMult: 2}
+)
+
+type spec struct {
+	role string
+	p    roles.PlacementOptions
+	w    roles.WorkerOptions
+	g    roles.GatewayOptions
+}
+
+// Cluster is a running in-process cluster.
+type Cluster struct {
+	t     testing.TB
+	NATS  *server.Server
+	URL   string
+	opts  Options
+	mu    sync.Mutex
+	nodes map[string]*roles.Node
+	specs map[string]spec
+	order []string
+	seeds []string
+}
+
+// New starts a cluster and waits until placement has a leader and every
+// worker is registered. It is stopped by t.Cleanup.
+func New(t testing.TB, o Options) *Cluster {
+	t.Helper()
+	if o.Placement == 0 {
+		o.Placement = 3
+	}
+	if o.Rate == (quota.Rate{}) {
+		o.Rate = quota.Rate{Burst: 0} // unlimited unless a test sets it
+	}
+	if o.ReconcileEvery == 0 {
+		o.ReconcileEvery = 500 * time.Millisecond
+	}
+	if o.Grace == 0 {
+		o.Grace = 2 * time.Second
+	}
+	ns, err := natsutil.StartServer(natsutil.ServerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Cluster{t: t, NATS: ns, URL: natsutil.URL(ns), opts: o, nodes: map[string]*roles.Node{}, specs: map[string]spec{}}
+	t.Cleanup(c.Stop)
+	dir := t.TempDir()
+	var peers []placement.Peer
+	for i := 1; i <= o.Placement; i++ {
+		id := fmt.Sprintf("placement-%d", i)
+		raftAddr := freeAddr(t)
+		gossip := freeAddr(t)
+		peers = append(peers, placement.Peer{ID: id, Addr: raftAddr})
+		c.seeds = append(c.seeds, gossip)
+		c.specs[id] = spec{role: membership.RolePlacement, p: roles.PlacementOptions{Common: c.common(id, gossip), RaftAddr: raftAddr, DataDir: dir, Raft: RaftTiming, Rate: o.Rate, DefaultLimit: o.DefaultLimit, Grace: o.Grace}}
+		c.order = append(c.order, id)
+	}
+	for _, id := range c.order {
+		s := c.specs[id]
+		s.p.Peers = peers
+		s.p.Seeds = c.seeds
+		c.specs[id] = s
+	}
+	for i := 1; i <= o.Workers; i++ {
+		id := fmt.Sprintf("worker-%d", i)
+		c.specs[id] = spec{role: membership.RoleWorker, w: roles.WorkerOptions{Common: c.common(id, freeAddr(t)), Capacity: o.WorkerCapacity, KeepAlive: o.KeepAlive, Reuse: o.Reuse, ReconcileEvery: o.ReconcileEvery, TimeScale: o.TimeScale}}
+		c.order = append(c.order, id)
+	}
+	for i := 1; i <= o.Gateways; i++ {
+		id := fmt.Sprintf("gateway-%d", i)
+		c.specs[id] = spec{role: membership.RoleGateway, g: roles.GatewayOptions{Common: c.common(id, freeAddr(t)), Listen: "127.0.0.1:0"}}
+		c.order = append(c.order, id)
+	}
+	// Placement nodes start in parallel: each waits for the others' Raft.
+	var wg sync.WaitGroup
+	errs := make(chan error, o.Placement)
+	for _, id := range c.order[:o.Placement] {
+		wg.Add(1)
+		go func(id string) {
+			defer wg.Done()
+			if err := c.start(id); err != nil {
+				errs <- err
+			}
+		}(id)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	for _, id := range c.order[o.Placement:] {
+		if err := c.start(id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := c.WaitFor(func() bool { return c.Leader() != nil && c.registeredWorkers() == o.Workers }, 15*time.Second); err != nil {
+		t.Fatalf("cluster did not come up: %v (leader %v, workers registered %d of %d)", err, c.Leader() != nil, c.registeredWorkers(), o.Workers)
+	}
+	return c
+}
+
+func (c *Cluster) common(id, gossip string) roles.Common {
+	cm := roles.Common{ID: id, NATSURL: c.URL, GossipAddr: gossip, Seeds: c.seeds, Timing: MemberTiming}
+	if c.opts.Verbose {
+		cm.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return cm
+}
+
+func (c *Cluster) start(id string) error {
+	s := c.specs[id]
+	var n *roles.Node
+	var err error
+	switch s.role {
+	case membership.RolePlacement:
+		n, err = roles.StartPlacement(s.p)
+	case membership.RoleWorker:
+		s.w.Seeds = c.seeds
+		n, err = roles.StartWorker(s.w)
+	case membership.RoleGateway:
+		s.g.Seeds = c.seeds
+		n, err = roles.StartGateway(s.g)
+		if err == nil {
+			// Keep the port across restarts so clients can reconnect.
+			s.g.Listen = n.Gateway.Addr()
+			c.specs[id] = s
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("start %s: %w", id, err)
+	}
+	c.mu.Lock()
+	c.nodes[id] = n
+	c.mu.Unlock()
+	return nil
+}
+
+func freeAddr(t testing.TB) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// Node returns a running node by id (nil when killed).
+func (c *Cluster) Node(id string) *roles.Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.nodes[id]
+}
+
+// IDs returns the ids of a role's nodes, running or not.
+func (c *Cluster) IDs(role string) []string {
+	var out []string
+	for _, id := range c.order {
+		if c.specs[id].role == role {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+// Leader returns the placement leader, or nil.
+func (c *Cluster) Leader() *roles.Node {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, n := range c.nodes {
+		if n.Placement != nil && n.Placement.IsLeader() {
+			return n
+		}
+	}
+	return nil
+}
+
+func (c *Cluster) registeredWorkers() int {
+	l := c.Leader()
+	if l == nil {
+		return 0
+	}
+	n := 0
+	l.Placement.Read(func(led *placement.Ledger) {
+		for _, w := range led.State().Workers {
+			if w.Alive {
+				n++
+			}
+		}
+	})
+	return n
+}
+
+// GatewayURL returns the base URL of the i-th gateway (0-based).
+func (c *Cluster) GatewayURL(i int) string {
+	ids := c.IDs(membership.RoleGateway)
+	return "http://" + c.specs[ids[i]].g.Listen
+}
+
+// Kill crashes a node: no membership goodbye, NATS connection dropped.
+func (c *Cluster) Kill(id string) {
+	c.mu.Lock()
+	n := c.nodes[id]
+	delete(c.nodes, id)
+	c.mu.Unlock()
+	if n != nil {
+		n.Kill()
+	}
+}
+
+// Restart starts a killed node again with the same id, addresses and data.
+func (c *Cluster) Restart(id string) {
+	c.t.Helper()
+	if err := c.start(id); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// WaitFor polls cond until it holds or timeout passes.
+func (c *Cluster) WaitFor(cond func() bool, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		if cond() {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("condition not met within %s", timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// Stop stops every node and the NATS server.
+func (c *Cluster) Stop() {
+	c.mu.Lock()
+	nodes := c.nodes
+	c.nodes = map[string]*roles.Node{}
+	c.mu.Unlock()
+	ids := make([]string, 0, len(nodes))
+	for id := range nodes {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	var wg sync.WaitGroup
+	for _, id := range ids {
+		wg.Add(1)
+		go func(n *roles.Node) { defer wg.Done(); n.Kill() }(nodes[id])
+	}
+	wg.Wait()
+	c.NATS.Shutdown()
+}
+
+// Recorder collects every invocation record the workers publish.
+type Recorder struct {
+	mu   sync.Mutex
+	recs []api.Record
+	sub  *nats.Subscription
+	nc   *nats.Conn
+}
+
+// Records starts collecting records.
+func (c *Cluster) Records() *Recorder {
+	nc, err := nats.Connect(c.URL)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	r := &Recorder{nc: nc}
+	r.sub, err = nc.Subscribe(worker.SubjectRecords, func(m *nats.Msg) {
+		var rec api.Record
+		if json.Unmarshal(m.Data, &rec) == nil {
+			r.mu.Lock()
+			r.recs = append(r.recs, rec)
+			r.mu.Unlock()
+		}
+	})
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	r.sub.SetPendingLimits(-1, -1)
+	nc.Flush()
+	c.t.Cleanup(func() { nc.Close() })
+	return r
+}
+
+// All returns a copy of the records so far.
+func (r *Recorder) All() []api.Record {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]api.Record(nil), r.recs...)
+}
+
+// Len is the number of records so far.
+func (r *Recorder) Len() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return len(r.recs)
+}
+
+// MaxInFlight is the sweep-line maximum of overlapping handler runs among
+// records that match keep.
+func MaxInFlight(recs []api.Record, keep func(api.Record) bool) int {
+	type ev struct {
+		t int64
+		d int
+	}
+	var evs []ev
+	for _, r := range recs {
+		if keep != nil && !keep(r) {
+			continue
+		}
+		// The sandbox is held from the request's arrival at the worker
+		// (cold start included) to the end of the handler.
+		evs = append(evs, ev{r.ReceivedNs, 1}, ev{r.EndNs, -1})
+	}
+	sort.Slice(evs, func(i, j int) bool {
+		if evs[i].t != evs[j].t {
+			return evs[i].t < evs[j].t
+		}
+		return evs[i].d < evs[j].d // ends before starts at the same instant
+	})
+	cur, max := 0, 0
+	for _, e := range evs {
+		cur += e.d
+		if cur > max {
+			max = cur
+		}
+	}
+	return max
+}
+
+// Itoa is strconv.Itoa, for tests building names.
+func Itoa(i int) string { return strconv.Itoa(i) }

@@ -1,0 +1,77 @@
+package placement
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// ErrUnavailable means no placement leader answered: no quorum, or every
+// placement node is down. Callers answer ServiceException, never 429.
+var ErrUnavailable = errors.New("placement unavailable")
+
+// Client sends requests to the placement service over NATS.
+type Client struct {
+	nc      *nats.Conn
+	timeout time.Duration
+}
+
+// NewClient returns a client; timeout bounds each request (the cold-start
+// path must fail fast when placement is down).
+func NewClient(nc *nats.Conn, timeout time.Duration) *Client {
+	if timeout == 0 {
+		timeout = 800 * time.Millisecond
+	}
+	return &Client{nc: nc, timeout: timeout}
+}
+
+// Do sends a request to the leader. Typed placement errors come back as
+// *Error; a missing or silent leader as ErrUnavailable.
+func (c *Client) Do(ctx context.Context, req Request) (Response, error) {
+	return c.do(ctx, SubjectLeader, req)
+}
+
+// Read asks any placement node for its snapshot; it works without a leader.
+func (c *Client) Read(ctx context.Context) (*Snapshot, error) {
+	r, err := c.do(ctx, SubjectRead, Request{Op: OpSnapshot})
+	if err != nil {
+		return nil, err
+	}
+	return r.Snapshot, nil
+}
+
+func (c *Client) do(ctx context.Context, subject string, req Request) (Response, error) {
+	b, err := json.Marshal(req)
+	if err != nil {
+		return Response{}, err
+	}
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.timeout)
+		defer cancel()
+	}
+	m, err := c.nc.RequestWithContext(ctx, subject, b)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		return Response{}, fmt.Errorf("%w: no placement leader (Raft has no quorum)", ErrUnavailable)
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
+		return Response{}, fmt.Errorf("%w: placement did not answer within %s", ErrUnavailable, c.timeout)
+	case err != nil:
+		return Response{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
+	}
+	var r Response
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		return Response{}, fmt.Errorf("%w: bad placement answer: %v", ErrUnavailable, err)
+	}
+	if r.Error != nil {
+		if r.Error.Type == "ServiceException" {
+			return r, fmt.Errorf("%w: %s", ErrUnavailable, r.Error.Message)
+		}
+		return r, r.Error
+	}
+	return r, nil
+}

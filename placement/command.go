@@ -1,0 +1,99 @@
+package placement
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+)
+
+// CmdType is the first byte of every Raft log entry. Numbers are explicit and
+// never reused: a log written by one release must replay on the next.
+type CmdType uint8
+
+const (
+	CmdCreateFunction   CmdType = 1
+	CmdDeleteFunction   CmdType = 2
+	CmdSetAccountLimit  CmdType = 3
+	CmdSetReserved      CmdType = 4
+	CmdRegisterWorker   CmdType = 5
+	CmdWorkerDead       CmdType = 6
+	CmdCreateSandbox    CmdType = 7
+	CmdReleaseSandboxes CmdType = 8
+	CmdReconcileWorker  CmdType = 9
+
+	// IgnoreUnknown marks a command that replicas which do not know its type
+	// may skip (Nomad's IgnoreUnknownTypeFlag), so new optional commands can
+	// roll out across mixed versions.
+	IgnoreUnknown CmdType = 0x80
+)
+
+// ErrUnknownCommand is returned for a log entry of a type this build does not
+// know and that is not marked IgnoreUnknown.
+var ErrUnknownCommand = errors.New("unknown placement command")
+
+// Encode frames a command as type byte + JSON body.
+func Encode(t CmdType, body any) ([]byte, error) {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return nil, err
+	}
+	return append([]byte{byte(t)}, b...), nil
+}
+
+// Decode splits a framed command.
+func Decode(buf []byte) (CmdType, []byte, error) {
+	if len(buf) == 0 {
+		return 0, nil, fmt.Errorf("%w: empty entry", ErrUnknownCommand)
+	}
+	return CmdType(buf[0]), buf[1:], nil
+}
+
+// Command bodies.
+
+type DeleteFunction struct {
+	Account string `json:"account"`
+	Name    string `json:"name"`
+}
+
+type SetAccountLimit struct {
+	Account string `json:"account"`
+	Limit   int    `json:"limit"`
+}
+
+type SetReserved struct {
+	Account  string `json:"account"`
+	Name     string `json:"name"`
+	Reserved *int   `json:"reserved"` // nil deletes the reservation
+}
+
+type WorkerDead struct {
+	ID string `json:"id"`
+}
+
+// CreateSandbox asks for one more sandbox. ID is chosen by the requester so
+// that a retried request is applied once. Release lists idle sandboxes a
+// worker has already retired to make room (they are released first,
+// whatever the outcome).
+type CreateSandbox struct {
+	ID       string   `json:"id"`
+	Account  string   `json:"account"`
+	Function string   `json:"function"`
+	Version  string   `json:"version"`
+	Now      int64    `json:"now"` // leader's Unix ns, for the scaling-rate bucket
+	Release  []string `json:"release,omitempty"`
+}
+
+type ReleaseSandboxes struct {
+	IDs []string `json:"ids"`
+}
+
+// ReconcileWorker carries the sandboxes a worker actually holds. Sandboxes the
+// ledger places on it that it does not hold and that are older than Grace are
+// released (their grant was never used); sandboxes it holds that the ledger
+// does not know are returned for the worker to drop.
+type ReconcileWorker struct {
+	Worker  string   `json:"worker"`
+	Present []string `json:"present"`
+	Now     int64    `json:"now"`
+	GraceNs int64    `json:"grace_ns"`
+}

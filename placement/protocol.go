@@ -1,0 +1,116 @@
+package placement
+
+import (
+	"encoding/json"
+
+	"github.com/coldstart-dev/coldstart/quota"
+)
+
+// NATS subjects of the placement service.
+const (
+	// SubjectLeader is subscribed by the Raft leader only, so a request
+	// reaches the leader or gets NATS "no responders" at once: the fast,
+	// distinct failure when there is no quorum.
+	SubjectLeader = "cs.placement.leader"
+	// SubjectRead is served by every placement node (queue group): reads
+	// from local, possibly stale, state keep working without a leader.
+	SubjectRead = "cs.placement.read"
+	// SubjectEvents carries change notices published by the leader.
+	SubjectEvents = "cs.placement.events"
+	queueRead     = "placement"
+)
+
+// Ops of a Request.
+const (
+	OpCreateFunction = "create_function"
+	OpDeleteFunction = "delete_function"
+	OpSetLimit       = "set_limit"
+	OpSetReserved    = "set_reserved"
+	OpCreateSandbox  = "create_sandbox"
+	OpRelease        = "release"
+	OpReconcile      = "reconcile"
+	OpSnapshot       = "snapshot" // read
+)
+
+// Request is the envelope of every placement request.
+type Request struct {
+	Op        string           `json:"op"`
+	Function  *Function        `json:"function,omitempty"`
+	Delete    *DeleteFunction  `json:"delete,omitempty"`
+	Limit     *SetAccountLimit `json:"limit,omitempty"`
+	Reserved  *SetReserved     `json:"reserved,omitempty"`
+	Sandbox   *CreateSandbox   `json:"sandbox,omitempty"`
+	Release   []string         `json:"release,omitempty"`
+	Reconcile *ReconcileWorker `json:"reconcile,omitempty"`
+}
+
+// Error is a typed error in a Response; Type is the Lambda exception name.
+type Error struct {
+	Type    string `json:"type"`
+	Message string `json:"message"`
+}
+
+func (e *Error) Error() string { return e.Type + ": " + e.Message }
+
+// Response is the envelope of every placement answer.
+type Response struct {
+	Error    *Error    `json:"error,omitempty"`
+	Function *Function `json:"function,omitempty"`
+	Account  *Account  `json:"account,omitempty"`
+	Grant    *Grant    `json:"grant,omitempty"`
+	Snapshot *Snapshot `json:"snapshot,omitempty"`
+	Index    uint64    `json:"index,omitempty"` // Raft index of a committed write
+}
+
+// Snapshot is the read view gateways cache and status pages show.
+type Snapshot struct {
+	Node      string                     `json:"node"`
+	Leader    string                     `json:"leader"`
+	Term      uint64                     `json:"term"`
+	Index     uint64                     `json:"index"`
+	Peers     []PeerState                `json:"peers"`
+	Accounts  []Account                  `json:"accounts"`
+	Functions []Function                 `json:"functions"`
+	Workers   []Worker                   `json:"workers"`
+	Counts    map[string]int             `json:"counts"`    // sandboxes per function key
+	Accounted map[string]int             `json:"accounted"` // sandboxes per account
+	Rate      quota.Rate                 `json:"rate"`
+	Extra     map[string]json.RawMessage `json:"extra,omitempty"`
+}
+
+// PeerState is one placement node as the answering node sees it.
+type PeerState struct {
+	ID    string `json:"id"`
+	Addr  string `json:"addr"`
+	State string `json:"state"`
+}
+
+// Reclaim protocol: the leader asks workers for their least recently used
+// idle sandbox in a scope, then asks the owner of the best one to retire it.
+
+// WorkerSubject is the subject prefix of a worker's control requests.
+func WorkerSubject(worker, op string) string { return "cs.worker." + worker + "." + op }
+
+// IdleQuery asks a worker for its LRU idle sandbox of Account in Scope.
+type IdleQuery struct {
+	Account  string      `json:"account"`
+	Function string      `json:"function"`
+	Scope    quota.Scope `json:"scope"`
+	Reserved []string    `json:"reserved,omitempty"` // the account's functions with reservations
+}
+
+// IdleAnswer is a worker's candidate (ID empty when it has none).
+type IdleAnswer struct {
+	ID         string `json:"id,omitempty"`
+	Function   string `json:"function,omitempty"`
+	LastUsedNs int64  `json:"last_used_ns,omitempty"`
+}
+
+// RetireRequest asks a worker to retire an idle sandbox; OK is false when it
+// was no longer idle.
+type RetireRequest struct {
+	ID string `json:"id"`
+}
+type RetireAnswer struct {
+	OK bool `json:"ok"`
+}

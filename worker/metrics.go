@@ -1,0 +1,36 @@
+package worker
+
+import "github.com/prometheus/client_golang/prometheus"
+
+type metrics struct {
+	invocations, errors, cold, warm, evicted, reclaimed prometheus.Counter
+	duration, initDur                                   prometheus.Histogram
+}
+
+// newMetrics registers the worker's metrics (Lambda's names where one
+// exists) with a constant node label, so several workers can share one
+// registry in `coldstart up`.
+func newMetrics(reg prometheus.Registerer, node string) *metrics {
+	l := prometheus.Labels{"node": node}
+	c := func(name, help string) prometheus.Counter {
+		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "coldstart", Subsystem: "worker", Name: name, Help: help, ConstLabels: l})
+	}
+	m := &metrics{
+		invocations: c("invocations_total", "Invocations run (Lambda: Invocations)."),
+		errors:      c("errors_total", "Function errors incl. timeouts (Lambda: Errors)."),
+		cold:        c("cold_starts_total", "Invocations that cold-started a sandbox."),
+		warm:        c("warm_starts_total", "Invocations served by a warm sandbox."),
+		evicted:     c("evicted_total", "Idle sandboxes evicted by keep-alive TTL."),
+		reclaimed:   c("reclaimed_total", "Idle sandboxes retired to make room for another function."),
+		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "coldstart", Subsystem: "worker", Name: "duration_seconds", Help: "Handler duration (Lambda: Duration).", ConstLabels: l,
+			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
+		initDur: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "coldstart", Subsystem: "worker", Name: "init_duration_seconds", Help: "Cold-start duration (Lambda: InitDuration).", ConstLabels: l,
+			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
+	}
+	if reg != nil {
+		for _, col := range []prometheus.Collector{m.invocations, m.errors, m.cold, m.warm, m.evicted, m.reclaimed, m.duration, m.initDur} {
+			_ = reg.Register(col)
+		}
+	}
+	return m
+}

@@ -1,0 +1,506 @@
+// Package worker hosts sandbox pools: it runs invocations in warm sandboxes
+// or cold-starts granted ones, evicts idle sandboxes after their keep-alive,
+// meters every invocation and answers placement's reclaim requests.
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/coldstart-dev/coldstart/placement"
+	"github.com/coldstart-dev/coldstart/worker/pool"
+)
+
+// Config configures a worker.
+type Config struct {
+	ID        string
+	NATS      *nats.Conn
+	Placement *placement.Client
+	Capacity  int           // sandbox slots (0: unlimited)
+	MemoryMB  int           // memory for sandboxes (0: unlimited)
+	KeepAlive time.Duration // default keep-alive TTL of idle sandboxes
+	Reuse     pool.Reuse
+	// ReconcileEvery is how often the worker reports its sandboxes to
+	// placement (releases that failed are retried then too).
+	ReconcileEvery time.Duration
+	// TimeScale divides every modelled delay (cold-start phases, handler
+	// durations); 1 is real time.
+	TimeScale float64
+	Registry  prometheus.Registerer
+	Logger    *slog.Logger
+	// LogInvocations prints START/END/REPORT lines to Logger.
+	LogInvocations bool
+}
+
+// Node is a running worker.
+type Node struct {
+	cfg   Config
+	log   *slog.Logger
+	nc    *nats.Conn
+	specs specCache
+	m     *metrics
+
+	mu       sync.Mutex
+	pool     *pool.Pool
+	warmSubs map[pool.Key]*nats.Subscription
+	deleted  map[string]bool // account/function deleted while sandboxes ran
+	dropping map[string]bool // sandboxes to drop when their invocation ends
+	pending  []string        // releases not yet committed by placement
+	inflight int
+	rnd      *rand.Rand
+
+	subs   []*nats.Subscription
+	wake   chan struct{}
+	done   chan struct{}
+	closed bool
+	wg     sync.WaitGroup
+}
+
+// Start subscribes the worker's subjects and starts its keep-alive and
+// reconcile loops.
+func Start(cfg Config) (*Node, error) {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.KeepAlive == 0 {
+		cfg.KeepAlive = 10 * time.Minute
+	}
+	if cfg.ReconcileEvery == 0 {
+		cfg.ReconcileEvery = 2 * time.Second
+	}
+	if cfg.TimeScale <= 0 {
+		cfg.TimeScale = 1
+	}
+	n := &Node{
+		cfg:      cfg,
+		log:      cfg.Logger.With("node", cfg.ID, "role", "worker"),
+		nc:       cfg.NATS,
+		pool:     pool.New(pool.Config{Reuse: cfg.Reuse, TTL: cfg.KeepAlive}),
+		warmSubs: map[pool.Key]*nats.Subscription{},
+		deleted:  map[string]bool{},
+		dropping: map[string]bool{},
+		rnd:      rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x636f6c64)),
+		wake:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+	}
+	n.specs.m = map[string]*Spec{}
+	n.m = newMetrics(cfg.Registry, cfg.ID)
+	for subj, h := range map[string]nats.MsgHandler{
+		InvokeSubject(cfg.ID):                     n.handleCold,
+		placement.WorkerSubject(cfg.ID, "idle"):   n.handleIdle,
+		placement.WorkerSubject(cfg.ID, "retire"): n.handleRetire,
+		placement.WorkerSubject(cfg.ID, "stats"):  n.handleStats,
+		placement.SubjectEvents:                   n.handleEvent,
+	} {
+		s, err := n.nc.Subscribe(subj, h)
+		if err != nil {
+			n.Stop()
+			return nil, err
+		}
+		s.SetPendingLimits(-1, -1)
+		n.subs = append(n.subs, s)
+	}
+	n.wg.Add(2)
+	go n.expireLoop()
+	go n.reconcileLoop()
+	return n, nil
+}
+
+// ID is the worker id.
+func (n *Node) ID() string { return n.cfg.ID }
+
+// Stop unsubscribes and stops the loops; running invocations finish but
+// their replies may be lost (as in a crash, when the connection is closed).
+func (n *Node) Stop() {
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return
+	}
+	n.closed = true
+	for _, s := range n.warmSubs {
+		s.Unsubscribe()
+	}
+	n.warmSubs = map[pool.Key]*nats.Subscription{}
+	n.mu.Unlock()
+	for _, s := range n.subs {
+		s.Unsubscribe()
+	}
+	close(n.done)
+	n.wg.Wait()
+}
+
+func (n *Node) now() time.Duration { return time.Duration(time.Now().UnixNano()) }
+
+// scaled turns a modelled delay into wall time.
+func (n *Node) scaled(d time.Duration) time.Duration {
+	if n.cfg.TimeScale == 1 {
+		return d
+	}
+	return time.Duration(float64(d) / n.cfg.TimeScale)
+}
+
+// updateWarmSub keeps the worker subscribed to k's warm subject exactly
+// while it has an idle sandbox of k. Called with n.mu held.
+func (n *Node) updateWarmSub(k pool.Key) {
+	if n.closed {
+		return
+	}
+	idle, _ := n.pool.Counts(k)
+	sub := n.warmSubs[k]
+	switch {
+	case idle > 0 && sub == nil:
+		s, err := n.nc.QueueSubscribe(WarmSubject(k), queueWarm, n.handleWarm)
+		if err != nil {
+			n.log.Error("warm subscribe", "err", err)
+			return
+		}
+		s.SetPendingLimits(-1, -1)
+		n.warmSubs[k] = s
+	case idle == 0 && sub != nil:
+		sub.Unsubscribe()
+		delete(n.warmSubs, k)
+	}
+}
+
+func keyOf(h nats.Header) pool.Key {
+	return pool.Key{Account: h.Get(HdrAccount), Function: h.Get(HdrFunction), Version: h.Get(HdrVersion)}
+}
+
+// handleWarm runs an invocation on an idle sandbox of its key, or answers
+// busy so the gateway tries elsewhere.
+func (n *Node) handleWarm(m *nats.Msg) {
+	received := time.Now()
+	k := keyOf(m.Header)
+	n.mu.Lock()
+	sb := n.pool.Acquire(k)
+	if sb != nil {
+		n.inflight++
+		n.updateWarmSub(k)
+	}
+	n.mu.Unlock()
+	if sb == nil {
+		n.replyStatus(m, StatusBusy, "", "")
+		return
+	}
+	spec, err := n.specs.get(m.Header.Get(HdrSpec))
+	if err != nil {
+		n.finish(sb, false)
+		n.replyStatus(m, StatusError, "InvalidRequestContentException", err.Error())
+		return
+	}
+	go n.run(m, sb, spec, false, received)
+}
+
+// handleCold creates the sandbox placement granted and runs the invocation
+// in it.
+func (n *Node) handleCold(m *nats.Msg) {
+	received := time.Now()
+	k := keyOf(m.Header)
+	id := m.Header.Get(HdrSandbox)
+	spec, err := n.specs.get(m.Header.Get(HdrSpec))
+	if err != nil || id == "" {
+		msg := "cold invoke without a sandbox id"
+		if err != nil {
+			msg = err.Error()
+		}
+		n.replyStatus(m, StatusError, "InvalidRequestContentException", msg)
+		return
+	}
+	n.mu.Lock()
+	if n.closed {
+		n.mu.Unlock()
+		return
+	}
+	if n.pool.Get(id) != nil {
+		n.mu.Unlock()
+		n.replyStatus(m, StatusError, "ServiceException", "sandbox "+id+" already exists")
+		return
+	}
+	sb := n.pool.Add(id, k, n.now(), spec.KeepAlive)
+	n.inflight++
+	n.mu.Unlock()
+	go n.run(m, sb, spec, true, received)
+}
+
+// finish returns a sandbox to the pool after an invocation (or drops it
+// when its function was deleted or it must be reset).
+func (n *Node) finish(sb *pool.Sandbox, reset bool) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.inflight--
+	if reset || n.dropping[sb.ID] || n.deleted[sb.Key.Account+"/"+sb.Key.Function] || n.closed {
+		delete(n.dropping, sb.ID)
+		if n.pool.Remove(sb) {
+			n.pending = append(n.pending, sb.ID)
+			n.kick()
+		}
+		return
+	}
+	n.pool.Release(sb, n.now())
+	n.updateWarmSub(sb.Key)
+	n.kick()
+}
+
+// kick wakes the expiry loop (a new idle sandbox may expire first).
+func (n *Node) kick() {
+	select {
+	case n.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (n *Node) replyStatus(m *nats.Msg, status, etype, msg string) {
+	r := nats.NewMsg(m.Reply)
+	r.Header.Set(HdrStatus, status)
+	r.Header.Set(HdrWorker, n.cfg.ID)
+	if etype != "" {
+		r.Header.Set(HdrErrorType, etype)
+		r.Header.Set(HdrError, msg)
+	}
+	_ = m.RespondMsg(r)
+}
+
+// handleIdle answers placement's reclaim query with this worker's least
+// recently used idle sandbox in scope.
+func (n *Node) handleIdle(m *nats.Msg) {
+	var q placement.IdleQuery
+	if err := json.Unmarshal(m.Data, &q); err != nil {
+		n.respondJSON(m, placement.IdleAnswer{})
+		return
+	}
+	reserved := map[string]bool{}
+	for _, f := range q.Reserved {
+		reserved[f] = true
+	}
+	n.mu.Lock()
+	sb := n.pool.LeastRecentlyUsed(func(k pool.Key) bool {
+		if k.Account != q.Account {
+			return false
+		}
+		return inScope(k, q, reserved)
+	})
+	var a placement.IdleAnswer
+	if sb != nil {
+		a = placement.IdleAnswer{ID: sb.ID, Function: sb.Key.Function, LastUsedNs: int64(sb.LastUsed)}
+	}
+	n.mu.Unlock()
+	n.respondJSON(m, a)
+}
+
+// handleRetire removes an idle sandbox so that placement can give its slot
+// to another function. It never retires a busy one.
+func (n *Node) handleRetire(m *nats.Msg) {
+	var r placement.RetireRequest
+	ok := false
+	if json.Unmarshal(m.Data, &r) == nil {
+		n.mu.Lock()
+		if sb := n.pool.Get(r.ID); sb != nil && !sb.Busy {
+			ok = n.pool.Remove(sb)
+			n.updateWarmSub(sb.Key)
+			n.m.reclaimed.Inc()
+		}
+		n.mu.Unlock()
+	}
+	n.respondJSON(m, placement.RetireAnswer{OK: ok})
+}
+
+// Stats is a worker's answer to a stats request.
+type Stats struct {
+	Worker   string     `json:"worker"`
+	Idle     int        `json:"idle"`
+	Busy     int        `json:"busy"`
+	InFlight int        `json:"in_flight"`
+	Keys     []KeyStats `json:"keys"`
+}
+
+// KeyStats counts one pool key.
+type KeyStats struct {
+	Account  string `json:"account"`
+	Function string `json:"function"`
+	Version  string `json:"version"`
+	Idle     int    `json:"idle"`
+	Total    int    `json:"total"`
+}
+
+// Stats returns the worker's pool counts.
+func (n *Node) Stats() Stats {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	s := Stats{Worker: n.cfg.ID, Idle: n.pool.Idle(), Busy: n.pool.Busy(), InFlight: n.inflight}
+	n.pool.Keys(func(k pool.Key, idle, total int) {
+		s.Keys = append(s.Keys, KeyStats{k.Account, k.Function, k.Version, idle, total})
+	})
+	return s
+}
+
+func (n *Node) handleStats(m *nats.Msg) { n.respondJSON(m, n.Stats()) }
+
+// handleEvent drops the sandboxes of a deleted function: idle ones now,
+// busy ones when they finish.
+func (n *Node) handleEvent(m *nats.Msg) {
+	var ev struct{ Kind, Account, Function string }
+	if json.Unmarshal(m.Data, &ev) != nil || ev.Kind != "delete" {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.deleted[ev.Account+"/"+ev.Function] = true
+	var drop []*pool.Sandbox
+	n.pool.Each(func(sb *pool.Sandbox) {
+		if sb.Key.Account == ev.Account && sb.Key.Function == ev.Function && !sb.Busy {
+			drop = append(drop, sb)
+		}
+	})
+	for _, sb := range drop {
+		n.pool.Remove(sb)
+		n.pending = append(n.pending, sb.ID)
+		n.updateWarmSub(sb.Key)
+	}
+	n.kick()
+}
+
+func (n *Node) respondJSON(m *nats.Msg, v any) {
+	b, _ := json.Marshal(v)
+	_ = m.Respond(b)
+}
+
+// expireLoop evicts idle sandboxes whose keep-alive ran out and releases
+// their capacity through placement.
+func (n *Node) expireLoop() {
+	defer n.wg.Done()
+	t := time.NewTimer(time.Hour)
+	defer t.Stop()
+	for {
+		n.mu.Lock()
+		var expired []string
+		n.pool.Expire(n.now(), func(sb *pool.Sandbox) {
+			expired = append(expired, sb.ID)
+			n.updateWarmSub(sb.Key)
+		})
+		n.m.evicted.Add(float64(len(expired)))
+		n.pending = append(n.pending, expired...)
+		pending := n.pending
+		n.pending = nil
+		next, ok := n.pool.NextExpiry()
+		n.mu.Unlock()
+		if len(pending) > 0 {
+			n.releaseOrRequeue(pending)
+		}
+		wait := time.Hour
+		if ok {
+			wait = time.Duration(next - n.now())
+			if wait < 0 {
+				wait = 0
+			}
+		}
+		t.Reset(wait)
+		select {
+		case <-n.done:
+			return
+		case <-n.wake:
+			if !t.Stop() {
+				<-t.C
+			}
+		case <-t.C:
+		}
+	}
+}
+
+func (n *Node) releaseOrRequeue(ids []string) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if _, err := n.cfg.Placement.Do(ctx, placement.Request{Op: placement.OpRelease, Release: ids}); err != nil {
+		// Placement unreachable: keep the capacity counted (safe) and retry
+		// on the next reconcile.
+		n.mu.Lock()
+		n.pending = append(n.pending, ids...)
+		n.mu.Unlock()
+	}
+}
+
+// reconcileLoop reports the sandboxes this worker holds; placement releases
+// grants that never became sandboxes and names sandboxes it does not know,
+// which the worker drops.
+func (n *Node) reconcileLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(n.cfg.ReconcileEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.done:
+			return
+		case <-t.C:
+		}
+		n.reconcileOnce()
+	}
+}
+
+func (n *Node) reconcileOnce() {
+	n.mu.Lock()
+	present := make([]string, 0, n.pool.Len())
+	n.pool.Each(func(sb *pool.Sandbox) { present = append(present, sb.ID) })
+	pending := n.pending
+	n.pending = nil
+	n.mu.Unlock()
+	if len(pending) > 0 {
+		n.releaseOrRequeue(pending)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	resp, err := n.cfg.Placement.Do(ctx, placement.Request{Op: placement.OpReconcile, Reconcile: &placement.ReconcileWorker{Worker: n.cfg.ID, Present: present}})
+	if err != nil || resp.Grant == nil || len(resp.Grant.Dropped) == 0 {
+		return
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for _, id := range resp.Grant.Dropped {
+		sb := n.pool.Get(id)
+		if sb == nil {
+			continue
+		}
+		if sb.Busy {
+			// It is running; it is dropped when it finishes.
+			n.dropping[id] = true
+			continue
+		}
+		n.pool.Remove(sb)
+		n.updateWarmSub(sb.Key)
+		n.log.Warn("dropped a sandbox placement does not know", "sandbox", id)
+	}
+}
+
+type specCache struct {
+	mu sync.RWMutex
+	m  map[string]*Spec
+}
+
+// get decodes a spec header, caching by its text: the same function sends
+// the same bytes on every invocation.
+func (c *specCache) get(raw string) (*Spec, error) {
+	c.mu.RLock()
+	s := c.m[raw]
+	c.mu.RUnlock()
+	if s != nil {
+		return s, nil
+	}
+	var sp Spec
+	if err := json.Unmarshal([]byte(raw), &sp); err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	if len(c.m) > 4096 {
+		c.m = map[string]*Spec{}
+	}
+	c.m[raw] = &sp
+	c.mu.Unlock()
+	return &sp, nil
+}

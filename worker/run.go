@@ -1,0 +1,165 @@
+package worker
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"math"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/coldstart-dev/coldstart/internal/api"
+	"github.com/coldstart-dev/coldstart/placement"
+	"github.com/coldstart-dev/coldstart/quota"
+	"github.com/coldstart-dev/coldstart/worker/pool"
+)
+
+// invocation is what the synthetic runtime decided for one request.
+type invocation struct {
+	duration time.Duration
+	fail     string // function error message, "" for success
+}
+
+// syntheticPayload holds the optional payload fields the synthetic runtime
+// obeys, so that traces and tests can drive each invocation.
+type syntheticPayload struct {
+	DurationMs *float64 `json:"duration_ms"`
+	Fail       string   `json:"fail"`
+}
+
+func (n *Node) plan(spec *Spec, payload []byte) invocation {
+	inv := invocation{}
+	// Decode only payloads that mention a control field: the common case
+	// stays a byte scan.
+	if bytes.Contains(payload, []byte(`"duration_ms"`)) || bytes.Contains(payload, []byte(`"fail"`)) {
+		var p syntheticPayload
+		if json.Unmarshal(payload, &p) == nil {
+			if p.DurationMs != nil && *p.DurationMs >= 0 && !math.IsInf(*p.DurationMs, 0) {
+				inv.duration = time.Duration(*p.DurationMs * float64(time.Millisecond))
+				inv.fail = p.Fail
+				return inv
+			}
+			inv.fail = p.Fail
+		}
+	}
+	n.mu.Lock()
+	inv.duration = spec.Profile.Duration.Draw(n.rnd)
+	n.mu.Unlock()
+	return inv
+}
+
+// run executes one invocation on sb (busy) and replies to the gateway.
+func (n *Node) run(m *nats.Msg, sb *pool.Sandbox, spec *Spec, cold bool, received time.Time) {
+	reqID := m.Header.Get(HdrRequestID)
+	var initDur time.Duration
+	if cold {
+		n.mu.Lock()
+		ph := spec.Profile.DrawCold(n.rnd)
+		n.mu.Unlock()
+		initDur = ph.Total()
+		sleep(n.scaled(ph.SandboxCreate))
+		sleep(n.scaled(ph.RuntimeInit))
+		sleep(n.scaled(ph.FunctionInit))
+		n.m.cold.Inc()
+		n.m.initDur.Observe(initDur.Seconds())
+	} else {
+		n.m.warm.Inc()
+	}
+	inv := n.plan(spec, m.Data)
+	timeout := time.Duration(spec.TimeoutMs) * time.Millisecond
+	timedOut := timeout > 0 && inv.duration > timeout
+	run := inv.duration
+	if timedOut {
+		run = timeout
+	}
+	start := time.Now()
+	sleep(n.scaled(run))
+	end := time.Now()
+	elapsed := end.Sub(start)
+	if n.cfg.TimeScale != 1 {
+		elapsed = time.Duration(float64(elapsed) * n.cfg.TimeScale)
+	}
+	// Billed duration includes the init phase (Lambda bills INIT since
+	// Aug 2025; the seed's model does too), rounded up to 1 ms.
+	billed := int64(math.Ceil(float64(elapsed+initDur) / float64(time.Millisecond)))
+	rec := api.Record{
+		RequestID: reqID, Account: sb.Key.Account, Function: sb.Key.Function, Version: sb.Key.Version,
+		Sandbox: sb.ID, Worker: n.cfg.ID, ReceivedNs: received.UnixNano(), StartNs: start.UnixNano(), EndNs: end.UnixNano(),
+		Cold: cold, InitMs: ms(initDur), DurationMs: ms(elapsed), BilledMs: billed, MemoryMB: spec.MemoryMB,
+		GBs: float64(billed) / 1000 * float64(spec.MemoryMB) / 1024, Outcome: api.OutcomeOK,
+	}
+	r := nats.NewMsg(m.Reply)
+	h := r.Header
+	h.Set(HdrStatus, StatusOK)
+	h.Set(HdrWorker, n.cfg.ID)
+	h.Set(HdrSandbox, sb.ID)
+	h.Set(HdrCold, strconv.FormatBool(cold))
+	h.Set(HdrInitMs, strconv.FormatFloat(rec.InitMs, 'f', 2, 64))
+	h.Set(HdrDurMs, strconv.FormatFloat(rec.DurationMs, 'f', 2, 64))
+	h.Set(HdrBilledMs, strconv.FormatInt(billed, 10))
+	switch {
+	case timedOut:
+		rec.Outcome = api.OutcomeTimeout
+		h.Set(HdrFuncError, "Unhandled")
+		r.Data, _ = json.Marshal(map[string]string{"errorType": "Sandbox.Timedout", "errorMessage": fmt.Sprintf("RequestId: %s Error: Task timed out after %.2f seconds", reqID, timeout.Seconds())})
+		n.m.errors.Inc()
+	case inv.fail != "":
+		rec.Outcome = api.OutcomeError
+		h.Set(HdrFuncError, "Unhandled")
+		r.Data, _ = json.Marshal(map[string]string{"errorType": "errorString", "errorMessage": inv.fail})
+		n.m.errors.Inc()
+	default:
+		r.Data = m.Data // the synthetic handler echoes its event
+	}
+	logs := reportLines(rec, spec.MemoryMB, timedOut, timeout)
+	if m.Header.Get(HdrLogTail) == "tail" {
+		tail := logs
+		if len(tail) > 4096 {
+			tail = tail[len(tail)-4096:]
+		}
+		h.Set(HdrLogTail, base64.StdEncoding.EncodeToString([]byte(tail)))
+	}
+	if n.cfg.LogInvocations {
+		n.log.Info(logs)
+	}
+	n.m.invocations.Inc()
+	n.m.duration.Observe(elapsed.Seconds())
+	// A timed-out sandbox is reset: the next invocation cold-starts.
+	n.finish(sb, timedOut)
+	_ = m.RespondMsg(r)
+	if b, err := json.Marshal(rec); err == nil {
+		_ = n.nc.Publish(SubjectRecords, b)
+	}
+}
+
+// reportLines renders Lambda's START/END/REPORT lines.
+func reportLines(r api.Record, memMB int, timedOut bool, timeout time.Duration) string {
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "START RequestId: %s Version: %s\n", r.RequestID, r.Version)
+	if timedOut {
+		fmt.Fprintf(&b, "%s %s Task timed out after %.2f seconds\n", time.Unix(0, r.EndNs).UTC().Format(time.RFC3339Nano), r.RequestID, timeout.Seconds())
+	}
+	fmt.Fprintf(&b, "END RequestId: %s\n", r.RequestID)
+	fmt.Fprintf(&b, "REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %d ms\tMemory Size: %d MB\tMax Memory Used: %d MB", r.RequestID, r.DurationMs, r.BilledMs, memMB, memMB)
+	if r.Cold {
+		fmt.Fprintf(&b, "\tInit Duration: %.2f ms", r.InitMs)
+	}
+	b.WriteString("\t\n")
+	return b.String()
+}
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
+
+func sleep(d time.Duration) {
+	if d > 0 {
+		time.Sleep(d)
+	}
+}
+
+// inScope reports whether an idle sandbox of k may be reclaimed for q.
+func inScope(k pool.Key, q placement.IdleQuery, reserved map[string]bool) bool {
+	return quota.InScope(quota.Idle{Account: k.Account, Function: k.Function, Reserved: reserved[k.Function]}, q.Account, q.Function, q.Scope)
+}
