@@ -26,6 +26,7 @@ type fnEntry struct {
 // a leader (static stability: the gateway keeps serving what it knows).
 type Reader interface {
 	Read(ctx context.Context) (*placement.Snapshot, error)
+	ReadLeader(ctx context.Context) (*placement.Snapshot, error)
 }
 
 type cache struct {
@@ -65,6 +66,30 @@ func (c *cache) refresh(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	return c.install(sn)
+}
+
+// refreshSince reads from the leader (falling back to any node) unless a
+// refresh finished after t0 already: concurrent misses share one read.
+func (c *cache) refreshSince(ctx context.Context, t0 time.Time) error {
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	c.mu.RLock()
+	fresh := c.at.After(t0)
+	c.mu.RUnlock()
+	if fresh {
+		return nil
+	}
+	sn, err := c.r.ReadLeader(ctx)
+	if err != nil {
+		if sn, err = c.r.Read(ctx); err != nil {
+			return err
+		}
+	}
+	return c.install(sn)
+}
+
+func (c *cache) install(sn *placement.Snapshot) error {
 	c.mu.RLock()
 	stale := sn.Index < c.seen
 	c.mu.RUnlock()

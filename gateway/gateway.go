@@ -27,6 +27,7 @@ import (
 type Placer interface {
 	Do(ctx context.Context, req placement.Request) (placement.Response, error)
 	Read(ctx context.Context) (*placement.Snapshot, error)
+	ReadLeader(ctx context.Context) (*placement.Snapshot, error)
 }
 
 // Members lists the cluster's nodes for the status page.
@@ -125,9 +126,10 @@ func (g *Gateway) refresh() {
 // refreshFresh retries a refresh a few times when the answering placement
 // node lags behind a write this gateway already saw.
 func (g *Gateway) refreshFresh() {
+	t0 := time.Now()
 	for i := 0; i < 5; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-		err := g.cache.refresh(ctx)
+		err := g.cache.refreshSince(ctx, t0)
 		cancel()
 		if !errors.Is(err, errStale) {
 			return

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -154,6 +155,7 @@ func (g *Gateway) cold(ctx context.Context, msg *nats.Msg, k pool.Key) (*nats.Ms
 	}
 	msg.Subject = worker.InvokeSubject(gr.Sandbox.Worker)
 	msg.Header.Set(worker.HdrSandbox, gr.Sandbox.ID)
+	msg.Header.Set(worker.HdrGranted, strconv.FormatInt(gr.Sandbox.CreatedNs, 10))
 	reply, err := g.nc.RequestMsgWithContext(ctx, msg)
 	if errors.Is(err, nats.ErrNoResponders) {
 		// The worker is gone; membership will release the grant.

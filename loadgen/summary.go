@@ -7,10 +7,10 @@ import (
 	"io"
 	"net"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
-	"text/tabwriter"
 	"time"
 
 	"github.com/coldstart-dev/coldstart/internal/api"
@@ -93,10 +93,10 @@ type outcome struct {
 
 // tally accumulates outcomes; it is the pure core of the summary.
 type tally struct {
-	mu                                            sync.Mutex
-	ok, cold, warm, throttled, errors, canceled   int64
-	throttledBy, errorsBy                         map[string]int64
-	lat, coldLat, warmLat, initMs, serverMs       series
+	mu                                          sync.Mutex
+	ok, cold, warm, throttled, errors, canceled int64
+	throttledBy, errorsBy                       map[string]int64
+	lat, coldLat, warmLat, initMs, serverMs     series
 }
 
 func newTally() *tally {
@@ -238,47 +238,53 @@ func (s *Summary) WriteTable(w io.Writer) error {
 	}
 	b.WriteString("\n")
 
-	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "invocations\t%d\t(offered %d, dropped %d at the concurrency cap)\n", s.Invocations, s.Offered, s.Dropped)
-	fmt.Fprintf(tw, "ok\t%d\t%s\n", s.OK, pct(s.OK, s.Invocations))
-	fmt.Fprintf(tw, "cold\t%d\t%s\n", s.Cold, pct(s.Cold, s.Cold+s.Warm))
-	fmt.Fprintf(tw, "warm\t%d\t%s\n", s.Warm, pct(s.Warm, s.Cold+s.Warm))
-	fmt.Fprintf(tw, "throttled\t%d\t%s\n", s.Throttled, pct(s.Throttled, s.Invocations))
+	counts := client.Table{Right: []bool{false, true, false}}
+	add := func(cells ...string) { counts.Rows = append(counts.Rows, cells) }
+	add("invocations", itoa(s.Invocations), fmt.Sprintf("(offered %d, dropped %d at the concurrency cap)", s.Offered, s.Dropped))
+	add("ok", itoa(s.OK), pct(s.OK, s.Invocations))
+	add("cold", itoa(s.Cold), pct(s.Cold, s.Cold+s.Warm))
+	add("warm", itoa(s.Warm), pct(s.Warm, s.Cold+s.Warm))
+	add("throttled", itoa(s.Throttled), pct(s.Throttled, s.Invocations))
 	for _, k := range sortedKeys(s.ThrottledByReason) {
-		fmt.Fprintf(tw, "  %s\t%d\t\n", k, s.ThrottledByReason[k])
+		add("  "+k, itoa(s.ThrottledByReason[k]), "")
 	}
-	fmt.Fprintf(tw, "errors\t%d\t%s\n", s.Errors, pct(s.Errors, s.Invocations))
+	add("errors", itoa(s.Errors), pct(s.Errors, s.Invocations))
 	for _, k := range sortedKeys(s.ErrorsByType) {
-		fmt.Fprintf(tw, "  %s\t%d\t\n", k, s.ErrorsByType[k])
+		add("  "+k, itoa(s.ErrorsByType[k]), "")
 	}
 	if s.Canceled > 0 {
-		fmt.Fprintf(tw, "canceled\t%d\t(still in flight when the run ended)\n", s.Canceled)
+		add("canceled", itoa(s.Canceled), "(still in flight when the run ended)")
 	}
 	if s.AvoidableColdStarts != nil {
-		fmt.Fprintf(tw, "avoidable cold\t%d\t(an idle sandbox of the version existed; from %d records)\n", *s.AvoidableColdStarts, s.Records)
+		add("avoidable cold", strconv.Itoa(*s.AvoidableColdStarts), fmt.Sprintf("(an idle sandbox of the version existed; from %d records)", s.Records))
 	}
-	tw.Flush()
+	// The table's header row is empty; drop the blank line it would print.
+	counts.Header = counts.Rows[0]
+	counts.Rows = counts.Rows[1:]
+	counts.Write(&b)
 	b.WriteString("\n")
 
-	tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
 	approx := ""
 	if s.Approximate {
 		approx = " (histogram, <0.4% error)"
 	}
-	fmt.Fprintf(tw, "latency ms%s\tn\tp50\tp90\tp99\tmax\tmean\t\n", approx)
+	lat := client.Table{
+		Header: []string{"latency ms" + approx, "n", "p50", "p90", "p99", "max", "mean"},
+		Right:  []bool{false, true, true, true, true, true, true},
+	}
 	row := func(name string, p Percentiles) {
 		if p.N == 0 {
-			fmt.Fprintf(tw, "%s\t0\t-\t-\t-\t-\t-\t\n", name)
+			lat.Rows = append(lat.Rows, []string{name, "0", "-", "-", "-", "-", "-"})
 			return
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%s\t%s\t\n", name, p.N, msStr(p.P50), msStr(p.P90), msStr(p.P99), msStr(p.Max), msStr(p.Mean))
+		lat.Rows = append(lat.Rows, []string{name, itoa(p.N), msStr(p.P50), msStr(p.P90), msStr(p.P99), msStr(p.Max), msStr(p.Mean)})
 	}
 	row("ok (from scheduled send)", s.Latency)
 	row("  cold", s.ColdLatency)
 	row("  warm", s.WarmLatency)
 	row("platform init (cold)", s.InitMs)
 	row("platform init+handler", s.ServerMs)
-	tw.Flush()
+	lat.Write(&b)
 	b.WriteString("\n")
 
 	fmt.Fprintf(&b, "rate: offered %s/s, sent %s/s, ok %s/s; elapsed %.1fs\n",
@@ -304,6 +310,8 @@ func sortedKeys(m map[string]int64) []string {
 	})
 	return keys
 }
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
 
 func pct(n, of int64) string {
 	if of <= 0 {

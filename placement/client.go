@@ -44,6 +44,16 @@ func (c *Client) Read(ctx context.Context) (*Snapshot, error) {
 	return r.Snapshot, nil
 }
 
+// ReadLeader asks the leader for its snapshot: the freshest view, for a
+// cache miss that may be a function created a moment ago elsewhere.
+func (c *Client) ReadLeader(ctx context.Context) (*Snapshot, error) {
+	r, err := c.do(ctx, SubjectLeader, Request{Op: OpSnapshot})
+	if err != nil {
+		return nil, err
+	}
+	return r.Snapshot, nil
+}
+
 func (c *Client) do(ctx context.Context, subject string, req Request) (Response, error) {
 	b, err := json.Marshal(req)
 	if err != nil {

@@ -444,6 +444,8 @@ func (n *Node) serve(req *Request) Response {
 		return Response{}
 	case req.Op == OpReconcile && req.Reconcile != nil:
 		return n.reconcile(*req.Reconcile)
+	case req.Op == OpSnapshot:
+		return Response{Snapshot: n.Snapshot()}
 	}
 	return Response{Error: &Error{Type: "InvalidRequestContentException", Message: "unknown placement op " + req.Op}}
 }
@@ -525,15 +527,17 @@ func (n *Node) findVictim(c CreateSandbox, scope quota.Scope) (string, bool) {
 		}
 		return cands[i].ans.ID < cands[j].ans.ID
 	})
+	var query IdleQuery
+	json.Unmarshal(q, &query)
 	for _, cd := range cands {
-		b, _ := json.Marshal(RetireRequest{ID: cd.ans.ID})
+		b, _ := json.Marshal(RetireRequest{ID: cd.ans.ID, Query: query})
 		m, err := n.nc.Request(WorkerSubject(cd.worker, "retire"), b, 250*time.Millisecond)
 		if err != nil {
 			continue
 		}
 		var a RetireAnswer
 		if json.Unmarshal(m.Data, &a) == nil && a.OK {
-			return cd.ans.ID, true
+			return a.ID, true
 		}
 	}
 	return "", false

@@ -106,11 +106,17 @@ type IdleAnswer struct {
 	LastUsedNs int64  `json:"last_used_ns,omitempty"`
 }
 
-// RetireRequest asks a worker to retire an idle sandbox; OK is false when it
-// was no longer idle.
+// RetireRequest asks a worker to retire the idle sandbox ID, or, when that
+// one has been taken meanwhile (by an invocation or a concurrent reclaim),
+// its least recently used idle sandbox matching Query. Concurrent cold starts
+// racing for the same victims then still each find one.
 type RetireRequest struct {
-	ID string `json:"id"`
+	ID    string    `json:"id"`
+	Query IdleQuery `json:"query"`
 }
+
+// RetireAnswer names the sandbox retired; OK is false when none was idle.
 type RetireAnswer struct {
-	OK bool `json:"ok"`
+	OK bool   `json:"ok"`
+	ID string `json:"id,omitempty"`
 }

@@ -631,11 +631,14 @@ func (m *model) function(a, f int) quota.Function {
 	return fn
 }
 
+// names are the ids of accounts and functions in the model, by index.
+var names = []string{"0", "1", "2", "3", "4", "5", "6", "7"}
+
 func (m *model) idle() []quota.Idle {
 	var out []quota.Idle
 	for _, s := range m.boxes {
 		if !s.busy {
-			out = append(out, quota.Idle{ID: s.id, Account: fmt.Sprint(s.acct), Function: fmt.Sprint(s.fn),
+			out = append(out, quota.Idle{ID: s.id, Account: names[s.acct], Function: names[s.fn],
 				Reserved: m.fns[s.acct][s.fn].hasRes, LastUsed: s.lastUsed})
 		}
 	}
@@ -665,26 +668,43 @@ func (m *model) reservedTotalExcept(a, f int) int {
 // check fails when any count is above its cap.
 func (m *model) check(t *testing.T, ctx string) {
 	t.Helper()
-	for a := range m.limits {
-		acc := m.account(a)
-		if acc.Sandboxes > acc.Limit {
-			t.Fatalf("%s: account %d has %d sandboxes, limit %d", ctx, a, acc.Sandboxes, acc.Limit)
+	// One pass over the sandboxes, independent of account() and function().
+	perAcct := make([]int, len(m.limits))
+	unres := make([]int, len(m.limits))
+	perFn := make([][]int, len(m.limits))
+	for a := range perFn {
+		perFn[a] = make([]int, len(m.fns[a]))
+	}
+	for _, s := range m.boxes {
+		perAcct[s.acct]++
+		perFn[s.acct][s.fn]++
+		if !m.fns[s.acct][s.fn].hasRes {
+			unres[s.acct]++
 		}
-		if acc.Unreserved > quota.UnreservedCap(acc) {
-			t.Fatalf("%s: account %d has %d unreserved sandboxes, cap %d", ctx, a, acc.Unreserved, quota.UnreservedCap(acc))
-		}
-		for f := range m.fns[a] {
-			fn := m.function(a, f)
-			if fn.HasReserved && fn.Sandboxes > fn.Reserved {
-				t.Fatalf("%s: account %d function %d has %d sandboxes, reserved %d", ctx, a, f, fn.Sandboxes, fn.Reserved)
+	}
+	for a, limit := range m.limits {
+		reserved := 0
+		for f, fn := range m.fns[a] {
+			if !fn.hasRes {
+				continue
 			}
+			reserved += fn.reserved
+			if perFn[a][f] > fn.reserved {
+				t.Fatalf("%s: account %d function %d has %d sandboxes, reserved %d", ctx, a, f, perFn[a][f], fn.reserved)
+			}
+		}
+		if perAcct[a] > limit {
+			t.Fatalf("%s: account %d has %d sandboxes, limit %d", ctx, a, perAcct[a], limit)
+		}
+		if unres[a] > max(0, limit-reserved) {
+			t.Fatalf("%s: account %d has %d unreserved sandboxes, cap %d", ctx, a, unres[a], limit-reserved)
 		}
 	}
 }
 
 func TestAdmitPropertyLimitsHold(t *testing.T) {
 	var st modelStats
-	for seed := uint64(0); seed < 300; seed++ {
+	for seed := uint64(0); seed < 200; seed++ {
 		runAdmitModel(t, seed, seed%2 == 1, &st)
 	}
 	// The workload must exercise every branch, or the property proves little.
@@ -795,8 +815,10 @@ func invokeModel(t *testing.T, m *model, a, f, v int, reconfigure bool, ctx stri
 	}
 	acc, fn := m.account(a), m.function(a, f)
 	d := quota.Admit(acc, fn)
+	an, fname := names[a], names[f]
 	for reclaimed := 0; !d.Admit && d.Reclaim != quota.ScopeNone; reclaimed++ {
-		victim, ok := quota.ChooseVictim(m.idle(), fmt.Sprint(a), fmt.Sprint(f), d.Reclaim)
+		idle := m.idle()
+		victim, ok := quota.ChooseVictim(idle, an, fname, d.Reclaim)
 		if !ok {
 			break
 		}
@@ -804,11 +826,11 @@ func invokeModel(t *testing.T, m *model, a, f, v int, reconfigure bool, ctx stri
 			// With limits that never moved, one reclaim always makes room.
 			t.Fatalf("%s: still refused (%+v) after reclaiming in scope, acct %+v fn %+v", ctx, d, acc, fn)
 		}
-		if victim.Account != fmt.Sprint(a) || !quota.InScope(victim, fmt.Sprint(a), fmt.Sprint(f), d.Reclaim) {
+		if victim.Account != an || !quota.InScope(victim, an, fname, d.Reclaim) {
 			t.Fatalf("%s: victim %+v out of scope %v", ctx, victim, d.Reclaim)
 		}
-		for _, c := range m.idle() {
-			if quota.InScope(c, fmt.Sprint(a), fmt.Sprint(f), d.Reclaim) &&
+		for _, c := range idle {
+			if quota.InScope(c, an, fname, d.Reclaim) &&
 				(c.LastUsed < victim.LastUsed || c.LastUsed == victim.LastUsed && c.ID < victim.ID) {
 				t.Fatalf("%s: victim %+v is not the LRU (%+v is older)", ctx, victim, c)
 			}
@@ -843,7 +865,7 @@ func invokeModel(t *testing.T, m *model, a, f, v int, reconfigure bool, ctx stri
 		}
 		// No reclaimable sandbox was left in scope: everything in it is busy.
 		if d.Reclaim != quota.ScopeNone {
-			if _, ok := quota.ChooseVictim(m.idle(), fmt.Sprint(a), fmt.Sprint(f), d.Reclaim); ok {
+			if _, ok := quota.ChooseVictim(m.idle(), an, fname, d.Reclaim); ok {
 				t.Fatalf("%s: throttled while an idle sandbox in scope %v exists", ctx, d.Reclaim)
 			}
 		}

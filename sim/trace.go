@@ -48,11 +48,11 @@ func (t *Trace) End() float64 {
 
 // Errors wrapped by ParseError, for callers that branch on the kind.
 var (
-	ErrHeader  = errors.New("bad header")
-	ErrFields  = errors.New("wrong number of fields")
-	ErrValue   = errors.New("bad value")
+	ErrHeader   = errors.New("bad header")
+	ErrFields   = errors.New("wrong number of fields")
+	ErrValue    = errors.New("bad value")
 	ErrConflict = errors.New("conflicting value")
-	ErrEmpty   = errors.New("no invocations")
+	ErrEmpty    = errors.New("no invocations")
 )
 
 // ParseError locates a bad input line.

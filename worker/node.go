@@ -166,7 +166,11 @@ func (n *Node) updateWarmSub(k pool.Key) {
 		s.SetPendingLimits(-1, -1)
 		n.warmSubs[k] = s
 	case idle == 0 && sub != nil:
-		sub.Unsubscribe()
+		// Drain, not Unsubscribe: requests the server routed here before
+		// it saw the UNSUB still reach handleWarm and get an answer (busy,
+		// or a sandbox freed meanwhile) instead of vanishing until the
+		// gateway's timeout.
+		sub.Drain()
 		delete(n.warmSubs, k)
 	}
 }
@@ -277,17 +281,8 @@ func (n *Node) handleIdle(m *nats.Msg) {
 		n.respondJSON(m, placement.IdleAnswer{})
 		return
 	}
-	reserved := map[string]bool{}
-	for _, f := range q.Reserved {
-		reserved[f] = true
-	}
 	n.mu.Lock()
-	sb := n.pool.LeastRecentlyUsed(func(k pool.Key) bool {
-		if k.Account != q.Account {
-			return false
-		}
-		return inScope(k, q, reserved)
-	})
+	sb := n.lruIdle(q)
 	var a placement.IdleAnswer
 	if sb != nil {
 		a = placement.IdleAnswer{ID: sb.ID, Function: sb.Key.Function, LastUsedNs: int64(sb.LastUsed)}
@@ -296,21 +291,35 @@ func (n *Node) handleIdle(m *nats.Msg) {
 	n.respondJSON(m, a)
 }
 
+// lruIdle is this worker's least recently used idle sandbox in q's scope.
+// Called with n.mu held.
+func (n *Node) lruIdle(q placement.IdleQuery) *pool.Sandbox {
+	reserved := make(map[string]bool, len(q.Reserved))
+	for _, f := range q.Reserved {
+		reserved[f] = true
+	}
+	return n.pool.LeastRecentlyUsed(func(k pool.Key) bool { return inScope(k, q, reserved) })
+}
+
 // handleRetire removes an idle sandbox so that placement can give its slot
 // to another function. It never retires a busy one.
 func (n *Node) handleRetire(m *nats.Msg) {
 	var r placement.RetireRequest
-	ok := false
+	var a placement.RetireAnswer
 	if json.Unmarshal(m.Data, &r) == nil {
 		n.mu.Lock()
-		if sb := n.pool.Get(r.ID); sb != nil && !sb.Busy {
-			ok = n.pool.Remove(sb)
+		sb := n.pool.Get(r.ID)
+		if sb == nil || sb.Busy {
+			sb = n.lruIdle(r.Query)
+		}
+		if sb != nil && !sb.Busy && n.pool.Remove(sb) {
+			a = placement.RetireAnswer{OK: true, ID: sb.ID}
 			n.updateWarmSub(sb.Key)
 			n.m.reclaimed.Inc()
 		}
 		n.mu.Unlock()
 	}
-	n.respondJSON(m, placement.RetireAnswer{OK: ok})
+	n.respondJSON(m, a)
 }
 
 // Stats is a worker's answer to a stats request.

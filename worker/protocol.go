@@ -18,6 +18,7 @@ const (
 	HdrVersion   = "Cs-Ver"
 	HdrSpec      = "Cs-Spec"
 	HdrSandbox   = "Cs-Sandbox" // cold invoke: the granted sandbox id
+	HdrGranted   = "Cs-Granted" // cold invoke: Unix ns of the grant
 	HdrLogTail   = "Cs-Log"     // request: "tail"; reply: base64 log tail
 
 	HdrStatus    = "Cs-Status" // reply: ok | busy | error

@@ -91,6 +91,9 @@ func (n *Node) run(m *nats.Msg, sb *pool.Sandbox, spec *Spec, cold bool, receive
 		Cold: cold, InitMs: ms(initDur), DurationMs: ms(elapsed), BilledMs: billed, MemoryMB: spec.MemoryMB,
 		GBs: float64(billed) / 1000 * float64(spec.MemoryMB) / 1024, Outcome: api.OutcomeOK,
 	}
+	if cold {
+		rec.GrantedNs, _ = strconv.ParseInt(m.Header.Get(HdrGranted), 10, 64)
+	}
 	r := nats.NewMsg(m.Reply)
 	h := r.Header
 	h.Set(HdrStatus, StatusOK)

@@ -122,13 +122,16 @@ type SetLimitInput struct {
 // Record is one finished invocation, as workers publish it. StartNs/EndNs are
 // Unix nanoseconds of the handler's run (after any cold start).
 type Record struct {
-	RequestID  string  `json:"request_id"`
-	Account    string  `json:"account"`
-	Function   string  `json:"function"`
-	Version    string  `json:"version"`
-	Sandbox    string  `json:"sandbox"`
-	Worker     string  `json:"worker"`
-	ReceivedNs int64   `json:"received_ns"` // when the worker took the request
+	RequestID  string `json:"request_id"`
+	Account    string `json:"account"`
+	Function   string `json:"function"`
+	Version    string `json:"version"`
+	Sandbox    string `json:"sandbox"`
+	Worker     string `json:"worker"`
+	ReceivedNs int64  `json:"received_ns"` // when the worker took the request
+	// GrantedNs is when placement granted the sandbox of a cold start: the
+	// sandbox is held (and counted against the limits) from then on.
+	GrantedNs  int64   `json:"granted_ns,omitempty"`
 	StartNs    int64   `json:"start_ns"`
 	EndNs      int64   `json:"end_ns"`
 	Cold       bool    `json:"cold"`

@@ -158,11 +158,17 @@ func (c *Client) CloseIdleConnections() { c.hc.CloseIdleConnections() }
 // functionPath is /2015-03-31/functions/{name} with the name path-escaped
 // (a qualified name "fn:alias" travels as "fn%3Aalias", as the SDKs send it).
 func functionPath(name string) string {
-	return api.PathFunctions + "/" + url.PathEscape(name)
+	return api.PathFunctions + "/" + escapeName(name)
 }
 
 func concurrencyPath(version, name string) string {
-	return "/" + version + "/functions/" + url.PathEscape(name) + "/concurrency"
+	return "/" + version + "/functions/" + escapeName(name) + "/concurrency"
+}
+
+// escapeName escapes a function name or ARN for a path segment, ':' included,
+// as the AWS SDKs do.
+func escapeName(name string) string {
+	return strings.ReplaceAll(url.PathEscape(name), ":", "%3A")
 }
 
 // do sends a JSON request and decodes a JSON answer into out (if non-nil).

@@ -5,7 +5,7 @@ import (
 	"io"
 	"sort"
 	"strconv"
-	"text/tabwriter"
+	"strings"
 
 	"github.com/coldstart-dev/coldstart/internal/api"
 )
@@ -33,34 +33,32 @@ func FormatStatus(w io.Writer, s api.Status) error {
 		}
 		return nodes[i].ID < nodes[j].ID
 	})
-	tw := tabwriter.NewWriter(ew, 0, 0, 2, ' ', 0)
 	if len(nodes) == 0 {
-		fmt.Fprintln(tw, "Nodes: none reported")
+		fmt.Fprintln(ew, "Nodes: none reported")
 	} else {
-		fmt.Fprintln(tw, "NODE\tROLE\tSTATE\tADDR\tDETAIL")
+		t := Table{Header: []string{"NODE", "ROLE", "STATE", "ADDR", "DETAIL"}}
 		for _, n := range nodes {
 			id := n.ID
 			if n.ID == s.Leader && s.Leader != "" {
 				id += " *"
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", id, dash(n.Role), dash(n.State), dash(n.Addr), n.Detail)
+			t.Rows = append(t.Rows, []string{id, dash(n.Role), dash(n.State), dash(n.Addr), n.Detail})
 		}
-		fmt.Fprintf(tw, "%s\n", countRoles(nodes))
+		t.Write(ew)
+		fmt.Fprintln(ew, countRoles(nodes))
 	}
-	tw.Flush()
 	fmt.Fprintln(ew)
 
 	accounts := append([]api.AccountStatus(nil), s.Accounts...)
 	sort.SliceStable(accounts, func(i, j int) bool { return accounts[i].Account < accounts[j].Account })
-	tw = tabwriter.NewWriter(ew, 0, 0, 2, ' ', tabwriter.AlignRight)
 	if len(accounts) == 0 {
 		fmt.Fprintln(ew, "Accounts: none")
 	} else {
-		fmt.Fprintln(tw, "ACCOUNT\tIN-FLIGHT\tLIMIT\tUSED\tSANDBOXES\t")
+		t := Table{Header: []string{"ACCOUNT", "IN-FLIGHT", "LIMIT", "USED", "SANDBOXES"}, Right: []bool{false, true, true, true, true}}
 		for _, a := range accounts {
-			fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%d\t\n", a.Account, a.InFlight, a.Limit, percent(a.InFlight, a.Limit), a.Sandboxes)
+			t.Rows = append(t.Rows, []string{a.Account, strconv.Itoa(a.InFlight), strconv.Itoa(a.Limit), percent(a.InFlight, a.Limit), strconv.Itoa(a.Sandboxes)})
 		}
-		tw.Flush()
+		t.Write(ew)
 	}
 	fmt.Fprintln(ew)
 
@@ -71,21 +69,63 @@ func FormatStatus(w io.Writer, s api.Status) error {
 		}
 		return fns[i].Name < fns[j].Name
 	})
-	tw = tabwriter.NewWriter(ew, 0, 0, 2, ' ', tabwriter.AlignRight)
 	if len(fns) == 0 {
 		fmt.Fprintln(ew, "Functions: none")
 	} else {
-		fmt.Fprintln(tw, "FUNCTION\tACCOUNT\tSANDBOXES\tIDLE\tIN-FLIGHT\tRESERVED\t")
+		t := Table{Header: []string{"FUNCTION", "ACCOUNT", "SANDBOXES", "IDLE", "IN-FLIGHT", "RESERVED"}, Right: []bool{false, false, true, true, true, true}}
 		for _, f := range fns {
 			reserved := "-"
 			if f.Reserved != nil {
 				reserved = strconv.Itoa(*f.Reserved)
 			}
-			fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t\n", f.Name, f.Account, f.Sandboxes, f.Idle, f.InFlight, reserved)
+			t.Rows = append(t.Rows, []string{f.Name, f.Account, strconv.Itoa(f.Sandboxes), strconv.Itoa(f.Idle), strconv.Itoa(f.InFlight), reserved})
 		}
-		tw.Flush()
+		t.Write(ew)
 	}
 	return ew.err
+}
+
+// Table is a plain text table: columns two spaces apart, each left- or
+// right-aligned (Right[i]), no trailing spaces.
+type Table struct {
+	Header []string
+	Right  []bool
+	Rows   [][]string
+}
+
+// Write renders the table to w.
+func (t Table) Write(w io.Writer) {
+	widths := make([]int, len(t.Header))
+	all := append([][]string{t.Header}, t.Rows...)
+	for _, row := range all {
+		for i, cell := range row {
+			if i < len(widths) && len(cell) > widths[i] {
+				widths[i] = len(cell)
+			}
+		}
+	}
+	var b strings.Builder
+	for _, row := range all {
+		line := ""
+		for i := range widths {
+			cell := ""
+			if i < len(row) {
+				cell = row[i]
+			}
+			if i > 0 {
+				line += "  "
+			}
+			pad := strings.Repeat(" ", widths[i]-len(cell))
+			if i < len(t.Right) && t.Right[i] {
+				line += pad + cell
+			} else {
+				line += cell + pad
+			}
+		}
+		b.WriteString(strings.TrimRight(line, " "))
+		b.WriteByte('\n')
+	}
+	io.WriteString(w, b.String())
 }
 
 func rank(role string) int {

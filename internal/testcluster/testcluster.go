@@ -12,7 +12,6 @@ import (
 	"net"
 	"os"
 	"sort"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -357,9 +356,7 @@ func MaxInFlight(recs []api.Record, keep func(api.Record) bool) int {
 		if keep != nil && !keep(r) {
 			continue
 		}
-		// The sandbox is held from the request's arrival at the worker
-		// (cold start included) to the end of the handler.
-		evs = append(evs, ev{r.ReceivedNs, 1}, ev{r.EndNs, -1})
+		evs = append(evs, ev{HeldFrom(r), 1}, ev{r.EndNs, -1})
 	}
 	sort.Slice(evs, func(i, j int) bool {
 		if evs[i].t != evs[j].t {
@@ -377,5 +374,11 @@ func MaxInFlight(recs []api.Record, keep func(api.Record) bool) int {
 	return max
 }
 
-// Itoa is strconv.Itoa, for tests building names.
-func Itoa(i int) string { return strconv.Itoa(i) }
+// HeldFrom is when a record's sandbox started being held for it: the grant
+// of a cold start, or the worker's receipt of a warm request.
+func HeldFrom(r api.Record) int64 {
+	if r.GrantedNs != 0 && r.GrantedNs < r.ReceivedNs {
+		return r.GrantedNs
+	}
+	return r.ReceivedNs
+}

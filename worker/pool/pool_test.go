@@ -268,6 +268,26 @@ func TestExpireBoundary(t *testing.T) {
 	}
 }
 
+// The worker's Expire callback reads the pool (Counts, to update its warm
+// subscription): the pool must already be consistent when fn runs.
+func TestExpireCallbackSeesConsistentPool(t *testing.T) {
+	p := newPool(t, ReuseOldest)
+	p.AddIdle("a", keyA, 0, time.Minute, false)
+	p.AddIdle("b", keyA, 0, 2*time.Minute, false)
+	busy(p, "c", keyA, 0)
+	var seen [][2]int
+	p.Expire(2*time.Minute, func(s *Sandbox) {
+		idle, total := p.Counts(s.Key)
+		seen = append(seen, [2]int{idle, total})
+		if p.Get(s.ID) != nil {
+			t.Errorf("%s still in the pool inside its eviction callback", s.ID)
+		}
+	})
+	if want := [][2]int{{1, 2}, {0, 1}}; !slices.Equal(seen, want) {
+		t.Fatalf("Counts inside callback %v, want %v", seen, want)
+	}
+}
+
 func TestExpireNilCallback(t *testing.T) {
 	p := newPool(t, ReuseOldest)
 	p.AddIdle("a", keyA, 0, sec, false)
@@ -501,17 +521,17 @@ func TestLeastRecentlyUsed(t *testing.T) {
 	p.AddIdle("other-account-oldest", other, 0, 0, false)
 	p.AddIdle("pc-oldest", keyA, 1*sec, Forever, true)
 	busy(p, "busy-oldest", keyA, 0)
-	p.AddIdle("a-20-z", keyA, 20*sec, 0, false)
-	p.AddIdle("b-20-y", keyB, 20*sec, 0, false)
+	p.AddIdle("z-20", keyA, 20*sec, 0, false)
+	p.AddIdle("y-20", keyB, 20*sec, 0, false)
 	p.AddIdle("b-30", keyB, 30*sec, 0, false)
 
 	sameAccount := func(k Key) bool { return k.Account == keyA.Account }
 	got := p.LeastRecentlyUsed(sameAccount)
-	if got == nil || got.ID != "b-20-y" {
-		t.Fatalf("LRU = %v, want b-20-y (oldest non-provisioned idle, tie by id)", got)
+	if got == nil || got.ID != "y-20" {
+		t.Fatalf("LRU = %v, want y-20 (oldest non-provisioned idle, tie by id)", got)
 	}
 	onlyA := func(k Key) bool { return k == keyA }
-	if got := p.LeastRecentlyUsed(onlyA); got == nil || got.ID != "a-20-z" {
+	if got := p.LeastRecentlyUsed(onlyA); got == nil || got.ID != "z-20" {
 		t.Fatalf("LRU(keyA) = %v", got)
 	}
 	if got := p.LeastRecentlyUsed(func(k Key) bool { return k == other }); got == nil || got.ID != "other-account-oldest" {
@@ -525,7 +545,7 @@ func TestLeastRecentlyUsed(t *testing.T) {
 		t.Fatal("LeastRecentlyUsed changed the pool")
 	}
 	// Only provisioned (and busy) left for keyA: no candidate.
-	p.Remove(p.Get("a-20-z"))
+	p.Remove(p.Get("z-20"))
 	if got := p.LeastRecentlyUsed(onlyA); got != nil {
 		t.Fatalf("provisioned or busy sandbox offered for reclaim: %s", got.ID)
 	}
@@ -580,11 +600,11 @@ type ref struct {
 }
 
 type refBox struct {
-	id                      string
-	key                     Key
-	seq                     uint64
-	lastUsed, ttl           time.Duration
-	busy, provisioned, gone bool
+	id                string
+	key               Key
+	seq               uint64
+	lastUsed, ttl     time.Duration
+	busy, provisioned bool
 }
 
 func (b *refBox) expires() time.Duration {
@@ -602,8 +622,10 @@ func (r *ref) add(id string, k Key, now, ttl time.Duration, idle, prov bool) {
 	r.boxes = append(r.boxes, &refBox{id: id, key: k, seq: r.seq, lastUsed: now, ttl: ttl, busy: !idle, provisioned: prov})
 }
 
-func (r *ref) live() []*refBox {
-	return slices.DeleteFunc(slices.Clone(r.boxes), func(b *refBox) bool { return b.gone })
+func (r *ref) live() []*refBox { return r.boxes }
+
+func (r *ref) drop(id string) {
+	r.boxes = slices.DeleteFunc(r.boxes, func(b *refBox) bool { return b.id == id })
 }
 
 func (r *ref) acquire(k Key) string {
@@ -633,15 +655,6 @@ func (r *ref) before(a, b *refBox) bool {
 	return a.seq < b.seq
 }
 
-func (r *ref) find(id string) *refBox {
-	for _, b := range r.live() {
-		if b.id == id {
-			return b
-		}
-	}
-	return nil
-}
-
 func (r *ref) expire(now time.Duration) []string {
 	var out []*refBox
 	for _, b := range r.live() {
@@ -654,7 +667,7 @@ func (r *ref) expire(now time.Duration) []string {
 	})
 	var names []string
 	for _, b := range out {
-		b.gone = true
+		r.drop(b.id)
 		names = append(names, b.id)
 	}
 	return names
@@ -781,7 +794,7 @@ func runModel(t *testing.T, reuse Reuse, seed uint64) {
 				if !p.Remove(got) {
 					t.Fatalf("%s: Remove LRU failed", ctx)
 				}
-				m.find(want).gone = true
+				m.drop(want)
 			}
 		default: // the worker loses a sandbox (crash, deploy), busy or idle
 			live := m.live()
@@ -790,7 +803,7 @@ func runModel(t *testing.T, reuse Reuse, seed uint64) {
 				if !p.Remove(p.Get(b.id)) {
 					t.Fatalf("%s: Remove %s failed", ctx, b.id)
 				}
-				b.gone = true
+				m.drop(b.id)
 			}
 		}
 		// Compare the observable state.

@@ -1,0 +1,229 @@
+package testcluster_test
+
+import (
+	"context"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coldstart-dev/coldstart/internal/api"
+	"github.com/coldstart-dev/coldstart/internal/testcluster"
+	"github.com/coldstart-dev/coldstart/quota"
+)
+
+type outcome struct {
+	invokeResult
+	Sent, Done time.Time
+	Function   string
+}
+
+// hammer runs clients closed-loop invokers per function until ctx ends and
+// returns every outcome.
+func hammer(ctx context.Context, t testing.TB, urls []string, fns map[string]int, payload string) []outcome {
+	var mu sync.Mutex
+	var out []outcome
+	var wg sync.WaitGroup
+	i := 0
+	for fn, clients := range fns {
+		for c := 0; c < clients; c++ {
+			url := urls[i%len(urls)]
+			i++
+			wg.Add(1)
+			go func(fn, url string) {
+				defer wg.Done()
+				for ctx.Err() == nil {
+					s := time.Now()
+					r := invoke(t, url, fn, payload)
+					o := outcome{invokeResult: r, Sent: s, Done: time.Now(), Function: fn}
+					mu.Lock()
+					out = append(out, o)
+					mu.Unlock()
+					if r.Status == http.StatusTooManyRequests {
+						// Back off a little like an SDK would, so throttled
+						// clients do not spin.
+						time.Sleep(2 * time.Millisecond)
+					}
+				}
+			}(fn, url)
+		}
+	}
+	wg.Wait()
+	return out
+}
+
+// busyAt counts records whose sandbox was held at instant t: from the
+// worker's receipt of the request to the end of the handler (plus the
+// moment it takes to return the sandbox to the pool).
+func maxBusyIn(recs []api.Record, keep func(api.Record) bool, from, to time.Time, slack time.Duration) int {
+	max := 0
+	// In-flight only rises at a receipt, so the maximum over [from,to] is
+	// at from or at a receipt inside the window.
+	points := []int64{from.UnixNano()}
+	for _, r := range recs {
+		if h := testcluster.HeldFrom(r); keep(r) && h >= from.UnixNano() && h <= to.UnixNano() {
+			points = append(points, h)
+		}
+	}
+	for _, p := range points {
+		n := 0
+		for _, r := range recs {
+			if keep(r) && testcluster.HeldFrom(r) <= p && p <= r.EndNs+int64(slack) {
+				n++
+			}
+		}
+		if n > max {
+			max = n
+		}
+	}
+	return max
+}
+
+func TestAccountLimitHoldsUnder5xOverload(t *testing.T) {
+	const limit = 20
+	c := testcluster.New(t, testcluster.Options{Gateways: 2, Workers: 3})
+	urls := []string{c.GatewayURL(0), c.GatewayURL(1)}
+	if code, body := put(t, urls[0], api.PathAccountLimit, api.SetLimitInput{ConcurrentExecutions: limit}); code != 200 {
+		t.Fatalf("set limit: %d %s", code, body)
+	}
+	createFunction(t, urls[0], synthetic("slow", "60ms", "20ms"))
+	createFunction(t, urls[0], synthetic("slow2", "60ms", "20ms"))
+	rec := c.Records()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	out := hammer(ctx, t, urls, map[string]int{"slow": 3 * limit, "slow2": 2 * limit}, `{}`)
+	if err := c.WaitFor(func() bool { return rec.Len() >= countOK(out) }, 5*time.Second); err != nil {
+		t.Fatalf("records: have %d, want %d", rec.Len(), countOK(out))
+	}
+	recs := rec.All()
+	all := func(api.Record) bool { return true }
+	if got := testcluster.MaxInFlight(recs, nil); got > limit {
+		t.Fatalf("sweep-line max in-flight %d exceeds the account limit %d", got, limit)
+	}
+	throttled := 0
+	for _, o := range out {
+		switch o.Status {
+		case 200:
+		case 429:
+			throttled++
+			if o.ErrorType != "TooManyRequestsException" || o.Body.Reason != string(quota.ReasonAccountConcurrency) {
+				t.Fatalf("429 with type %q reason %q", o.ErrorType, o.Body.Reason)
+			}
+			// A 429 is only allowed when every sandbox was busy at some
+			// moment while the request was being decided.
+			if busy := maxBusyIn(recs, all, o.Sent, o.Done, 3*time.Millisecond); busy < limit {
+				t.Fatalf("429 at %s while at most %d of %d were in flight", o.Sent.Format(time.StampMicro), busy, limit)
+			}
+		default:
+			t.Fatalf("unexpected status %d %s %+v", o.Status, o.ErrorType, o.Body)
+		}
+	}
+	if throttled == 0 {
+		t.Fatalf("5x overload produced no 429 (%d requests)", len(out))
+	}
+	if ok := countOK(out); ok < limit {
+		t.Fatalf("only %d invocations succeeded", ok)
+	}
+	t.Logf("%d requests, %d ok, %d throttled, max in-flight %d (limit %d)", len(out), countOK(out), throttled, testcluster.MaxInFlight(recs, nil), limit)
+}
+
+func countOK(out []outcome) int {
+	n := 0
+	for _, o := range out {
+		if o.Status == 200 {
+			n++
+		}
+	}
+	return n
+}
+
+func TestIdleSandboxesOfOtherFunctionsAreReclaimed(t *testing.T) {
+	const limit = 10
+	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 3})
+	url := c.GatewayURL(0)
+	put(t, url, api.PathAccountLimit, api.SetLimitInput{ConcurrentExecutions: limit})
+	createFunction(t, url, synthetic("a", "100ms", "5ms"))
+	createFunction(t, url, synthetic("b", "100ms", "5ms"))
+	burst := func(fn string) []invokeResult {
+		res := make([]invokeResult, limit)
+		var wg sync.WaitGroup
+		for i := range res {
+			wg.Add(1)
+			go func(i int) { defer wg.Done(); res[i] = invoke(t, url, fn, `{}`) }(i)
+		}
+		wg.Wait()
+		return res
+	}
+	for _, r := range burst("a") {
+		if r.Status != 200 {
+			t.Fatalf("a: %d %s", r.Status, r.ErrorType)
+		}
+	}
+	// The account now holds 10 idle sandboxes of a: b must get room by
+	// retiring them, not a 429.
+	cold := 0
+	for _, r := range burst("b") {
+		if r.Status != 200 {
+			t.Fatalf("b throttled while a's sandboxes were idle: %d %s %+v", r.Status, r.ErrorType, r.Body)
+		}
+		if r.Cold {
+			cold++
+		}
+	}
+	if cold != limit {
+		t.Fatalf("b cold starts %d, want %d", cold, limit)
+	}
+}
+
+func TestReservedConcurrency(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 2})
+	url := c.GatewayURL(0)
+	createFunction(t, url, synthetic("r", "80ms", "5ms"))
+	createFunction(t, url, synthetic("zero", "1ms", "1ms"))
+	code, body := put(t, url, "/2017-10-31/functions/r/concurrency", api.Concurrency{ReservedConcurrentExecutions: intp(950)})
+	if code != 400 || !contains(string(body), "decreases account's UnreservedConcurrentExecution below its minimum value of [100]") {
+		t.Fatalf("reserving 950 of 1000: %d %s", code, body)
+	}
+	if code, body := put(t, url, "/2017-10-31/functions/r/concurrency", api.Concurrency{ReservedConcurrentExecutions: intp(4)}); code != 200 {
+		t.Fatalf("reserve 4: %d %s", code, body)
+	}
+	if code, body := put(t, url, "/2017-10-31/functions/zero/concurrency", api.Concurrency{ReservedConcurrentExecutions: intp(0)}); code != 200 {
+		t.Fatalf("reserve 0: %d %s", code, body)
+	}
+	if r := invoke(t, url, "zero", `{}`); r.Status != 429 || r.Body.Reason != string(quota.ReasonReservedConcurrency) {
+		t.Fatalf("reserved 0 must throttle everything: %d %+v", r.Status, r.Body)
+	}
+	rec := c.Records()
+	ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
+	defer cancel()
+	out := hammer(ctx, t, []string{url}, map[string]int{"r": 16}, `{}`)
+	c.WaitFor(func() bool { return rec.Len() >= countOK(out) }, 5*time.Second)
+	throttled := 0
+	for _, o := range out {
+		if o.Status == 429 {
+			throttled++
+			if o.Body.Reason != string(quota.ReasonReservedConcurrency) {
+				t.Fatalf("reason %q", o.Body.Reason)
+			}
+		}
+	}
+	if got := testcluster.MaxInFlight(rec.All(), func(r api.Record) bool { return r.Function == "r" }); got > 4 {
+		t.Fatalf("function r ran %d at once with reserved concurrency 4", got)
+	}
+	if throttled == 0 {
+		t.Fatal("no reserved-concurrency throttles")
+	}
+}
+
+func intp(n int) *int { return &n }
+
+func contains(s, sub string) bool {
+	return len(sub) == 0 || (len(s) >= len(sub) && (func() bool {
+		for i := 0; i+len(sub) <= len(s); i++ {
+			if s[i:i+len(sub)] == sub {
+				return true
+			}
+		}
+		return false
+	})())
+}
