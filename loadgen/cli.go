@@ -144,8 +144,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if progress.enabled(tty) {
 		pp := &progressPrinter{w: stderr, tty: tty}
 		cfg.Progress = pp.print
-		fmt.Fprintf(stderr, "load: %s, %s at %s/s for %s against %s (about %.0f arrivals)\n",
-			cfg.Function, sh.Kind, num(sh.Rate), cfg.Duration, c.BaseURL(), sh.Expected(cfg.Duration))
+		fmt.Fprintf(stderr, "load: %s, %s for %s against %s (about %.0f arrivals)\n",
+			cfg.Function, sh, cfg.Duration, c.BaseURL(), sh.Expected(cfg.Duration))
 	}
 
 	var rc *recordCollector

@@ -39,7 +39,9 @@ const (
 	DefaultDrain         = 30 * time.Second
 	DefaultProgressEvery = 250 * time.Millisecond
 	// lateThreshold: a send this far behind its schedule counts as late.
-	lateThreshold = time.Millisecond
+	// Timer wake-ups are good to about 1-2 ms, so only more means the
+	// generator itself is falling behind.
+	lateThreshold = 5 * time.Millisecond
 )
 
 // Config is one load run.
@@ -107,7 +109,7 @@ func Run(ctx context.Context, inv Invoker, cfg Config) (*Summary, error) {
 		return nil, fmt.Errorf("loadgen: %w", err)
 	}
 
-	r := &runner{cfg: cfg, inv: inv, t: newTally(), sem: make(chan struct{}, cfg.Concurrency)}
+	r := &runner{cfg: cfg, inv: inv, t: newTally(), sem: make(chan struct{}, cfg.Concurrency), window: []sample{{}}}
 	// Requests are canceled when the caller gives up (ctx) or the drain
 	// period runs out (cancelRequests).
 	reqCtx, cancelRequests := context.WithCancel(ctx)

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"strconv"
 	"time"
 )
 
@@ -97,6 +98,19 @@ func (s Shape) Validate() error {
 	}
 	return nil
 }
+
+// String describes the rate curve, e.g. "step 10/s -> 140/s (x14) at 15s over 7.5s".
+func (s Shape) String() string {
+	switch s.Kind {
+	case ShapeStep:
+		return fmt.Sprintf("step %s/s -> %s/s (x%s) at %v over %v", fnum(s.Rate), fnum(s.Rate*s.StepFactor), fnum(s.StepFactor), s.StepAt, s.Ramp)
+	case ShapeSpike:
+		return fmt.Sprintf("spike %s/s with a burst to %s/s at %v for %v", fnum(s.BaseRate), fnum(s.Rate), s.SpikeAt, s.SpikeFor)
+	}
+	return fmt.Sprintf("%s %s/s", s.Kind, fnum(s.Rate))
+}
+
+func fnum(v float64) string { return strconv.FormatFloat(v, 'f', -1, 64) }
 
 // DefaultArrivals is the arrival process a shape uses unless told otherwise:
 // Poisson for "poisson", even spacing for the others.

@@ -28,6 +28,7 @@ import (
 type Summary struct {
 	Function    string  `json:"function"`
 	Shape       string  `json:"shape"`
+	ShapeDesc   string  `json:"shape_desc"`
 	Arrivals    string  `json:"arrivals"`
 	Rate        float64 `json:"rate"`
 	DurationS   float64 `json:"duration_s"`
@@ -57,7 +58,7 @@ type Summary struct {
 	AchievedRPS  float64 `json:"achieved_rps"` // invocations sent / load window
 	OKRPS        float64 `json:"ok_rps"`       // ok / elapsed
 	MaxSendLagMs float64 `json:"max_send_lag_ms"`
-	LateSends    int64   `json:"late_sends"` // sent over 1 ms after their scheduled time
+	LateSends    int64   `json:"late_sends"` // sent over 5 ms after their scheduled time
 	Interrupted  bool    `json:"interrupted"`
 	Approximate  bool    `json:"approximate_percentiles,omitempty"`
 
@@ -193,6 +194,7 @@ func (t *tally) summary(cfg Config, window, elapsed time.Duration) *Summary {
 	s := &Summary{
 		Function:          cfg.Function,
 		Shape:             cfg.Shape.Kind,
+		ShapeDesc:         cfg.Shape.String(),
 		Arrivals:          cfg.Arrivals,
 		Rate:              cfg.Shape.Rate,
 		DurationS:         cfg.Duration.Seconds(),
@@ -231,8 +233,8 @@ func copyMap(m map[string]int64) map[string]int64 {
 // WriteTable prints the summary as the table `coldstart load` ends with.
 func (s *Summary) WriteTable(w io.Writer) error {
 	var b strings.Builder
-	fmt.Fprintf(&b, "coldstart load: %s, %s at %s/s for %s (%s arrivals, seed %d, concurrency %d)\n",
-		s.Function, s.Shape, num(s.Rate), time.Duration(s.DurationS*float64(time.Second)), s.Arrivals, s.Seed, s.Concurrency)
+	fmt.Fprintf(&b, "coldstart load: %s, %s for %s (%s arrivals, seed %d, concurrency %d)\n",
+		s.Function, s.ShapeDesc, time.Duration(s.DurationS*float64(time.Second)), s.Arrivals, s.Seed, s.Concurrency)
 	if s.Interrupted {
 		b.WriteString("interrupted: the numbers cover the part that ran\n")
 	}
@@ -290,7 +292,7 @@ func (s *Summary) WriteTable(w io.Writer) error {
 	fmt.Fprintf(&b, "rate: offered %s/s, sent %s/s, ok %s/s; elapsed %.1fs\n",
 		num(s.OfferedRPS), num(s.AchievedRPS), num(s.OKRPS), s.ElapsedS)
 	if s.LateSends > 0 {
-		fmt.Fprintf(&b, "generator lag: %d sends over 1 ms late (max %.1f ms); their latency counts from the scheduled time\n",
+		fmt.Fprintf(&b, "generator lag: %d sends over 5 ms late (max %.1f ms): the generator is short of CPU; their latency counts from the scheduled time\n",
 			s.LateSends, s.MaxSendLagMs)
 	}
 	_, err := io.WriteString(w, b.String())

@@ -246,7 +246,7 @@ func TestSummaryTableAndJSON(t *testing.T) {
 	}
 	out := b.String()
 	for _, want := range []string{
-		"coldstart load: hello, poisson at 500/s for 30s (poisson arrivals, seed 7, concurrency 256)",
+		"coldstart load: hello, poisson 500/s for 30s (poisson arrivals, seed 7, concurrency 256)",
 		"invocations", "(offered 7, dropped 4 at the concurrency cap)",
 		"throttled", "ConcurrentInvocationLimitExceeded",
 		"avoidable cold", "p50", "p99", "262", "rate: offered", "generator lag: 2 sends",

@@ -481,7 +481,12 @@ func (n *Node) createSandbox(c CreateSandbox) Response {
 		// The victim is already retired on its worker: give it back.
 		n.apply(CmdReleaseSandboxes, ReleaseSandboxes{IDs: release})
 	}
-	return Response{Grant: &Grant{Reason: quota.ReasonAccountConcurrency}}
+	var d quota.Decision
+	n.fsm.Read(func(l *Ledger) { d = l.Check(c.Account, c.Function) })
+	if d.Reason == quota.ReasonNone {
+		d.Reason = quota.ReasonAccountConcurrency
+	}
+	return Response{Grant: &Grant{Reason: d.Reason}}
 }
 
 // findVictim asks the workers holding the account's sandboxes for their LRU

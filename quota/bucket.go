@@ -1,6 +1,9 @@
 package quota
 
-import "time"
+import (
+	"math"
+	"time"
+)
 
 // Bucket is a token bucket for the per-function scaling rate: Burst new
 // sandboxes, refilled continuously at Burst per Window. Time is passed in so
@@ -29,14 +32,20 @@ func NewBucket(r Rate, now time.Duration) Bucket {
 }
 
 func (b *Bucket) refill(r Rate, now time.Duration) {
-	if now <= b.Last {
-		return
+	if now > b.Last {
+		b.Tokens += float64(now-b.Last) * float64(r.Burst) / float64(r.Window)
+		b.Last = now
+		// Many small float additions fall just short of a whole token;
+		// snapping keeps the answer independent of how often the bucket is
+		// polled, so the FSM and the simulator agree.
+		if t := math.Round(b.Tokens); math.Abs(b.Tokens-t) < 1e-9 {
+			b.Tokens = t
+		}
 	}
-	b.Tokens += float64(now-b.Last) * float64(r.Burst) / float64(r.Window)
+	// A lowered burst caps the bucket at once.
 	if b.Tokens > float64(r.Burst) {
 		b.Tokens = float64(r.Burst)
 	}
-	b.Last = now
 }
 
 // Available reports whether a token could be taken at now, without taking it.

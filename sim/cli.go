@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/coldstart-dev/coldstart/quota"
+	"github.com/coldstart-dev/coldstart/worker/synthetic"
 )
 
 const usage = `coldstart sim: replay a trace through coldstart's quota and pool policy code on a virtual clock.
@@ -66,15 +67,15 @@ type options struct {
 	priceGBs, priceReqM, pricePCHeld, pricePCRun float64
 	priceFleet                                   float64
 
-	json                   bool
-	plot, writeTrace       string
-	plotBuckets, top       int
-	sweep                  string
-	against                string
-	speed                  float64
-	maxInFlight            int
-	requestTimeout         time.Duration
-	clock                  Clock // tests
+	json             bool
+	plot, writeTrace string
+	plotBuckets, top int
+	sweep            string
+	against          string
+	speed            float64
+	maxInFlight      int
+	requestTimeout   time.Duration
+	clock            Clock // tests
 }
 
 type multiFlag []string
@@ -524,8 +525,12 @@ func (o *options) runAgainst(ctx context.Context, tr *Trace, res *Result, stdout
 	if cold == "" && o.model == "seed" {
 		cold = "180ms"
 	}
+	handler := o.handler
+	if _, err := synthetic.ParseDist(handler); err != nil {
+		handler = "" // e.g. choice:..., which the API does not take; each request sends its duration anyway
+	}
 	cfg := AgainstConfig{URL: o.against, Clock: o.clock, Speed: o.speed, MaxInFlight: o.maxInFlight, MemoryMB: o.memory,
-		ColdStart: cold, KeepAlive: o.keepAlive.String(), Handler: o.handler}
+		ColdStart: cold, KeepAlive: o.keepAlive.String(), Handler: handler}
 	cfg.defaults()
 	cfg.Client.Timeout = o.requestTimeout
 	fmt.Fprintf(stderr, "replaying %d requests over %.0f s against %s\n", len(tr.Events), tr.End()/cfg.Speed, o.against)
@@ -534,7 +539,7 @@ func (o *options) runAgainst(ctx context.Context, tr *Trace, res *Result, stdout
 		return err
 	}
 	if o.json {
-		return WriteJSON(stdout, &Result{Model: "against", Functions: res.Functions, Total: res.Total, HorizonS: res.HorizonS, Fleet: nil, KeepAlive: res.KeepAlive, Timeline: nil, measured: m})
+		return writeAgainstJSON(stdout, res, m)
 	}
 	WriteComparison(stdout, res, m)
 	return nil

@@ -123,3 +123,39 @@ func reasons(f *FunctionResult) string {
 	sort.Strings(parts)
 	return strings.Join(parts, ", ")
 }
+
+// simulatedJSON is the simulated side of --against and of sweeps: the seed's
+// seven figures for the seed model, the whole result otherwise.
+func simulatedJSON(res *Result) any {
+	if res.Model == "seed" {
+		return seedJSON(res)
+	}
+	return res
+}
+
+func writeAgainstJSON(w io.Writer, res *Result, m *Measured) error {
+	return json.NewEncoder(w).Encode(struct {
+		Simulated any       `json:"simulated"`
+		Measured  *Measured `json:"measured"`
+	}{simulatedJSON(res), m})
+}
+
+func writeSweepJSON(w io.Writer, s Sweep, rows []SweepRow) error {
+	type jrow struct {
+		Value float64 `json:"value"`
+		Res   any     `json:"result"`
+		Base  any     `json:"without_provisioned,omitempty"`
+	}
+	out := struct {
+		Param string `json:"param"`
+		Rows  []jrow `json:"rows"`
+	}{Param: s.Param}
+	for _, r := range rows {
+		j := jrow{Value: r.Value, Res: simulatedJSON(r.Res)}
+		if r.Base != nil {
+			j.Base = simulatedJSON(r.Base)
+		}
+		out.Rows = append(out.Rows, j)
+	}
+	return json.NewEncoder(w).Encode(out)
+}

@@ -51,7 +51,7 @@ type Sandbox struct {
 
 // Expires is the time at which an idle sandbox is evicted.
 func (s *Sandbox) Expires() time.Duration {
-	if s.TTL == Forever || s.LastUsed > Forever-s.TTL {
+	if s.Provisioned || s.TTL == Forever || s.LastUsed > Forever-s.TTL {
 		return Forever
 	}
 	return s.LastUsed + s.TTL
@@ -98,7 +98,11 @@ func (p *Pool) key(k Key) *keyPool {
 
 // Add registers a new sandbox, busy with the invocation that caused its cold
 // start. ttl 0 means the pool default.
+// Ids must be unique: an id already in the pool returns the existing sandbox.
 func (p *Pool) Add(id string, k Key, now, ttl time.Duration) *Sandbox {
+	if s := p.byID[id]; s != nil {
+		return s
+	}
 	if ttl == 0 {
 		ttl = p.cfg.TTL
 	}

@@ -38,7 +38,7 @@ type Dist struct {
 // FixedDist is a constant duration.
 func FixedDist(d time.Duration) Dist { return Dist{Kind: Fixed, A: d} }
 
-// Draw returns one sample.
+// Draw returns one sample, clamped to [0, MaxInt64].
 func (d Dist) Draw(r *rand.Rand) time.Duration {
 	var v float64
 	switch d.Kind {
@@ -50,10 +50,19 @@ func (d Dist) Draw(r *rand.Rand) time.Duration {
 	case LogNormal:
 		v = float64(d.A) * math.Exp(r.NormFloat64()*d.Sigma)
 	default:
-		v = float64(d.A)
+		return max(d.A, 0)
 	}
-	if v < 0 {
+	return clamp(v)
+}
+
+// clamp converts a float to a Duration without the overflow to MinInt64
+// that a plain conversion gives above MaxInt64 or for NaN.
+func clamp(v float64) time.Duration {
+	switch {
+	case math.IsNaN(v) || v <= 0:
 		return 0
+	case v >= math.MaxInt64:
+		return math.MaxInt64
 	}
 	return time.Duration(v)
 }
@@ -62,9 +71,9 @@ func (d Dist) Draw(r *rand.Rand) time.Duration {
 func (d Dist) Mean() time.Duration {
 	switch d.Kind {
 	case Uniform:
-		return (d.A + d.B) / 2
+		return d.A + (d.B-d.A)/2
 	case LogNormal:
-		return time.Duration(float64(d.A) * math.Exp(d.Sigma*d.Sigma/2))
+		return clamp(float64(d.A) * math.Exp(d.Sigma*d.Sigma/2))
 	}
 	return d.A
 }
