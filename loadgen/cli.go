@@ -150,7 +150,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 	var rc *recordCollector
 	if *records {
-		rc = startRecords(ctx, c, baseName(*function))
+		rc = startRecords(ctx, c, baseName(*function), 2*time.Second)
 	}
 
 	s, err := Run(ctx, ClientInvoker{Client: c, Qualifier: *qualifier}, cfg)
@@ -295,22 +295,50 @@ type recordCollector struct {
 	err    error
 }
 
-func startRecords(ctx context.Context, c *client.Client, function string) *recordCollector {
+// startRecords opens the records stream and returns once it is open, or
+// after connectWait (a gateway that sends no headers before its first record
+// must not hold up the run; the few records before it are then missed).
+func startRecords(ctx context.Context, c *client.Client, function string, connectWait time.Duration) *recordCollector {
 	rctx, cancel := context.WithCancel(ctx)
 	rc := &recordCollector{cancel: cancel, done: make(chan struct{})}
+	open := make(chan struct{})
 	go func() {
 		defer close(rc.done)
-		err := c.Records(rctx, function, func(r api.Record) error {
+		st, err := c.OpenRecords(rctx, function)
+		close(open)
+		if err != nil {
+			if rctx.Err() == nil {
+				rc.setErr(err)
+			}
+			return
+		}
+		defer st.Close()
+		for {
+			r, err := st.Next()
+			if err != nil {
+				if rctx.Err() == nil && !errors.Is(err, io.EOF) {
+					rc.setErr(err)
+				}
+				return
+			}
 			rc.mu.Lock()
 			rc.recs = append(rc.recs, r)
 			rc.mu.Unlock()
-			return nil
-		})
-		if err != nil && rctx.Err() == nil {
-			rc.err = err
 		}
 	}()
+	t := time.NewTimer(connectWait)
+	defer t.Stop()
+	select {
+	case <-open:
+	case <-t.C:
+	}
 	return rc
+}
+
+func (rc *recordCollector) setErr(err error) {
+	rc.mu.Lock()
+	rc.err = err
+	rc.mu.Unlock()
 }
 
 func (rc *recordCollector) count() int {

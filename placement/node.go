@@ -45,7 +45,7 @@ type Config struct {
 	Peers    []Peer // all placement nodes, this one included
 	Timing   Timing
 	NATS     *nats.Conn
-	Rate     quota.Rate
+	Rate     quota.Rate // scaling rate; the zero Rate disables it
 	// DefaultLimit is the concurrency limit of accounts never set.
 	DefaultLimit int
 	// Grace is how long a granted sandbox may be absent from its worker's
@@ -97,9 +97,6 @@ func Start(cfg Config) (*Node, error) {
 	}
 	if cfg.ApplyTimeout == 0 {
 		cfg.ApplyTimeout = 700 * time.Millisecond
-	}
-	if cfg.Rate == (quota.Rate{}) {
-		cfg.Rate = quota.DefaultRate
 	}
 	dir := filepath.Join(cfg.DataDir, cfg.ID)
 	if err := os.MkdirAll(dir, 0o755); err != nil {

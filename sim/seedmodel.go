@@ -80,6 +80,7 @@ type seedRun struct {
 	peak     int
 	tl       *Timeline
 	onEvict  func(*pool.Sandbox)
+	end      float64 // the last busy_until
 }
 
 // RunSeed replays tr through the seed's model. Each function has its own
@@ -107,7 +108,7 @@ func RunSeed(tr *Trace, cfg SeedConfig) *Result {
 		r.complete(r.heap.pop())
 	}
 	r.pool.Expire(seedClock(math.Inf(1)), r.onEvict)
-	return r.result(tr)
+	return r.result()
 }
 
 func seedHorizon(tr *Trace, cfg SeedConfig) float64 {
@@ -159,6 +160,7 @@ func (r *seedRun) complete(ev event) {
 	f.inflight--
 	r.inflight--
 	last := seedSeconds(ev.at)
+	r.end = math.Max(r.end, last)
 	// The sandbox is busy, so it is in no pool heap and its TTL may change.
 	ev.sb.TTL = seedClock(evictAt(last, r.cfg.KeepAliveS)) - ev.at
 	r.pool.Release(ev.sb, ev.at)
@@ -173,7 +175,7 @@ func (r *seedRun) evicted(s *pool.Sandbox) {
 	}
 }
 
-func (r *seedRun) result(tr *Trace) *Result {
+func (r *seedRun) result() *Result {
 	acc := make([]fnAccum, len(r.fns))
 	for i := range r.fns {
 		f := &r.fns[i]
@@ -181,7 +183,10 @@ func (r *seedRun) result(tr *Trace) *Result {
 		acc[i] = f.fnAccum
 	}
 	res := finish("seed", acc, r.peak)
-	res.HorizonS = seedHorizon(tr, r.cfg)
+	res.HorizonS = r.end
+	if r.cfg.Horizon > 0 {
+		res.HorizonS = r.cfg.Horizon
+	}
 	res.Timeline = r.tl
 	r.cfg.Prices.apply(res)
 	return res

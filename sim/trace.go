@@ -298,7 +298,7 @@ func parseMs(s string) (float64, error) {
 // ([+]digits[.digits][e[+-]digits], no hex, inf, nan or '_') and returns
 // its mantissa and exponent.
 func splitDecimal(s string) (mant string, exp int, err error) {
-	bad := fmt.Errorf("%w: %q is not a non-negative decimal number", ErrValue, s)
+	bad := errNotDecimal{s}
 	m, e := s, ""
 	if i := strings.IndexAny(s, "eE"); i >= 0 {
 		m, e = s[:i], s[i+1:]
@@ -327,6 +327,16 @@ func splitDecimal(s string) (mant string, exp int, err error) {
 	}
 	return m, exp, nil
 }
+
+// errNotDecimal is built only on failure: parsing a million-line trace must
+// not format an error per field.
+type errNotDecimal struct{ s string }
+
+func (e errNotDecimal) Error() string {
+	return fmt.Sprintf("%v: %q is not a non-negative decimal number", ErrValue, e.s)
+}
+
+func (e errNotDecimal) Unwrap() error { return ErrValue }
 
 // formatScaled writes x*10^shift as a plain decimal string without rounding:
 // the shortest repr of x, with its decimal point moved. It is the inverse of

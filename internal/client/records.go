@@ -25,57 +25,95 @@ import (
 // function filters the stream to one function when non-empty. Blank lines
 // (keep-alives) are skipped.
 func (c *Client) Records(ctx context.Context, function string, fn func(api.Record) error) error {
+	st, err := c.OpenRecords(ctx, function)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	for {
+		rec, err := st.Next()
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return err
+		}
+		if ferr := fn(rec); ferr != nil {
+			if errors.Is(ferr, ErrStop) {
+				return nil
+			}
+			return ferr
+		}
+	}
+}
+
+// RecordStream is an open records stream. Not safe for concurrent use.
+type RecordStream struct {
+	ctx  context.Context
+	body io.ReadCloser
+	br   *bufio.Reader
+	line []byte
+}
+
+// OpenRecords opens the records stream and returns once the gateway has
+// answered (so invocations made after it returns are in the stream, provided
+// the gateway subscribes before it sends its headers). Close it when done.
+func (c *Client) OpenRecords(ctx context.Context, function string) (*RecordStream, error) {
 	u := c.base + api.PathRecords
 	if function != "" {
 		u += "?function=" + url.QueryEscape(function)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
-		return fmt.Errorf("client: records: %w", err)
+		return nil, fmt.Errorf("client: records: %w", err)
 	}
 	req.Header.Set("Accept", "application/x-ndjson")
 	req.Header.Set("User-Agent", c.userAgent)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		if ctx.Err() != nil {
-			return ctx.Err()
+			return nil, ctx.Err()
 		}
-		return fmt.Errorf("client: records: %w", err)
+		return nil, fmt.Errorf("client: records: %w", err)
 	}
-	// No drain here: the stream never ends, closing the body is what tells
-	// the gateway we are gone.
-	defer resp.Body.Close()
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return decodeError(resp)
+		defer drainClose(resp.Body)
+		return nil, decodeError(resp)
 	}
-	br := bufio.NewReaderSize(resp.Body, 64*1024)
-	var line []byte
+	return &RecordStream{ctx: ctx, body: resp.Body, br: bufio.NewReaderSize(resp.Body, 64*1024)}, nil
+}
+
+// Next returns the next record. It returns io.EOF when the gateway ended the
+// stream, ctx.Err() when the context is done, or the read or decode error.
+func (s *RecordStream) Next() (api.Record, error) {
 	for {
-		line = line[:0]
-		line, err = readLine(br, line)
-		if len(bytes.TrimSpace(line)) > 0 {
-			var rec api.Record
-			if uerr := json.Unmarshal(line, &rec); uerr != nil {
-				return fmt.Errorf("client: records: bad line %q: %w", truncate(string(line), 120), uerr)
+		var err error
+		s.line, err = readLine(s.br, s.line[:0])
+		if err != nil && !errors.Is(err, io.EOF) {
+			if s.ctx.Err() != nil {
+				return api.Record{}, s.ctx.Err()
 			}
-			if ferr := fn(rec); ferr != nil {
-				if errors.Is(ferr, ErrStop) {
-					return nil
-				}
-				return ferr
-			}
+			return api.Record{}, fmt.Errorf("client: records: %w", err)
 		}
-		if err != nil {
-			if ctx.Err() != nil {
-				return ctx.Err()
+		if len(bytes.TrimSpace(s.line)) > 0 {
+			var rec api.Record
+			if uerr := json.Unmarshal(s.line, &rec); uerr != nil {
+				return api.Record{}, fmt.Errorf("client: records: bad line %q: %w", truncate(string(s.line), 120), uerr)
 			}
-			if errors.Is(err, io.EOF) {
-				return nil
+			return rec, nil
+		}
+		if err != nil { // io.EOF
+			if s.ctx.Err() != nil {
+				return api.Record{}, s.ctx.Err()
 			}
-			return fmt.Errorf("client: records: %w", err)
+			return api.Record{}, io.EOF
 		}
 	}
 }
+
+// Close ends the stream; closing the connection is what tells the gateway
+// the client is gone (the stream never ends by itself).
+func (s *RecordStream) Close() error { return s.body.Close() }
 
 // ErrStop, returned by a Records callback, ends the stream without error.
 var ErrStop = errors.New("client: stop")

@@ -1,0 +1,216 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/coldstart-dev/coldstart/internal/membership"
+	"github.com/coldstart-dev/coldstart/internal/natsutil"
+	"github.com/coldstart-dev/coldstart/internal/roles"
+	"github.com/coldstart-dev/coldstart/placement"
+)
+
+// nodeFlags are the flags every role shares.
+type nodeFlags struct {
+	id, nats, gossip, join, http string
+	verbose                      bool
+}
+
+func (f *nodeFlags) register(fs *flag.FlagSet, role string) {
+	host, _ := os.Hostname()
+	fs.StringVar(&f.id, "id", envOr("COLDSTART_ID", role+"-"+host), "node id (fixed: placement peers are addressed by it)")
+	fs.StringVar(&f.nats, "nats", envOr("COLDSTART_NATS", "nats://127.0.0.1:4222"), "NATS server URL")
+	fs.StringVar(&f.gossip, "gossip", envOr("COLDSTART_GOSSIP", "127.0.0.1:7946"), "memberlist bind address host:port")
+	fs.StringVar(&f.join, "join", envOr("COLDSTART_JOIN", ""), "comma-separated memberlist seeds host:port")
+	fs.StringVar(&f.http, "http", envOr("COLDSTART_HTTP", ""), "address for /metrics and /healthz (empty: none)")
+	fs.BoolVar(&f.verbose, "verbose", false, "debug logs")
+}
+
+func (f *nodeFlags) common(reg *prometheus.Registry, stderr io.Writer) roles.Common {
+	level := slog.LevelInfo
+	if f.verbose {
+		level = slog.LevelDebug
+	}
+	return roles.Common{ID: f.id, NATSURL: f.nats, GossipAddr: f.gossip, Seeds: splitList(f.join), Timing: membership.Fast, Registry: reg, Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))}
+}
+
+func newRegistry() *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return reg
+}
+
+// serveAdmin serves /metrics and /healthz for a node that has no HTTP API.
+func serveAdmin(addr string, reg *prometheus.Registry, healthy func() bool) {
+	if addr == "" {
+		return
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, r *http.Request) {
+		if !healthy() {
+			http.Error(w, "not ready", http.StatusServiceUnavailable)
+			return
+		}
+		w.Write([]byte("ok\n"))
+	})
+	go http.ListenAndServe(addr, mux)
+}
+
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, usage string) bool {
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, usage+"\n\nFlags (each also reads the COLDSTART_* variable named in its help):")
+		fs.PrintDefaults()
+	}
+	return fs.Parse(args) == nil
+}
+
+func runPlacement(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("placement", flag.ContinueOnError)
+	var nf nodeFlags
+	nf.register(fs, "placement")
+	raftAddr := fs.String("raft", envOr("COLDSTART_RAFT", "127.0.0.1:7300"), "Raft bind/advertise address host:port")
+	peers := fs.String("peers", envOr("COLDSTART_PEERS", ""), "all placement nodes as id=host:port,... (this one included)")
+	data := fs.String("data", envOr("COLDSTART_DATA", "./.coldstart/placement"), "data directory (Raft log, snapshots)")
+	rate := fs.String("scale-rate", envOr("COLDSTART_SCALE_RATE", "1000/10s"), "per-function scaling rate N/WINDOW or off")
+	if !parseFlags(fs, args, stderr, "Usage: coldstart placement [flags]\n\nRuns one placement node. Restarting with the same --data rejoins; it never bootstraps twice.\n\nExample:\n  coldstart placement --id p1 --raft 10.0.0.1:7300 --peers p1=10.0.0.1:7300,p2=10.0.0.2:7300,p3=10.0.0.3:7300 \\\n    --nats nats://10.0.0.9:4222 --gossip 10.0.0.1:7946 --join 10.0.0.2:7946") {
+		return 2
+	}
+	ps, err := parsePeers(*peers)
+	if err != nil {
+		fmt.Fprintln(stderr, "coldstart placement:", err)
+		return 2
+	}
+	sr, err := parseRate(*rate)
+	if err != nil {
+		fmt.Fprintln(stderr, "coldstart placement:", err)
+		return 2
+	}
+	reg := newRegistry()
+	n, err := roles.StartPlacement(roles.PlacementOptions{Common: nf.common(reg, stderr), RaftAddr: *raftAddr, DataDir: *data, Peers: ps, Raft: placement.Tuned, Rate: sr})
+	if err != nil {
+		fmt.Fprintln(stderr, "coldstart placement:", err)
+		return 1
+	}
+	defer n.Stop()
+	serveAdmin(nf.http, reg, func() bool { return n.Placement.LeaderID() != "" })
+	fmt.Fprintf(stdout, "placement %s raft %s ready\n", nf.id, *raftAddr)
+	<-ctx.Done()
+	return 0
+}
+
+func parsePeers(s string) ([]placement.Peer, error) {
+	var out []placement.Peer
+	for _, p := range splitList(s) {
+		id, addr, ok := strings.Cut(p, "=")
+		if !ok || id == "" || addr == "" {
+			return nil, fmt.Errorf("--peers: %q is not id=host:port", p)
+		}
+		out = append(out, placement.Peer{ID: id, Addr: addr})
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("--peers is required (id=host:port for every placement node)")
+	}
+	return out, nil
+}
+
+func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("worker", flag.ContinueOnError)
+	var nf nodeFlags
+	nf.register(fs, "worker")
+	capacity := fs.Int("capacity", 5000, "sandbox slots")
+	memory := fs.Int("memory", 0, "memory MB for sandboxes (0: unlimited)")
+	keep := fs.Duration("keep-alive", 10*time.Minute, "default keep-alive TTL of idle sandboxes")
+	scale := fs.Float64("time-scale", 1, "divide modelled delays by this factor")
+	logInv := fs.Bool("log-invocations", false, "print START/END/REPORT lines")
+	if !parseFlags(fs, args, stderr, "Usage: coldstart worker [flags]\n\nRuns one worker: sandbox pools, synthetic runtime, keep-alive eviction.\n\nExample:\n  coldstart worker --id w1 --nats nats://127.0.0.1:4222 --gossip 127.0.0.1:7950 --join 127.0.0.1:7946") {
+		return 2
+	}
+	reg := newRegistry()
+	n, err := roles.StartWorker(roles.WorkerOptions{Common: nf.common(reg, stderr), Capacity: *capacity, MemoryMB: *memory, KeepAlive: *keep, TimeScale: *scale, LogInvocations: *logInv})
+	if err != nil {
+		fmt.Fprintln(stderr, "coldstart worker:", err)
+		return 1
+	}
+	defer n.Stop()
+	serveAdmin(nf.http, reg, func() bool { return n.NC.IsConnected() })
+	fmt.Fprintf(stdout, "worker %s ready\n", nf.id)
+	<-ctx.Done()
+	return 0
+}
+
+func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	var nf nodeFlags
+	nf.register(fs, "gateway")
+	listen := fs.String("listen", envOr("COLDSTART_LISTEN", "127.0.0.1:9000"), "Lambda API address (also serves /metrics and /healthz)")
+	if !parseFlags(fs, args, stderr, "Usage: coldstart gateway [flags]\n\nRuns one gateway: the AWS Lambda HTTP API, routing over NATS.\n\nExample:\n  coldstart gateway --id g1 --listen 0.0.0.0:9000 --nats nats://127.0.0.1:4222 --gossip 127.0.0.1:7960 --join 127.0.0.1:7946") {
+		return 2
+	}
+	reg := newRegistry()
+	n, err := roles.StartGateway(roles.GatewayOptions{Common: nf.common(reg, stderr), Listen: *listen})
+	if err != nil {
+		fmt.Fprintln(stderr, "coldstart gateway:", err)
+		return 1
+	}
+	defer n.Stop()
+	fmt.Fprintf(stdout, "gateway %s http://%s ready (development mode: unsigned requests act as account 123456789012)\n", nf.id, n.Gateway.Addr())
+	<-ctx.Done()
+	return 0
+}
+
+func runNATS(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("nats", flag.ContinueOnError)
+	listen := fs.String("listen", envOr("COLDSTART_LISTEN", "127.0.0.1:4222"), "client address host:port")
+	store := fs.String("store", envOr("COLDSTART_DATA", "./.coldstart/nats"), "JetStream storage directory")
+	if !parseFlags(fs, args, stderr, "Usage: coldstart nats [flags]\n\nRuns an embedded NATS server with JetStream on disk.\n\nExample:\n  coldstart nats --listen 0.0.0.0:4222 --store /data/nats") {
+		return 2
+	}
+	host, port, err := splitHostPort(*listen)
+	if err != nil {
+		fmt.Fprintln(stderr, "coldstart nats:", err)
+		return 2
+	}
+	s, err := natsutil.StartServer(natsutil.ServerConfig{Host: host, Port: port, JetStream: true, StoreDir: *store})
+	if err != nil {
+		fmt.Fprintln(stderr, "coldstart nats:", err)
+		return 1
+	}
+	defer s.Shutdown()
+	fmt.Fprintf(stdout, "nats %s ready\n", natsutil.URL(s))
+	<-ctx.Done()
+	return 0
+}
+
+func runHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
+	url := fs.String("url", envOr("COLDSTART_HEALTH_URL", "http://127.0.0.1:9000/healthz"), "health URL to probe")
+	if !parseFlags(fs, args, stderr, "Usage: coldstart healthcheck [--url URL]\n\nExits 0 when URL answers 200 within 2 s (for container health probes).\n\nExample:\n  coldstart healthcheck --url http://127.0.0.1:9000/healthz") {
+		return 2
+	}
+	c := http.Client{Timeout: 2 * time.Second}
+	resp, err := c.Get(*url)
+	if err != nil {
+		fmt.Fprintln(stderr, "unhealthy:", err)
+		return 1
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		fmt.Fprintln(stderr, "unhealthy:", resp.Status)
+		return 1
+	}
+	fmt.Fprintln(stdout, "healthy")
+	return 0
+}

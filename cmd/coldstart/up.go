@@ -1,0 +1,359 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/coldstart-dev/coldstart/internal/membership"
+	"github.com/coldstart-dev/coldstart/internal/natsutil"
+	"github.com/coldstart-dev/coldstart/internal/roles"
+	"github.com/coldstart-dev/coldstart/placement"
+	"github.com/coldstart-dev/coldstart/quota"
+)
+
+// layout is the port plan of an embedded cluster, kept in the data
+// directory: Raft peers are addressed by host:port, so a restart must reuse
+// the same ports to rejoin its own cluster.
+type layout struct {
+	NATS      int   `json:"nats"`
+	Redis     int   `json:"redis"`
+	Raft      []int `json:"raft"`
+	Gossip    []int `json:"gossip"`
+	Placement int   `json:"placement"`
+	Workers   int   `json:"workers"`
+}
+
+func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("up", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	data := fs.String("data", envOr("COLDSTART_DATA", "./.coldstart"), "data directory (Raft logs, JetStream, port plan); a restart on it keeps functions and limits")
+	listen := fs.String("listen", envOr("COLDSTART_LISTEN", "127.0.0.1:9000"), "address of the first gateway; the second takes the next port")
+	redisURL := fs.String("redis", envOr("COLDSTART_REDIS", ""), "Redis URL (redis://host:port); default: an embedded Redis-protocol server")
+	gateways := fs.Int("gateways", 2, "number of gateways")
+	workers := fs.Int("workers", 3, "number of workers")
+	capacity := fs.Int("worker-capacity", 5000, "sandbox slots per worker")
+	keepAlive := fs.Duration("keep-alive", 10*time.Minute, "keep-alive TTL of idle sandboxes (functions may override)")
+	rate := fs.String("scale-rate", "1000/10s", "per-function scaling rate: N/WINDOW new sandboxes, or 'off'")
+	timeScale := fs.Float64("time-scale", 1, "divide every modelled delay by this factor (drills)")
+	logInv := fs.Bool("log-invocations", false, "print START/END/REPORT lines for every invocation")
+	verbose := fs.Bool("verbose", false, "platform logs at debug level")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: coldstart up [flags]\n\nRuns 3 placement nodes, gateways, workers, NATS (JetStream on disk) and Redis in one\nprocess over real loopback sockets, prints the gateway URLs and 'ready'. Ctrl-C stops it.\n\nExample:\n  coldstart up --data ./.coldstart --listen 127.0.0.1:9000\n\nFlags:")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	scale, err := parseRate(*rate)
+	if err != nil {
+		fmt.Fprintln(stderr, "coldstart up:", err)
+		return 2
+	}
+	host, gwPort, err := splitHostPort(*listen)
+	if err != nil {
+		fmt.Fprintln(stderr, "coldstart up: --listen:", err)
+		return 2
+	}
+	level := slog.LevelInfo
+	if *verbose {
+		level = slog.LevelDebug
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if err := os.MkdirAll(*data, 0o755); err != nil {
+		fmt.Fprintln(stderr, "coldstart up:", err)
+		return 1
+	}
+	lay, err := loadLayout(*data, host, 3, *workers+*gateways+3)
+	if err != nil {
+		fmt.Fprintln(stderr, "coldstart up:", err)
+		return 1
+	}
+
+	c := &embedded{log: logger}
+	defer c.stop()
+	ns, err := natsutil.StartServer(natsutil.ServerConfig{Host: host, Port: lay.NATS, JetStream: true, StoreDir: filepath.Join(*data, "nats")})
+	if err != nil {
+		fmt.Fprintln(stderr, "coldstart up: nats:", err)
+		return 1
+	}
+	c.stopNATS = ns.Shutdown
+	natsURL := natsutil.URL(ns)
+
+	redisAddr, err := c.startRedis(*redisURL, host, lay.Redis)
+	if err != nil {
+		fmt.Fprintln(stderr, "coldstart up: redis:", err)
+		return 1
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var seeds []string
+	for i := 0; i < 3; i++ {
+		seeds = append(seeds, net.JoinHostPort(host, strconv.Itoa(lay.Gossip[i])))
+	}
+	common := func(id string, gossip int) roles.Common {
+		return roles.Common{ID: id, NATSURL: natsURL, GossipAddr: net.JoinHostPort(host, strconv.Itoa(gossip)), Seeds: seeds, Timing: membership.Fast, Registry: reg, Logger: logger}
+	}
+	var peers []placement.Peer
+	for i := 0; i < 3; i++ {
+		peers = append(peers, placement.Peer{ID: fmt.Sprintf("placement-%d", i+1), Addr: net.JoinHostPort(host, strconv.Itoa(lay.Raft[i]))})
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 3)
+	for i, p := range peers {
+		wg.Add(1)
+		go func(i int, p placement.Peer) {
+			defer wg.Done()
+			n, err := roles.StartPlacement(roles.PlacementOptions{Common: common(p.ID, lay.Gossip[i]), RaftAddr: p.Addr, DataDir: filepath.Join(*data, "placement"), Peers: peers, Raft: placement.Tuned, Rate: scale})
+			if err != nil {
+				errs <- err
+				return
+			}
+			c.add(n)
+		}(i, p)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		fmt.Fprintln(stderr, "coldstart up: placement:", err)
+		return 1
+	}
+	for i := 0; i < *workers; i++ {
+		id := fmt.Sprintf("worker-%d", i+1)
+		n, err := roles.StartWorker(roles.WorkerOptions{Common: common(id, lay.Gossip[3+i]), Capacity: *capacity, KeepAlive: *keepAlive, TimeScale: *timeScale, LogInvocations: *logInv})
+		if err != nil {
+			fmt.Fprintln(stderr, "coldstart up: worker:", err)
+			return 1
+		}
+		c.add(n)
+	}
+	var urls []string
+	for i := 0; i < *gateways; i++ {
+		id := fmt.Sprintf("gateway-%d", i+1)
+		addr := net.JoinHostPort(host, strconv.Itoa(gwPort+i))
+		n, err := roles.StartGateway(roles.GatewayOptions{Common: common(id, lay.Gossip[3+*workers+i]), Listen: addr, Gatherer: reg})
+		if err != nil {
+			fmt.Fprintln(stderr, "coldstart up: gateway:", err)
+			return 1
+		}
+		c.add(n)
+		urls = append(urls, "http://"+n.Gateway.Addr())
+	}
+	if err := c.waitReady(ctx, *workers, 20*time.Second); err != nil {
+		fmt.Fprintln(stderr, "coldstart up:", err)
+		return 1
+	}
+	for i, u := range urls {
+		fmt.Fprintf(stdout, "gateway-%d  %s   (Lambda API; metrics %s/metrics)\n", i+1, u, u)
+	}
+	fmt.Fprintf(stdout, "nats       %s\n", natsURL)
+	fmt.Fprintf(stdout, "redis      redis://%s\n", redisAddr)
+	fmt.Fprintf(stdout, "data       %s\n", *data)
+	fmt.Fprintln(stdout, "mode       development: unsigned requests act as account 123456789012")
+	fmt.Fprintln(stdout, "ready")
+	<-ctx.Done()
+	fmt.Fprintln(stderr, "coldstart up: shutting down")
+	return 0
+}
+
+type embedded struct {
+	log       *slog.Logger
+	mu        sync.Mutex
+	nodes     []*roles.Node
+	stopNATS  func()
+	stopRedis func()
+}
+
+func (c *embedded) add(n *roles.Node) {
+	c.mu.Lock()
+	c.nodes = append(c.nodes, n)
+	c.mu.Unlock()
+}
+
+// stop shuts nodes down in reverse start order: gateways first, so that no
+// new work arrives while workers and placement go away.
+func (c *embedded) stop() {
+	c.mu.Lock()
+	nodes := c.nodes
+	c.nodes = nil
+	c.mu.Unlock()
+	for i := len(nodes) - 1; i >= 0; i-- {
+		nodes[i].Stop()
+	}
+	if c.stopRedis != nil {
+		c.stopRedis()
+	}
+	if c.stopNATS != nil {
+		c.stopNATS()
+	}
+}
+
+func (c *embedded) waitReady(ctx context.Context, workers int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		c.mu.Lock()
+		nodes := c.nodes
+		c.mu.Unlock()
+		for _, n := range nodes {
+			if n.Placement == nil || !n.Placement.IsLeader() {
+				continue
+			}
+			alive := 0
+			n.Placement.Read(func(l *placement.Ledger) {
+				for _, w := range l.State().Workers {
+					if w.Alive {
+						alive++
+					}
+				}
+			})
+			if alive >= workers {
+				return nil
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("cluster not ready within %s (no placement leader or workers not registered)", timeout)
+}
+
+func (c *embedded) startRedis(url, host string, port int) (string, error) {
+	if url != "" {
+		opt, err := redis.ParseURL(url)
+		if err != nil {
+			return "", err
+		}
+		cl := redis.NewClient(opt)
+		defer cl.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		if err := cl.Ping(ctx).Err(); err != nil {
+			return "", fmt.Errorf("%s: %w", url, err)
+		}
+		return opt.Addr, nil
+	}
+	m := miniredis.NewMiniRedis()
+	if err := m.StartAddr(net.JoinHostPort(host, strconv.Itoa(port))); err != nil {
+		return "", err
+	}
+	c.stopRedis = m.Close
+	return m.Addr(), nil
+}
+
+func loadLayout(dir, host string, placements, others int) (*layout, error) {
+	path := filepath.Join(dir, "cluster.json")
+	if b, err := os.ReadFile(path); err == nil {
+		var l layout
+		if err := json.Unmarshal(b, &l); err != nil {
+			return nil, fmt.Errorf("%s: %w", path, err)
+		}
+		if len(l.Raft) == placements && len(l.Gossip) >= placements+others {
+			return &l, nil
+		}
+		if len(l.Raft) != placements {
+			return nil, fmt.Errorf("%s was made for %d placement nodes", path, len(l.Raft))
+		}
+		// More nodes than last time: keep the Raft ports, add gossip ports.
+		for len(l.Gossip) < placements+others {
+			p, err := freePort(host)
+			if err != nil {
+				return nil, err
+			}
+			l.Gossip = append(l.Gossip, p)
+		}
+		return &l, saveLayout(path, &l)
+	}
+	l := &layout{Placement: placements}
+	ports, err := freePorts(host, 2+placements+placements+others)
+	if err != nil {
+		return nil, err
+	}
+	l.NATS, l.Redis = ports[0], ports[1]
+	l.Raft = ports[2 : 2+placements]
+	l.Gossip = ports[2+placements:]
+	return l, saveLayout(path, l)
+}
+
+func saveLayout(path string, l *layout) error {
+	b, _ := json.MarshalIndent(l, "", "  ")
+	return os.WriteFile(path, b, 0o644)
+}
+
+func freePort(host string) (int, error) {
+	p, err := freePorts(host, 1)
+	if err != nil {
+		return 0, err
+	}
+	return p[0], nil
+}
+
+// freePorts reserves n distinct ports by holding listeners open together.
+func freePorts(host string, n int) ([]int, error) {
+	var ls []net.Listener
+	defer func() {
+		for _, l := range ls {
+			l.Close()
+		}
+	}()
+	var out []int
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
+		if err != nil {
+			return nil, err
+		}
+		ls = append(ls, l)
+		out = append(out, l.Addr().(*net.TCPAddr).Port)
+	}
+	return out, nil
+}
+
+func splitHostPort(s string) (string, int, error) {
+	h, p, err := net.SplitHostPort(s)
+	if err != nil {
+		return "", 0, err
+	}
+	port, err := strconv.Atoi(p)
+	if err != nil {
+		return "", 0, err
+	}
+	return h, port, nil
+}
+
+// parseRate reads "1000/10s" or "off".
+func parseRate(s string) (quota.Rate, error) {
+	if s == "off" || s == "0" {
+		return quota.Rate{}, nil
+	}
+	var n int
+	var w string
+	for i := 0; i < len(s); i++ {
+		if s[i] == '/' {
+			v, err := strconv.Atoi(s[:i])
+			if err != nil {
+				break
+			}
+			n, w = v, s[i+1:]
+		}
+	}
+	d, err := time.ParseDuration(w)
+	if n <= 0 || err != nil || d <= 0 {
+		return quota.Rate{}, fmt.Errorf("--scale-rate %q: want N/WINDOW such as 1000/10s, or off", s)
+	}
+	return quota.Rate{Burst: n, Window: d}, nil
+}
