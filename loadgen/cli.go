@@ -25,9 +25,10 @@ the time the request was due. Requests that would exceed --concurrency in
 flight are not sent and are reported as dropped.
 
 Shapes:
-  constant  --rate evenly spaced                 poisson  --rate, exponential gaps
-  step      --rate, then at --step-at a ramp over --ramp to --rate x --step-factor
-  spike     --base-rate, with a burst to --rate during [--spike-at, +--spike-for)`
+  constant  --rate, evenly spaced
+  poisson   --rate, exponential gaps (the seed's simulator: --rate 500 --duration 30s)
+  step      --rate, then from --step-at a ramp over --ramp to --rate x --step-factor
+  spike     --base-rate, with a burst to --rate during [--spike-at, --spike-at + --spike-for)`
 
 const loadExample = `coldstart load --function hello --rate 500 --duration 30s --shape poisson
   coldstart load --function hello --rate 50 --duration 4m --shape step --ramp 90s --json`
@@ -48,10 +49,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		qualifier   = fs.String("qualifier", "", "version or alias to invoke")
 		gateway     = fs.String("gateway", "", "gateway `URL` (default $"+client.EnvGateway+", else "+client.DefaultGatewayURL+")")
 		asJSON      = fs.Bool("json", false, "print the summary as one JSON object")
-		seed        = fs.Int64("seed", 7, "random seed of Poisson arrivals (7, as the seed's simulator)")
+		seed        = fs.Int64("seed", 7, "random seed of Poisson arrivals (the seed's simulator uses 7)")
 		stepFactor  = fs.Float64("step-factor", DefaultStepFactor, "step: final rate as a multiple of --rate")
 		stepAt      = fs.Duration("step-at", 0, "step: when the ramp starts (default: half of --duration)")
-		ramp        = fs.Duration("ramp", DefaultRamp, "step: how long the ramp takes (default: 90s, or half the time left after --step-at if shorter)")
+		ramp        = fs.Duration("ramp", 0, "step: how long the ramp takes; 0 is an instant step (default: 90s, or half the time left after --step-at if shorter)")
 		baseRate    = fs.Float64("base-rate", 0, "spike: the rate outside the burst (default: --rate / 10)")
 		spikeAt     = fs.Duration("spike-at", 0, "spike: when the burst starts (default: a third of --duration)")
 		spikeFor    = fs.Duration("spike-for", 0, "spike: how long the burst lasts (default: a third of --duration)")

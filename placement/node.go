@@ -35,7 +35,7 @@ type Timing struct {
 
 // Tuned fails over in well under a second on loopback (measured 0.43 s
 // with 200 ms timeouts); hashicorp/raft's defaults take ~2 s.
-var Tuned = Timing{Heartbeat: 200 * time.Millisecond, Election: 200 * time.Millisecond, Lease: 100 * time.Millisecond, Commit: 20 * time.Millisecond}
+var Tuned = Timing{Heartbeat: 300 * time.Millisecond, Election: 300 * time.Millisecond, Lease: 150 * time.Millisecond, Commit: 20 * time.Millisecond}
 
 // Config configures a placement node.
 type Config struct {

@@ -200,6 +200,7 @@ func randomCase(rng *rand.Rand) (*Trace, FullConfig) {
 func TestFullModelMatchesBruteForceReference(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	ran := 0
+	var seen FunctionResult // the cases must reach every branch: warm, cold, both throttle kinds
 	for iter := 0; iter < 300; iter++ {
 		tr, cfg := randomCase(rng)
 		rec := &recorder{}
@@ -219,6 +220,11 @@ func TestFullModelMatchesBruteForceReference(t *testing.T) {
 			t.Fatalf("case %d: decision %d differs: engine %+v, reference %+v", iter, i, at(rec.recs, i), at(want, i))
 		}
 		checkInvariants(t, fmt.Sprintf("case %d", iter), tr, cfg, res, rec)
+		seen.add(&res.Total)
+	}
+	if seen.Warm == 0 || seen.Cold == 0 || seen.ProvisionedHits == 0 ||
+		seen.ThrottleReasons[quota.ReasonAccountConcurrency] == 0 || seen.ThrottleReasons[quota.ReasonReservedConcurrency] == 0 {
+		t.Fatalf("random cases missed a branch: %+v", seen)
 	}
 	if ran < 200 {
 		t.Fatalf("only %d of 300 random cases had a valid configuration", ran)
@@ -435,5 +441,28 @@ func TestFullModelSeedSettingsAgreeWithSeedModel(t *testing.T) {
 	s, f := seed.Total, full.Total
 	if s.Cold != f.Cold || s.Warm != f.Warm || s.P99Ms != f.P99Ms || s.BilledMs != f.BilledMs || f.Throttles != 0 {
 		t.Fatalf("seed %+v\nfull %+v", s, f)
+	}
+}
+
+// The hybrid policy unloads and pre-warms sandboxes; the limits must hold
+// through that too.
+func TestFullModelHybridInvariants(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	var prewarms int64
+	for iter := 0; iter < 100; iter++ {
+		tr, cfg := randomCase(rng)
+		cfg.Hybrid = &HybridConfig{Range: 10 * time.Second, Bin: 100 * time.Millisecond, Head: 0.05, Tail: 0.99,
+			Margin: 0.1, MinCV: 0.5, MaxOOB: 0.5, MinSamples: 3, Fallback: cfg.KeepAlive}
+		rec := &recorder{}
+		cfg.Observer = rec
+		res, err := RunFull(tr, cfg)
+		if err != nil {
+			continue
+		}
+		checkInvariants(t, fmt.Sprintf("hybrid case %d", iter), tr, cfg, res, rec)
+		prewarms += res.Total.Prewarms
+	}
+	if prewarms == 0 {
+		t.Fatal("no case pre-warmed a sandbox")
 	}
 }

@@ -202,7 +202,8 @@ func (c *Client) do(ctx context.Context, method, path string, in, out any) error
 	if out == nil || resp.StatusCode == http.StatusNoContent {
 		return nil
 	}
-	if err := json.NewDecoder(io.LimitReader(resp.Body, maxPayloadBytes)).Decode(out); err != nil {
+	// An empty 2xx body leaves out as it is (some answers carry nothing).
+	if err := json.NewDecoder(io.LimitReader(resp.Body, maxPayloadBytes)).Decode(out); err != nil && !errors.Is(err, io.EOF) {
 		return fmt.Errorf("client: decode %s %s answer: %w", method, path, err)
 	}
 	return nil

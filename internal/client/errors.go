@@ -115,6 +115,9 @@ func decodeError(resp *http.Response) *APIError {
 	if e.Message == "" {
 		e.Message = http.StatusText(resp.StatusCode)
 	}
+	if e.Message == "" {
+		e.Message = fmt.Sprintf("HTTP %d", resp.StatusCode)
+	}
 	return e
 }
 

@@ -1,0 +1,202 @@
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+
+	"github.com/coldstart-dev/coldstart/internal/api"
+	"github.com/coldstart-dev/coldstart/internal/natsutil"
+	"github.com/coldstart-dev/coldstart/placement"
+)
+
+func TestParseFunctionName(t *testing.T) {
+	cases := []struct {
+		raw, q     string
+		acct, name string
+		qual       string
+		wantErr    bool
+	}{
+		{"hello", "", "", "hello", "", false},
+		{"hello:$LATEST", "", "", "hello", "$LATEST", false},
+		{"hello:prod", "", "", "hello", "prod", false},
+		{"hello", "7", "", "hello", "7", false},
+		{"123456789012:function:hello", "", "123456789012", "hello", "", false},
+		{"arn:aws:lambda:us-east-1:123456789012:function:hello:live", "", "123456789012", "hello", "live", false},
+		{"arn:aws:lambda:us-east-1:123456789012:function:hello:live", "other", "", "", "", true},
+		{"", "", "", "", "", true},
+		{"has space", "", "", "", "", true},
+		{strings.Repeat("a", 65), "", "", "", "", true},
+		{strings.Repeat("a", 300), "", "", "", "", true},
+		{"hello", "bad qualifier!", "", "", "", true},
+		{"arn:aws:lambda:us-east-1:12345:function:x", "", "", "", "", true},
+	}
+	for _, c := range cases {
+		ref, err := ParseFunctionName(c.raw, c.q)
+		if (err != nil) != c.wantErr {
+			t.Errorf("ParseFunctionName(%q,%q) err=%v, want error %v", c.raw, c.q, err, c.wantErr)
+			continue
+		}
+		if err == nil && (ref.Account != c.acct || ref.Name != c.name || ref.Qualifier != c.qual) {
+			t.Errorf("ParseFunctionName(%q,%q) = %+v", c.raw, c.q, ref)
+		}
+	}
+}
+
+func FuzzParseFunctionName(f *testing.F) {
+	for _, s := range []string{"hello", "hello:$LATEST", "arn:aws:lambda:us-east-1:123456789012:function:hello:live", "123456789012:function:x", "a:b:c", "%3A", "::::", "\x00"} {
+		f.Add(s, "")
+		f.Add(s, "1")
+	}
+	f.Fuzz(func(t *testing.T, raw, q string) {
+		ref, err := ParseFunctionName(raw, q)
+		if err != nil {
+			return
+		}
+		if ref.Name == "" || len(ref.Name) > 64 || strings.ContainsAny(ref.Name, ": /") {
+			t.Fatalf("accepted bad name %q from %q", ref.Name, raw)
+		}
+	})
+}
+
+func FuzzCreateFunctionBody(f *testing.F) {
+	for _, s := range []string{
+		`{"FunctionName":"f","Runtime":"synthetic","MemorySize":512,"Timeout":3,"Coldstart":{"Duration":"80ms","ColdStart":"180ms"}}`,
+		`{"FunctionName":"f","MemorySize":99999}`,
+		`{"FunctionName":"f","Coldstart":{"Duration":"lognormal:1ms:1e308"}}`,
+		`{"FunctionName":"f","Coldstart":{"KeepAlive":"-1s"}}`,
+		`{"FunctionName":"", "Timeout": -1}`,
+		`[]`, `null`, `{"FunctionName":1}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		var in api.CreateFunctionInput
+		if json.Unmarshal(body, &in) != nil {
+			return
+		}
+		fn, lerr := functionFromInput(DefaultAccount, in)
+		if lerr != nil {
+			if lerr.Status != http.StatusBadRequest || lerr.Type != "InvalidParameterValueException" {
+				t.Fatalf("bad input answered %d %s", lerr.Status, lerr.Type)
+			}
+			return
+		}
+		if fn.MemoryMB < minMemory || fn.MemoryMB > maxMemory || fn.TimeoutMs < 1000 || fn.TimeoutMs > 900000 {
+			t.Fatalf("accepted out-of-range function %+v", fn)
+		}
+		if _, err := newEntry(*fn); err != nil {
+			t.Fatalf("accepted a function whose config does not build: %v", err)
+		}
+	})
+}
+
+// fakePlacer serves one function from a fixed snapshot and refuses writes.
+type fakePlacer struct{ sn *placement.Snapshot }
+
+func (f fakePlacer) Do(ctx context.Context, req placement.Request) (placement.Response, error) {
+	return placement.Response{}, errors.Join(placement.ErrUnavailable, errors.New("fake: no leader"))
+}
+func (f fakePlacer) Read(ctx context.Context) (*placement.Snapshot, error)       { return f.sn, nil }
+func (f fakePlacer) ReadLeader(ctx context.Context) (*placement.Snapshot, error) { return f.sn, nil }
+
+func startTestGateway(t *testing.T) *Gateway {
+	ns, err := natsutil.StartServer(natsutil.ServerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	nc, err := natsutil.Connect(natsutil.URL(ns), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	syn, _ := json.Marshal(api.SyntheticConfig{Duration: "1ms"})
+	sn := &placement.Snapshot{Index: 1, Functions: []placement.Function{{Account: DefaultAccount, Name: "f", Runtime: "synthetic", MemoryMB: 128, TimeoutMs: 3000, Synthetic: syn}}}
+	g, err := Start(Config{ID: "g", Listen: "127.0.0.1:0", NATS: nc, Placement: fakePlacer{sn}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Stop)
+	return g
+}
+
+func call(t *testing.T, method, url string, hdr map[string]string, body io.Reader) (*http.Response, api.ErrorBody) {
+	req, _ := http.NewRequest(method, url, body)
+	for k, v := range hdr {
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var eb api.ErrorBody
+	b, _ := io.ReadAll(resp.Body)
+	json.Unmarshal(b, &eb)
+	return resp, eb
+}
+
+func TestInvokeErrorsAreTyped(t *testing.T) {
+	g := startTestGateway(t)
+	inv := g.URL() + "/2015-03-31/functions/"
+	cases := []struct {
+		name   string
+		url    string
+		hdr    map[string]string
+		body   io.Reader
+		status int
+		etype  string
+	}{
+		{"unknown function", inv + "nope/invocations", nil, nil, 404, "ResourceNotFoundException"},
+		{"other account", inv + "999999999999:function:f/invocations", nil, nil, 404, "ResourceNotFoundException"},
+		{"unknown version", inv + "f/invocations?Qualifier=7", nil, nil, 404, "ResourceNotFoundException"},
+		{"bad name", inv + "bad%20name/invocations", nil, nil, 400, "InvalidParameterValueException"},
+		{"bad invocation type", inv + "f/invocations", map[string]string{api.HeaderInvocationType: "Sometimes"}, nil, 400, "InvalidParameterValueException"},
+		{"too large", inv + "f/invocations", nil, bytes.NewReader(make([]byte, MaxSyncPayload+1)), 413, "RequestTooLargeException"},
+		{"dry run", inv + "f/invocations", map[string]string{api.HeaderInvocationType: "DryRun"}, nil, 204, ""},
+		// No worker holds a sandbox and placement is down: ServiceException.
+		{"no quorum", inv + "f/invocations", nil, strings.NewReader(`{}`), 500, "ServiceException"},
+		{"bad create body", g.URL() + "/2015-03-31/functions", nil, strings.NewReader(`{not json`), 400, "InvalidRequestContentException"},
+		{"bad memory", g.URL() + "/2015-03-31/functions", nil, strings.NewReader(`{"FunctionName":"x","MemorySize":64}`), 400, "InvalidParameterValueException"},
+	}
+	for _, c := range cases {
+		method := http.MethodPost
+		resp, eb := call(t, method, c.url, c.hdr, c.body)
+		if resp.StatusCode != c.status || resp.Header.Get(api.HeaderErrorType) != c.etype {
+			t.Errorf("%s: %d %q, want %d %q (%+v)", c.name, resp.StatusCode, resp.Header.Get(api.HeaderErrorType), c.status, c.etype, eb)
+			continue
+		}
+		if c.etype != "" && eb.Text() == "" {
+			t.Errorf("%s: error body without message", c.name)
+		}
+		if resp.Header.Get(api.HeaderRequestID) == "" && strings.Contains(c.url, "invocations") {
+			t.Errorf("%s: no request id", c.name)
+		}
+	}
+}
+
+func TestThrottleShape(t *testing.T) {
+	rec := &recorder{h: http.Header{}}
+	writeError(rec, errThrottle("ConcurrentInvocationLimitExceeded"))
+	var eb api.ErrorBody
+	json.Unmarshal(rec.body.Bytes(), &eb)
+	if rec.status != 429 || rec.h.Get(api.HeaderErrorType) != "TooManyRequestsException" || eb.Reason != "ConcurrentInvocationLimitExceeded" || eb.Message == "" || rec.h.Get("Retry-After") == "" {
+		t.Fatalf("429 shape: %d %v %s", rec.status, rec.h, rec.body.String())
+	}
+}
+
+type recorder struct {
+	h      http.Header
+	status int
+	body   bytes.Buffer
+}
+
+func (r *recorder) Header() http.Header         { return r.h }
+func (r *recorder) WriteHeader(s int)           { r.status = s }
+func (r *recorder) Write(b []byte) (int, error) { return r.body.Write(b) }

@@ -1,0 +1,209 @@
+package bench
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coldstart-dev/coldstart/internal/api"
+	"github.com/coldstart-dev/coldstart/internal/membership"
+	"github.com/coldstart-dev/coldstart/internal/testcluster"
+	"github.com/coldstart-dev/coldstart/placement"
+	"github.com/coldstart-dev/coldstart/quota"
+)
+
+// upRate is `coldstart up`'s default --scale-rate (1000/10s).
+var upRate = quota.Rate{Burst: 1000, Window: 10 * time.Second}
+
+// upOnce switches testcluster to the timings `coldstart up` uses
+// (placement.Tuned Raft, membership.Fast) instead of its tightened test
+// timings. This test binary runs nothing else, so the switch is global.
+var upOnce sync.Once
+
+// upCluster starts an in-process cluster shaped like `coldstart up`:
+// 3 placement nodes (boltdb, Tuned), 2 gateways, 3 workers.
+func upCluster(b *testing.B, o testcluster.Options) *testcluster.Cluster {
+	b.Helper()
+	upOnce.Do(func() {
+		testcluster.RaftTiming = placement.Tuned
+		testcluster.MemberTiming = membership.Fast
+	})
+	if o.Gateways == 0 {
+		o.Gateways = 2
+	}
+	if o.Workers == 0 {
+		o.Workers = 3
+	}
+	if o.WorkerCapacity == 0 {
+		o.WorkerCapacity = 5000
+	}
+	if o.Rate == (quota.Rate{}) {
+		o.Rate = upRate
+	}
+	return testcluster.New(b, o)
+}
+
+// newTransport is the one client transport every figure and its baseline
+// use: keep-alive, enough idle connections for every client goroutine.
+func newTransport(clients int) *http.Transport {
+	return &http.Transport{
+		MaxIdleConns:        clients + 16,
+		MaxIdleConnsPerHost: clients + 16,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}
+}
+
+// payload100 is a 100-byte JSON event without synthetic control fields, so
+// the synthetic handler echoes it without decoding.
+var payload100 = func() []byte {
+	p := `{"pad":"` + strings.Repeat("x", 100-len(`{"pad":""}`)) + `"}`
+	if len(p) != 100 {
+		panic(len(p))
+	}
+	return []byte(p)
+}()
+
+// echoServer is the HTTP baseline: a plain net/http server on loopback
+// that echoes the request body.
+func echoServer(b *testing.B) *httptest.Server {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(body)
+	}))
+	b.Cleanup(srv.Close)
+	return srv
+}
+
+// post sends one keep-alive POST and drains the answer.
+func post(hc *http.Client, url string, body []byte) (*http.Response, error) {
+	resp, err := hc.Post(url, "application/octet-stream", bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	_, err = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp, err
+}
+
+type result struct {
+	status int
+	cold   bool
+	worker string
+	errTyp string
+	lat    time.Duration
+}
+
+func invoke(hc *http.Client, gw, fn string, body []byte) (result, error) {
+	start := time.Now()
+	resp, err := post(hc, invokeURL(gw, fn), body)
+	if err != nil {
+		return result{}, err
+	}
+	return result{status: resp.StatusCode, cold: resp.Header.Get(api.HeaderCold) == "true", worker: resp.Header.Get(api.HeaderWorker), errTyp: resp.Header.Get(api.HeaderErrorType), lat: time.Since(start)}, nil
+}
+
+func invokeURL(gw, fn string) string { return gw + "/2015-03-31/functions/" + fn + "/invocations" }
+
+// synthetic is a function whose modelled delays are all zero.
+func synthetic(name string) api.CreateFunctionInput {
+	return api.CreateFunctionInput{FunctionName: name, Runtime: "synthetic", MemorySize: 128, Timeout: 30, Coldstart: &api.SyntheticConfig{Duration: "0ms", ColdStart: "0ms"}}
+}
+
+func createFunction(b *testing.B, hc *http.Client, gw string, in api.CreateFunctionInput) {
+	b.Helper()
+	body, _ := json.Marshal(in)
+	resp, err := hc.Post(gw+api.PathFunctions, "application/json", bytes.NewReader(body))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		msg, _ := io.ReadAll(resp.Body)
+		b.Fatalf("create %s: %d %s", in.FunctionName, resp.StatusCode, msg)
+	}
+}
+
+func setAccountLimit(b *testing.B, hc *http.Client, gw string, limit int) {
+	b.Helper()
+	body, _ := json.Marshal(api.SetLimitInput{ConcurrentExecutions: limit})
+	req, _ := http.NewRequest(http.MethodPut, gw+api.PathAccountLimit, bytes.NewReader(body))
+	resp, err := hc.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		msg, _ := io.ReadAll(resp.Body)
+		b.Fatalf("set account limit %d: %d %s", limit, resp.StatusCode, msg)
+	}
+}
+
+// dryRun makes sure gw knows fn (a DryRun answers 204 after the lookup
+// and creates no sandbox), so a timed invoke never pays a cache miss.
+func dryRun(b *testing.B, hc *http.Client, gw, fn string) {
+	b.Helper()
+	req, _ := http.NewRequest(http.MethodPost, invokeURL(gw, fn), nil)
+	req.Header.Set(api.HeaderInvocationType, "DryRun")
+	resp, err := hc.Do(req)
+	if err != nil {
+		b.Fatal(err)
+	}
+	io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNoContent {
+		b.Fatalf("dry run %s: %d", fn, resp.StatusCode)
+	}
+}
+
+// prewarm runs n concurrent invocations that each hold a sandbox for hold,
+// so that about n warm sandboxes of fn exist afterwards.
+func prewarm(b *testing.B, hc *http.Client, gws []string, fn string, n int, hold time.Duration) {
+	b.Helper()
+	body := []byte(fmt.Sprintf(`{"duration_ms":%d}`, hold.Milliseconds()))
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			r, err := invoke(hc, gws[i%len(gws)], fn, body)
+			if err == nil && r.status != http.StatusOK {
+				err = fmt.Errorf("prewarm %s: status %d %s", fn, r.status, r.errTyp)
+			}
+			if err != nil {
+				errs <- err
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+}
+
+// gatewayURLs lists every gateway's base URL.
+func gatewayURLs(c *testcluster.Cluster) []string {
+	var out []string
+	for i := range c.IDs(membership.RoleGateway) {
+		out = append(out, c.GatewayURL(i))
+	}
+	return out
+}
+
+// reportLatency reports p50/p99 of xs in ms under a name prefix.
+func reportLatency(b *testing.B, prefix string, xs []time.Duration) (p50, p99 time.Duration) {
+	p50, p99 = Percentile(xs, 0.50), Percentile(xs, 0.99)
+	b.ReportMetric(Ms(p50), prefix+"p50-ms")
+	b.ReportMetric(Ms(p99), prefix+"p99-ms")
+	return p50, p99
+}

@@ -1,0 +1,19 @@
+// Package bench holds coldstart's performance benchmarks (quality goals P1,
+// P2, P3, P5 and P7). Each benchmark starts an in-process cluster shaped like
+// `coldstart up` (3 placement nodes with placement.Tuned Raft timing on
+// boltdb, 2 gateways, 3 workers, membership.Fast) and measures its figure
+// beside a baseline taken in the same run, so that the ratio survives a
+// noisy machine:
+//
+//	P1  warm invoke latency, 1 client       vs a bare net/http echo round trip
+//	P2  warm throughput, 64 clients         vs the bare net/http echo ceiling
+//	P3  cold invoke latency (delays 0)      vs a warm invoke of the same function
+//	P5  recovery after a leader/worker kill vs the configured detection timeouts
+//	P7  RSS with 10,000 idle + 1,000 busy   vs the RSS before the cluster started
+//
+// Run them all with internal/bench/run.sh, which prints a table of medians;
+// BENCHMARKS.md at the repository root records the latest one.
+//
+// The package itself holds only pure helpers (percentiles, medians, RSS);
+// the benchmarks live in its _test files.
+package bench

@@ -1,0 +1,72 @@
+package bench
+
+import (
+	"github.com/coldstart-dev/coldstart/internal/testcluster"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// BenchmarkP1WarmInvoke is goal P1: a warm synchronous invoke of a
+// synthetic 0 ms handler by one keep-alive client, against the same run's
+// bare HTTP round trip (net/http echo of the same 100 B body, same client
+// transport). Each iteration does one of each, in alternating order, so
+// machine drift hits both alike. ns/op is the mean warm invoke.
+//
+// Goal: p50 <= 0.5 ms, p99 <= 2 ms, p50 <= 4x the baseline p50.
+func BenchmarkP1WarmInvoke(b *testing.B) {
+	c := upCluster(b, optsP1())
+	gw := c.GatewayURL(0)
+	hc := &http.Client{Transport: newTransport(1)}
+	createFunction(b, hc, gw, synthetic("p1"))
+	base := echoServer(b).URL + "/echo"
+	// The first call cold-starts the function's only sandbox; the rest are
+	// warm, as for a client calling one function in a loop.
+	for i := 0; i < 200; i++ {
+		if r, err := invoke(hc, gw, "p1", payload100); err != nil || r.status != http.StatusOK {
+			b.Fatalf("warm-up invoke: %v %+v", err, r)
+		}
+		if _, err := post(hc, base, payload100); err != nil {
+			b.Fatal(err)
+		}
+	}
+	var warm, http1 []time.Duration
+	var warmSum time.Duration
+	cold := 0
+	i := 0
+	for b.Loop() {
+		doWarm := func() {
+			r, err := invoke(hc, gw, "p1", payload100)
+			if err != nil || r.status != http.StatusOK {
+				b.Fatalf("invoke: %v %+v", err, r)
+			}
+			if r.cold {
+				cold++
+			}
+			warm = append(warm, r.lat)
+			warmSum += r.lat
+		}
+		doBase := func() {
+			t0 := time.Now()
+			if _, err := post(hc, base, payload100); err != nil {
+				b.Fatal(err)
+			}
+			http1 = append(http1, time.Since(t0))
+		}
+		if i%2 == 0 {
+			doWarm()
+			doBase()
+		} else {
+			doBase()
+			doWarm()
+		}
+		i++
+	}
+	b.ReportMetric(float64(warmSum.Nanoseconds())/float64(len(warm)), "ns/op")
+	p50, _ := reportLatency(b, "", warm)
+	bp50, _ := reportLatency(b, "http-", http1)
+	b.ReportMetric(float64(p50)/float64(bp50), "x-http")
+	b.ReportMetric(float64(cold), "cold")
+}
+
+func optsP1() testcluster.Options { return testcluster.Options{} }
