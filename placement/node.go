@@ -33,8 +33,9 @@ type Timing struct {
 	Heartbeat, Election, Lease, Commit time.Duration
 }
 
-// Tuned fails over in well under a second on loopback (measured 0.43 s
-// with 200 ms timeouts); hashicorp/raft's defaults take ~2 s.
+// Tuned fails over in about half a second on loopback (0.43 s was measured
+// with 200 ms timeouts; hashicorp/raft's defaults take ~2 s). 300 ms leaves
+// room for a loaded 2-core machine, where 200 ms made leadership flap.
 var Tuned = Timing{Heartbeat: 300 * time.Millisecond, Election: 300 * time.Millisecond, Lease: 150 * time.Millisecond, Commit: 20 * time.Millisecond}
 
 // Config configures a placement node.
