@@ -17,6 +17,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/coldstart-dev/coldstart/internal/membership"
 	"github.com/coldstart-dev/coldstart/quota"
@@ -56,8 +57,9 @@ type Config struct {
 	// ServiceException rather than hang.
 	ApplyTimeout time.Duration
 	// Members, when set, lets placement react to workers joining and dying.
-	Members MemberSource
-	Logger  *slog.Logger
+	Members  MemberSource
+	Registry prometheus.Registerer
+	Logger   *slog.Logger
 }
 
 // MemberSource is the membership view placement needs.
@@ -168,6 +170,7 @@ func Start(cfg Config) (*Node, error) {
 		n.Shutdown()
 		return nil, err
 	}
+	n.registerMetrics(cfg.Registry)
 	n.wg.Add(1)
 	go n.watchLeadership()
 	return n, nil

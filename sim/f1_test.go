@@ -180,3 +180,5 @@ func writeTrace(t testing.TB, tr *Trace) string {
 	}
 	return path
 }
+
+func jsonUnmarshal(b []byte, v any) error { return json.Unmarshal(b, v) }

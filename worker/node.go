@@ -87,7 +87,7 @@ func Start(cfg Config) (*Node, error) {
 		warmSubs: map[pool.Key]*nats.Subscription{},
 		deleted:  map[string]bool{},
 		dropping: map[string]bool{},
-		rnd:      rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x636f6c64)),
+		rnd:      newRand(),
 		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}
@@ -137,6 +137,8 @@ func (n *Node) Stop() {
 	close(n.done)
 	n.wg.Wait()
 }
+
+func newRand() *rand.Rand { return rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x636f6c64)) }
 
 func (n *Node) now() time.Duration { return time.Duration(time.Now().UnixNano()) }
 

@@ -30,6 +30,8 @@ type syntheticPayload struct {
 	Fail       string   `json:"fail"`
 }
 
+const maxDurationMs = 901_000
+
 func (n *Node) plan(spec *Spec, payload []byte) invocation {
 	inv := invocation{}
 	// Decode only payloads that mention a control field: the common case
@@ -37,7 +39,9 @@ func (n *Node) plan(spec *Spec, payload []byte) invocation {
 	if bytes.Contains(payload, []byte(`"duration_ms"`)) || bytes.Contains(payload, []byte(`"fail"`)) {
 		var p syntheticPayload
 		if json.Unmarshal(payload, &p) == nil {
-			if p.DurationMs != nil && *p.DurationMs >= 0 && !math.IsInf(*p.DurationMs, 0) {
+			// Bounded by Lambda's 900 s maximum timeout; anything longer
+			// times out anyway and must not overflow a Duration.
+			if p.DurationMs != nil && *p.DurationMs >= 0 && *p.DurationMs <= maxDurationMs {
 				inv.duration = time.Duration(*p.DurationMs * float64(time.Millisecond))
 				inv.fail = p.Fail
 				return inv

@@ -79,7 +79,7 @@ func StartPlacement(o PlacementOptions) (*Node, error) {
 		return nil, err
 	}
 	n.Members = ml
-	pn, err := placement.Start(placement.Config{ID: o.ID, RaftAddr: o.RaftAddr, DataDir: o.DataDir, Peers: o.Peers, Timing: o.Raft, NATS: nc, Rate: o.Rate, DefaultLimit: o.DefaultLimit, Grace: o.Grace, Members: ml, Logger: o.Logger})
+	pn, err := placement.Start(placement.Config{ID: o.ID, RaftAddr: o.RaftAddr, DataDir: o.DataDir, Peers: o.Peers, Timing: o.Raft, NATS: nc, Rate: o.Rate, DefaultLimit: o.DefaultLimit, Grace: o.Grace, Members: ml, Registry: registerer(o.Registry), Logger: o.Logger})
 	if err != nil {
 		ml.Kill()
 		nc.Close()
@@ -109,10 +109,7 @@ func StartWorker(o WorkerOptions) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{ID: o.ID, Role: membership.RoleWorker, NC: nc}
-	var reg prometheus.Registerer
-	if o.Registry != nil {
-		reg = o.Registry
-	}
+	reg := registerer(o.Registry)
 	wn, err := worker.Start(worker.Config{ID: o.ID, NATS: nc, Placement: placement.NewClient(nc, time.Second), Capacity: o.Capacity, MemoryMB: o.MemoryMB, KeepAlive: o.KeepAlive, Reuse: o.Reuse, ReconcileEvery: o.ReconcileEvery, TimeScale: o.TimeScale, Registry: reg, Logger: o.Logger, LogInvocations: o.LogInvocations})
 	if err != nil {
 		nc.Close()
@@ -253,4 +250,12 @@ func detail(m membership.Member) string {
 		return "http " + m.Addr
 	}
 	return ""
+}
+
+// registerer avoids a typed-nil interface when no registry is given.
+func registerer(r *prometheus.Registry) prometheus.Registerer {
+	if r == nil {
+		return nil
+	}
+	return r
 }
