@@ -28,7 +28,10 @@ var upRate = quota.Rate{Burst: 1000, Window: 10 * time.Second}
 var upOnce sync.Once
 
 // upCluster starts an in-process cluster shaped like `coldstart up`:
-// 3 placement nodes (boltdb, Tuned), 2 gateways, 3 workers.
+// 3 placement nodes (boltdb, Tuned), 2 gateways, 3 workers, reconcile
+// every 2 s and a 5 s grant grace (the worker and placement defaults).
+// o.Rate is passed as is: the zero Rate is an unlimited scaling rate, upRate
+// is `coldstart up`'s default.
 func upCluster(b *testing.B, o testcluster.Options) *testcluster.Cluster {
 	b.Helper()
 	upOnce.Do(func() {
@@ -44,8 +47,11 @@ func upCluster(b *testing.B, o testcluster.Options) *testcluster.Cluster {
 	if o.WorkerCapacity == 0 {
 		o.WorkerCapacity = 5000
 	}
-	if o.Rate == (quota.Rate{}) {
-		o.Rate = upRate
+	if o.ReconcileEvery == 0 {
+		o.ReconcileEvery = 2 * time.Second
+	}
+	if o.Grace == 0 {
+		o.Grace = 5 * time.Second
 	}
 	return testcluster.New(b, o)
 }

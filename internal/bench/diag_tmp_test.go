@@ -2,44 +2,34 @@ package bench
 
 import (
 	"net/http"
-	"sort"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/coldstart-dev/coldstart/internal/testcluster"
 )
 
-func BenchmarkDiagSpare(b *testing.B) {
-	c := upCluster(b, optsP1())
-	gw := c.GatewayURL(0)
-	hc := &http.Client{Transport: newTransport(4)}
-	createFunction(b, hc, gw, synthetic("p1"))
-	prewarm(b, hc, []string{gw}, "p1", 4, 100*time.Millisecond)
-	for i := 0; i < 200; i++ {
-		invoke(hc, gw, "p1", payload100)
-	}
-	var warm []time.Duration
+func BenchmarkDiagP2InvokeOnly(b *testing.B) {
+	c := upCluster(b, testcluster.Options{Rate: upRate})
+	gws := gatewayURLs(c)
+	hc := &http.Client{Transport: newTransport(p2Clients)}
+	createFunction(b, hc, gws[0], synthetic("p2"))
+	prewarm(b, hc, gws, "p2", 3*p2Clients, 300*time.Millisecond)
+	n := 0
+	start := time.Now()
 	for b.Loop() {
-		r, _ := invoke(hc, gw, "p1", payload100)
-		warm = append(warm, r.lat)
+		var wg sync.WaitGroup
+		for cl := 0; cl < p2Clients; cl++ {
+			wg.Add(1)
+			go func(cl int) {
+				defer wg.Done()
+				for i := 0; i < p2PerClient; i++ {
+					post(hc, invokeURL(gws[cl%2], "p2"), payload100)
+				}
+			}(cl)
+		}
+		wg.Wait()
+		n += p2Clients * p2PerClient
 	}
-	reportLatency(b, "", warm)
-	sort.Slice(warm, func(i, j int) bool { return warm[i] > warm[j] })
-	b.Logf("top: %v", warm[:10])
-}
-
-func BenchmarkDiagSingle(b *testing.B) {
-	c := upCluster(b, optsP1())
-	gw := c.GatewayURL(0)
-	hc := &http.Client{Transport: newTransport(4)}
-	createFunction(b, hc, gw, synthetic("p1"))
-	for i := 0; i < 200; i++ {
-		invoke(hc, gw, "p1", payload100)
-	}
-	var warm []time.Duration
-	for b.Loop() {
-		r, _ := invoke(hc, gw, "p1", payload100)
-		warm = append(warm, r.lat)
-	}
-	reportLatency(b, "", warm)
-	sort.Slice(warm, func(i, j int) bool { return warm[i] > warm[j] })
-	b.Logf("top: %v", warm[:10])
+	b.ReportMetric(float64(n)/time.Since(start).Seconds(), "inv/s")
 }

@@ -69,4 +69,4 @@ func BenchmarkP1WarmInvoke(b *testing.B) {
 	b.ReportMetric(float64(cold), "cold")
 }
 
-func optsP1() testcluster.Options { return testcluster.Options{} }
+func optsP1() testcluster.Options { return testcluster.Options{Rate: upRate} }
