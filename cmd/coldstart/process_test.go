@@ -111,4 +111,3 @@ func TestRolesAsSeparateProcesses(t *testing.T) {
 		t.Fatalf("cold then warm expected, got %v", colds)
 	}
 }
-
