@@ -47,7 +47,12 @@ func num(x float64) string {
 	return strconv.FormatFloat(x, 'f', 2, 64)
 }
 
-func usd(x float64) string { return "$" + strconv.FormatFloat(x, 'f', 6, 64) }
+func usd(x float64) string {
+	if x < 0 {
+		return "-$" + strconv.FormatFloat(-x, 'f', 6, 64)
+	}
+	return "$" + strconv.FormatFloat(x, 'f', 6, 64)
+}
 
 // WriteTable prints the per-function table (the top functions by requests,
 // then the total) and the cost lines.

@@ -30,6 +30,7 @@ var commands = map[string]command{
 	"records":     {"stream one JSON line per finished invocation", runRecords},
 	"status":      {"cluster status: nodes, leader, sandboxes, in-flight against limits", runStatus},
 	"sim":         {"trace-driven simulator on the same policy code", runSim},
+	"chaos":       {"kill and restart nodes of a running `coldstart up`", runChaos},
 	"healthcheck": {"exit 0 when a node's /healthz answers (for container probes)", runHealthcheck},
 }
 

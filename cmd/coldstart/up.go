@@ -52,6 +52,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	timeScale := fs.Float64("time-scale", 1, "divide every modelled delay by this factor (drills)")
 	logInv := fs.Bool("log-invocations", false, "print START/END/REPORT lines for every invocation")
 	verbose := fs.Bool("verbose", false, "platform logs at debug level")
+	admin := fs.String("admin", envOr("COLDSTART_ADMIN", "127.0.0.1:9100"), "loopback address of the admin (chaos) endpoint; requests need the token printed at start")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: coldstart up [flags]\n\nRuns 3 placement nodes, gateways, workers, NATS (JetStream on disk) and Redis in one\nprocess over real loopback sockets, prints the gateway URLs and 'ready'. Ctrl-C stops it.\n\nExample:\n  coldstart up --data ./.coldstart --listen 127.0.0.1:9000\n\nFlags:")
 		fs.PrintDefaults()
@@ -113,46 +114,51 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	for i := 0; i < 3; i++ {
 		peers = append(peers, placement.Peer{ID: fmt.Sprintf("placement-%d", i+1), Addr: net.JoinHostPort(host, strconv.Itoa(lay.Raft[i]))})
 	}
-	var wg sync.WaitGroup
-	errs := make(chan error, 3)
 	for i, p := range peers {
-		wg.Add(1)
-		go func(i int, p placement.Peer) {
-			defer wg.Done()
-			n, err := roles.StartPlacement(roles.PlacementOptions{Common: common(p.ID, lay.Gossip[i]), RaftAddr: p.Addr, DataDir: filepath.Join(*data, "placement"), Peers: peers, Raft: placement.Tuned, Rate: scale})
-			if err != nil {
-				errs <- err
-				return
-			}
-			c.add(n)
-		}(i, p)
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		fmt.Fprintln(stderr, "coldstart up: placement:", err)
-		return 1
+		o := roles.PlacementOptions{Common: common(p.ID, lay.Gossip[i]), RaftAddr: p.Addr, DataDir: filepath.Join(*data, "placement"), Peers: peers, Raft: placement.Tuned, Rate: scale}
+		c.define(p.ID, func() (*roles.Node, error) { return roles.StartPlacement(o) })
 	}
 	for i := 0; i < *workers; i++ {
 		id := fmt.Sprintf("worker-%d", i+1)
-		n, err := roles.StartWorker(roles.WorkerOptions{Common: common(id, lay.Gossip[3+i]), Capacity: *capacity, KeepAlive: *keepAlive, TimeScale: *timeScale, LogInvocations: *logInv})
-		if err != nil {
-			fmt.Fprintln(stderr, "coldstart up: worker:", err)
-			return 1
-		}
-		c.add(n)
+		o := roles.WorkerOptions{Common: common(id, lay.Gossip[3+i]), Capacity: *capacity, KeepAlive: *keepAlive, TimeScale: *timeScale, LogInvocations: *logInv}
+		c.define(id, func() (*roles.Node, error) { return roles.StartWorker(o) })
 	}
 	var urls []string
 	for i := 0; i < *gateways; i++ {
 		id := fmt.Sprintf("gateway-%d", i+1)
 		addr := net.JoinHostPort(host, strconv.Itoa(gwPort+i))
-		n, err := roles.StartGateway(roles.GatewayOptions{Common: common(id, lay.Gossip[3+*workers+i]), Listen: addr, Gatherer: reg})
-		if err != nil {
-			fmt.Fprintln(stderr, "coldstart up: gateway:", err)
+		o := roles.GatewayOptions{Common: common(id, lay.Gossip[3+*workers+i]), Listen: addr, Gatherer: reg}
+		c.define(id, func() (*roles.Node, error) { return roles.StartGateway(o) })
+		urls = append(urls, "http://"+addr)
+	}
+	// Placement nodes start together: each waits for the others' Raft.
+	var wg sync.WaitGroup
+	errs := make(chan error, len(peers))
+	for _, p := range peers {
+		wg.Add(1)
+		go func(id string) {
+			defer wg.Done()
+			if err := c.start(id); err != nil {
+				errs <- err
+			}
+		}(p.ID)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		fmt.Fprintln(stderr, "coldstart up:", err)
+		return 1
+	}
+	for _, id := range c.order[len(peers):] {
+		if err := c.start(id); err != nil {
+			fmt.Fprintln(stderr, "coldstart up:", err)
 			return 1
 		}
-		c.add(n)
-		urls = append(urls, "http://"+n.Gateway.Addr())
+	}
+	token, err := c.serveAdmin(*admin, *data)
+	if err != nil {
+		fmt.Fprintln(stderr, "coldstart up: admin:", err)
+		return 1
 	}
 	if err := c.waitReady(ctx, *workers, 20*time.Second); err != nil {
 		fmt.Fprintln(stderr, "coldstart up:", err)
@@ -164,6 +170,8 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "nats       %s\n", natsURL)
 	fmt.Fprintf(stdout, "redis      redis://%s\n", redisAddr)
 	fmt.Fprintf(stdout, "data       %s\n", *data)
+	fmt.Fprintf(stdout, "admin      http://%s   (chaos: coldstart chaos kill NODE; token in %s)\n", *admin, filepath.Join(*data, "admin-token"))
+	_ = token
 	fmt.Fprintln(stdout, "mode       development: unsigned requests act as account 123456789012")
 	fmt.Fprintln(stdout, "ready")
 	<-ctx.Done()
@@ -174,26 +182,77 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 type embedded struct {
 	log       *slog.Logger
 	mu        sync.Mutex
-	nodes     []*roles.Node
+	order     []string
+	starters  map[string]func() (*roles.Node, error)
+	nodes     map[string]*roles.Node
 	stopNATS  func()
 	stopRedis func()
+	stopAdmin func()
 }
 
-func (c *embedded) add(n *roles.Node) {
+// define registers how to start a node, so chaos can restart it later with
+// the same id, addresses and data.
+func (c *embedded) define(id string, start func() (*roles.Node, error)) {
 	c.mu.Lock()
-	c.nodes = append(c.nodes, n)
+	defer c.mu.Unlock()
+	if c.starters == nil {
+		c.starters, c.nodes = map[string]func() (*roles.Node, error){}, map[string]*roles.Node{}
+	}
+	c.order = append(c.order, id)
+	c.starters[id] = start
+}
+
+func (c *embedded) start(id string) error {
+	c.mu.Lock()
+	start, ok := c.starters[id]
+	running := c.nodes[id] != nil
 	c.mu.Unlock()
+	switch {
+	case !ok:
+		return fmt.Errorf("no node %q", id)
+	case running:
+		return fmt.Errorf("%s is already running", id)
+	}
+	n, err := start()
+	if err != nil {
+		return fmt.Errorf("%s: %w", id, err)
+	}
+	c.mu.Lock()
+	c.nodes[id] = n
+	c.mu.Unlock()
+	return nil
+}
+
+// kill crashes a node: no membership goodbye, its connections dropped.
+func (c *embedded) kill(id string) error {
+	c.mu.Lock()
+	n := c.nodes[id]
+	delete(c.nodes, id)
+	c.mu.Unlock()
+	if n == nil {
+		return fmt.Errorf("%s is not running", id)
+	}
+	n.Kill()
+	return nil
 }
 
 // stop shuts nodes down in reverse start order: gateways first, so that no
 // new work arrives while workers and placement go away.
 func (c *embedded) stop() {
+	if c.stopAdmin != nil {
+		c.stopAdmin()
+	}
 	c.mu.Lock()
-	nodes := c.nodes
-	c.nodes = nil
+	var nodes []*roles.Node
+	for i := len(c.order) - 1; i >= 0; i-- {
+		if n := c.nodes[c.order[i]]; n != nil {
+			nodes = append(nodes, n)
+		}
+	}
+	c.nodes = map[string]*roles.Node{}
 	c.mu.Unlock()
-	for i := len(nodes) - 1; i >= 0; i-- {
-		nodes[i].Stop()
+	for _, n := range nodes {
+		n.Stop()
 	}
 	if c.stopRedis != nil {
 		c.stopRedis()
@@ -210,7 +269,10 @@ func (c *embedded) waitReady(ctx context.Context, workers int, timeout time.Dura
 			return ctx.Err()
 		}
 		c.mu.Lock()
-		nodes := c.nodes
+		nodes := make([]*roles.Node, 0, len(c.nodes))
+		for _, n := range c.nodes {
+			nodes = append(nodes, n)
+		}
 		c.mu.Unlock()
 		for _, n := range nodes {
 			if n.Placement == nil || !n.Placement.IsLeader() {

@@ -7,6 +7,7 @@ import (
 	"os"
 	"sort"
 	"strconv"
+	"syscall"
 	"time"
 )
 
@@ -83,4 +84,13 @@ func parseStatus(b []byte) (rss, hwm int64, err error) {
 		return 0, 0, fmt.Errorf("VmRSS/VmHWM not found in /proc/self/status")
 	}
 	return rss, hwm, nil
+}
+
+// CPUTime is the user+system CPU time this process has used so far.
+func CPUTime() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

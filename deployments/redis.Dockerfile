@@ -1,0 +1,11 @@
+# Redis server image without a registry: Debian's redis-server (and
+# redis-cli, for the healthcheck) plus the shared libraries ldd lists,
+# copied by deployments/build-images.sh into <context>/rootfs/.
+FROM scratch
+COPY rootfs/ /
+COPY --chown=65532:65532 data /data
+USER 65532:65532
+WORKDIR /data
+EXPOSE 6379
+ENTRYPOINT ["/usr/bin/redis-server"]
+CMD ["--bind", "0.0.0.0", "--protected-mode", "no", "--dir", "/data", "--appendonly", "yes"]
