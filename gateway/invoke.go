@@ -54,6 +54,13 @@ func (g *Gateway) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errNotFound("Function not found: arn:aws:lambda:us-east-1:"+acct+":function:"+ref.Name))
 		return
 	}
+	if e.fn.Reserved != nil && *e.fn.Reserved == 0 {
+		// Reserved concurrency 0 stops every invocation at once, warm
+		// sandboxes included (placement also drops them).
+		g.m.throttles.Inc()
+		writeError(w, errThrottle(string(quota.ReasonReservedConcurrency)))
+		return
+	}
 	if r.Header.Get(api.HeaderInvocationType) == "DryRun" {
 		w.WriteHeader(http.StatusNoContent)
 		return

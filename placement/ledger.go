@@ -495,3 +495,59 @@ func (l *Ledger) NeedsReconcile(c ReconcileWorker) bool {
 	}
 	return false
 }
+
+// Excess returns, per worker, the sandboxes of account above its current
+// caps (reserved concurrency per function, then the unreserved pool and the
+// account limit), newest first so that long-warm sandboxes stay.
+func (l *Ledger) Excess(account string) map[string][]string {
+	byFn := map[string][]*Sandbox{}
+	var unreserved []*Sandbox
+	for _, sb := range l.s.Sandboxes {
+		if sb.Account != account {
+			continue
+		}
+		fk := FunctionKey(sb.Account, sb.Function)
+		if f := l.s.Functions[fk]; f != nil && f.Reserved != nil {
+			byFn[fk] = append(byFn[fk], sb)
+		} else {
+			unreserved = append(unreserved, sb)
+		}
+	}
+	newest := func(s []*Sandbox) {
+		sort.Slice(s, func(i, j int) bool {
+			if s[i].CreatedNs != s[j].CreatedNs {
+				return s[i].CreatedNs > s[j].CreatedNs
+			}
+			return s[i].ID < s[j].ID
+		})
+	}
+	out := map[string][]string{}
+	drop := func(s []*Sandbox, n int) {
+		newest(s)
+		for i := 0; i < n && i < len(s); i++ {
+			out[s[i].Worker] = append(out[s[i].Worker], s[i].ID)
+		}
+	}
+	reservedHeld := 0
+	for fk, s := range byFn {
+		r := *l.s.Functions[fk].Reserved
+		if len(s) > r {
+			drop(s, len(s)-r)
+			reservedHeld += r
+		} else {
+			reservedHeld += len(s)
+		}
+	}
+	limit := l.Limit(account)
+	capU := limit - l.reservedTotal(account, "")
+	if room := limit - reservedHeld; room < capU {
+		capU = room
+	}
+	if capU < 0 {
+		capU = 0
+	}
+	if len(unreserved) > capU {
+		drop(unreserved, len(unreserved)-capU)
+	}
+	return out
+}

@@ -430,6 +430,7 @@ func (n *Node) serve(req *Request) Response {
 			return Response{Error: typedError(err)}
 		}
 		n.publishEvent("account", req.Limit.Account, "")
+		go n.trim(req.Limit.Account)
 		return Response{Account: v.(*Account), Index: idx}
 	case req.Op == OpSetReserved && req.Reserved != nil:
 		v, idx, err := n.applyIndex(CmdSetReserved, req.Reserved)
@@ -437,6 +438,7 @@ func (n *Node) serve(req *Request) Response {
 			return Response{Error: typedError(err)}
 		}
 		n.publishEvent("function", req.Reserved.Account, req.Reserved.Name)
+		go n.trim(req.Reserved.Account)
 		return Response{Function: v.(*Function), Index: idx}
 	case req.Op == OpRelease:
 		if _, err := n.apply(CmdReleaseSandboxes, ReleaseSandboxes{IDs: req.Release}); err != nil {
@@ -547,6 +549,21 @@ func (n *Node) findVictim(c CreateSandbox, scope quota.Scope) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// trim enforces a lowered limit: sandboxes above the new caps are dropped
+// by their workers (idle ones at once, busy ones when their invocation ends)
+// and released through the usual path. Until then the excess only finishes
+// what it is running: no new invocation starts on it.
+func (n *Node) trim(account string) {
+	var excess map[string][]string
+	n.fsm.Read(func(l *Ledger) { excess = l.Excess(account) })
+	for w, ids := range excess {
+		b, _ := json.Marshal(DropRequest{IDs: ids})
+		if _, err := n.nc.Request(WorkerSubject(w, "drop"), b, time.Second); err != nil {
+			n.log.Warn("trim: worker did not answer", "worker", w, "err", err)
+		}
+	}
 }
 
 func (n *Node) reconcile(c ReconcileWorker) Response {

@@ -120,3 +120,8 @@ type RetireAnswer struct {
 	OK bool   `json:"ok"`
 	ID string `json:"id,omitempty"`
 }
+
+// DropRequest asks a worker to drop sandboxes above a lowered limit.
+type DropRequest struct {
+	IDs []string `json:"ids"`
+}

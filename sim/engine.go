@@ -218,13 +218,12 @@ func newTimeline(horizon float64, buckets int) *Timeline {
 	}
 }
 
+// bucket is the bucket of t, or -1 past the horizon (the final evictions
+// happen there and would show as a spurious last bucket).
 func (tl *Timeline) bucket(t float64) int {
 	i := int(t / tl.Step)
-	if i >= len(tl.Cold) {
-		i = len(tl.Cold) - 1
-	}
-	if i < 0 {
-		i = 0
+	if i >= len(tl.Cold) || i < 0 {
+		return -1
 	}
 	return i
 }
@@ -235,19 +234,22 @@ func (tl *Timeline) observe(t float64, inflight, idle int) {
 		return
 	}
 	i := tl.bucket(t)
+	if i < 0 {
+		return
+	}
 	tl.Concurrency[i] = max(tl.Concurrency[i], inflight)
 	tl.WarmPool[i] = max(tl.WarmPool[i], idle)
 	tl.Sandboxes[i] = max(tl.Sandboxes[i], inflight+idle)
 }
 
 func (tl *Timeline) cold(t float64) {
-	if tl != nil {
+	if tl != nil && tl.bucket(t) >= 0 {
 		tl.Cold[tl.bucket(t)]++
 	}
 }
 
 func (tl *Timeline) throttle(t float64) {
-	if tl != nil {
+	if tl != nil && tl.bucket(t) >= 0 {
 		tl.Throttles[tl.bucket(t)]++
 	}
 }

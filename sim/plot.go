@@ -53,8 +53,8 @@ func WritePlot(w io.Writer, res *Result, title string) error {
 
 	top2 := maxOf(tl.Cold, tl.Throttles)
 	s.axes(panel2Top, panel2H, top2, "per bucket", horizon, unit, div)
-	s.bars(tl.Throttles, top2, panel2Top, panel2H, "#8a3fbf")
-	s.bars(tl.Cold, top2, panel2Top, panel2H, "#d62728")
+	s.bars(tl.Cold, top2, panel2Top, panel2H, "#d62728", 0)
+	s.bars(tl.Throttles, top2, panel2Top, panel2H, "#8a3fbf", 0.5)
 	s.legend(panel2Top-8, []string{"cold starts", "throttles"}, []string{"#d62728", "#8a3fbf"})
 	s.f(`<text x="%d" y="%d" text-anchor="middle">time (%s); bucket %.3g s</text>`+"\n", (plotLeft+plotW-plotRght)/2, plotH-12, unit, tl.Step)
 	s.f("</svg>\n")
@@ -101,9 +101,10 @@ func (s *svg) axes(panelTop, panelH, top int, ylabel string, horizon float64, un
 		y := yAt(v, top, panelTop, panelH)
 		s.f(`<line x1="%d" y1="%.1f" x2="%d" y2="%.1f" stroke="#ddd"/><text x="%d" y="%.1f" text-anchor="end">%d</text>`+"\n", x0, y, x1, y, x0-6, y+4, v)
 	}
-	for k := 0; k <= 6; k++ {
-		x := float64(x0) + float64(x1-x0)*float64(k)/6
-		s.f(`<text x="%.1f" y="%d" text-anchor="middle">%.3g</text>`+"\n", x, panelTop+panelH+16, horizon*float64(k)/6/div)
+	step := niceStep(horizon / div / 6)
+	for v := 0.0; v <= horizon/div; v += step {
+		x := float64(x0) + float64(x1-x0)*v*div/horizon
+		s.f(`<text x="%.1f" y="%d" text-anchor="middle">%g</text>`+"\n", x, panelTop+panelH+16, v)
 	}
 	s.f(`<text transform="translate(18,%d) rotate(-90)" text-anchor="middle">%s</text>`+"\n", panelTop+panelH/2, ylabel)
 }
@@ -121,14 +122,17 @@ func (s *svg) line(v []int, top, panelTop, panelH int, color, dash string) {
 	s.f(`"/>` + "\n")
 }
 
-func (s *svg) bars(v []int, top, panelTop, panelH int, color string) {
+// bars draws one bar per bucket in half its width, from offset (0 or 0.5),
+// so that cold starts and throttles in the same bucket are both visible.
+func (s *svg) bars(v []int, top, panelTop, panelH int, color string, offset float64) {
+	w := (xAt(1, len(v)) - xAt(0, len(v))) / 2
 	for i, c := range v {
 		if c == 0 {
 			continue
 		}
 		y := yAt(c, top, panelTop, panelH)
-		s.f(`<rect x="%.1f" y="%.1f" width="%.2f" height="%.1f" fill="%s"/>`+"\n",
-			xAt(i, len(v)), y, math.Max(xAt(i+1, len(v))-xAt(i, len(v)), 1), float64(panelTop+panelH)-y, color)
+		s.f(`<rect x="%.2f" y="%.1f" width="%.2f" height="%.1f" fill="%s"/>`+"\n",
+			xAt(i, len(v))+offset*2*w, y, math.Max(w, 1), float64(panelTop+panelH)-y, color)
 	}
 }
 
@@ -138,4 +142,18 @@ func (s *svg) legend(y int, names, colors []string) {
 		s.f(`<rect x="%d" y="%d" width="12" height="4" fill="%s"/><text x="%d" y="%d">%s</text>`+"\n", x, y-4, colors[i], x+16, y, n)
 		x += 24 + 8*len(n)
 	}
+}
+
+// niceStep rounds a tick step up to 1, 2 or 5 times a power of ten.
+func niceStep(raw float64) float64 {
+	if !(raw > 0) {
+		return 1
+	}
+	p := math.Pow(10, math.Floor(math.Log10(raw)))
+	for _, m := range []float64{1, 2, 5, 10} {
+		if m*p >= raw {
+			return m * p
+		}
+	}
+	return 10 * p
 }

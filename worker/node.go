@@ -98,6 +98,7 @@ func Start(cfg Config) (*Node, error) {
 		placement.WorkerSubject(cfg.ID, "idle"):   n.handleIdle,
 		placement.WorkerSubject(cfg.ID, "retire"): n.handleRetire,
 		placement.WorkerSubject(cfg.ID, "stats"):  n.handleStats,
+		placement.WorkerSubject(cfg.ID, "drop"):   n.handleDrop,
 		placement.SubjectEvents:                   n.handleEvent,
 	} {
 		s, err := n.nc.Subscribe(subj, h)
@@ -354,6 +355,32 @@ func (n *Node) Stats() Stats {
 }
 
 func (n *Node) handleStats(m *nats.Msg) { n.respondJSON(m, n.Stats()) }
+
+// handleDrop removes sandboxes above a lowered limit: idle ones now, busy
+// ones when their invocation ends; placement releases them either way.
+func (n *Node) handleDrop(m *nats.Msg) {
+	var r placement.DropRequest
+	if json.Unmarshal(m.Data, &r) != nil {
+		n.respondJSON(m, placement.RetireAnswer{})
+		return
+	}
+	n.mu.Lock()
+	for _, id := range r.IDs {
+		sb := n.pool.Get(id)
+		switch {
+		case sb == nil:
+		case sb.Busy:
+			n.dropping[id] = true
+		default:
+			n.pool.Remove(sb)
+			n.pending = append(n.pending, id)
+			n.updateWarmSub(sb.Key)
+		}
+	}
+	n.mu.Unlock()
+	n.kick()
+	n.respondJSON(m, placement.RetireAnswer{OK: true})
+}
 
 // handleEvent drops the sandboxes of a deleted function: idle ones now,
 // busy ones when they finish.

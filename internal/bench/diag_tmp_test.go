@@ -3,6 +3,7 @@ package bench
 import (
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,6 +20,9 @@ func BenchmarkDiagP2InvokeOnly(b *testing.B) {
 	}
 	prewarm(b, hc, gws, "p2", 3*p2Clients, 300*time.Millisecond)
 	n := 0
+	var cold, bad atomic.Int64
+	var mu sync.Mutex
+	var lats []time.Duration
 	start := time.Now()
 	cpu0 := CPUTime()
 	for b.Loop() {
@@ -27,9 +31,20 @@ func BenchmarkDiagP2InvokeOnly(b *testing.B) {
 			wg.Add(1)
 			go func(cl int) {
 				defer wg.Done()
+				var my []time.Duration
 				for i := 0; i < p2PerClient; i++ {
-					post(hc, invokeURL(gws[cl%2], "p2"), payload100)
+					r, err := invoke(hc, gws[cl%2], "p2", payload100)
+					if err != nil || r.status != 200 {
+						bad.Add(1)
+					}
+					if r.cold {
+						cold.Add(1)
+					}
+					my = append(my, r.lat)
 				}
+				mu.Lock()
+				lats = append(lats, my...)
+				mu.Unlock()
 			}(cl)
 		}
 		wg.Wait()
@@ -38,4 +53,12 @@ func BenchmarkDiagP2InvokeOnly(b *testing.B) {
 	el := time.Since(start)
 	b.ReportMetric(float64(n)/el.Seconds(), "inv/s")
 	b.ReportMetric(float64(CPUTime()-cpu0)/float64(el), "cores")
+	b.ReportMetric(float64(cold.Load()), "cold")
+	b.ReportMetric(float64(bad.Load()), "bad")
+	reportLatency(b, "", lats)
+	b.ReportMetric(Ms(Percentile(lats, 0.999)), "p999-ms")
+	b.ReportMetric(Ms(lats[len(lats)-1]), "max-ms")
+	for _, id := range c.IDs("worker") {
+		b.Logf("%s %+v", id, c.Node(id).Worker.Stats().Idle)
+	}
 }

@@ -38,9 +38,20 @@ func BenchmarkP2WarmThroughput(b *testing.B) {
 	base := echoServer(b).URL + "/echo"
 
 	var cold, failed atomic.Int64
+	// cpuInv and cpuHTTP are the process CPU time of each kind of phase:
+	// cores used = CPU / wall tells CPU-bound (near 2) from waiting.
+	var cpuInv, cpuHTTP time.Duration
 	phase := func(target func(client int) string, isInvoke bool) (int, time.Duration) {
 		var wg sync.WaitGroup
 		start := time.Now()
+		cpu0 := CPUTime()
+		defer func() {
+			if isInvoke {
+				cpuInv += CPUTime() - cpu0
+			} else {
+				cpuHTTP += CPUTime() - cpu0
+			}
+		}()
 		for cl := 0; cl < p2Clients; cl++ {
 			wg.Add(1)
 			go func(cl int) {
@@ -66,6 +77,7 @@ func BenchmarkP2WarmThroughput(b *testing.B) {
 	phase(invokeAt, true)
 	phase(echoAt, false)
 	cold.Store(0)
+	cpuInv, cpuHTTP = 0, 0
 
 	var nInv, nHTTP int
 	var tInv, tHTTP time.Duration
@@ -94,6 +106,8 @@ func BenchmarkP2WarmThroughput(b *testing.B) {
 	b.ReportMetric(httpRate, "http-req/s")
 	b.ReportMetric(rate/httpRate, "of-http")
 	b.ReportMetric(float64(cold.Load()), "cold")
+	b.ReportMetric(float64(cpuInv)/float64(tInv), "cores")
+	b.ReportMetric(float64(cpuHTTP)/float64(tHTTP), "http-cores")
 }
 
 // fnName numbers fresh functions.

@@ -227,3 +227,48 @@ func contains(s, sub string) bool {
 		return false
 	})())
 }
+
+// TestLoweredLimitIsEnforced: lowering the account limit under load trims
+// the sandboxes above it; once their running invocations end, in-flight
+// stays under the new limit.
+func TestLoweredLimitIsEnforced(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 3})
+	url := c.GatewayURL(0)
+	put(t, url, api.PathAccountLimit, api.SetLimitInput{ConcurrentExecutions: 20})
+	createFunction(t, url, synthetic("f", "40ms", "5ms"))
+	rec := c.Records()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	changed := make(chan time.Time, 1)
+	go func() {
+		// Let 20 sandboxes warm up under load first.
+		if err := c.WaitFor(func() bool { return rec.Len() >= 100 }, 2*time.Second); err != nil {
+			t.Error("no load before the change")
+		}
+		if code, body := put(t, url, api.PathAccountLimit, api.SetLimitInput{ConcurrentExecutions: 5}); code != 200 {
+			t.Errorf("lower limit: %d %s", code, body)
+		}
+		changed <- time.Now()
+	}()
+	out := hammer(ctx, t, []string{url}, map[string]int{"f": 20}, `{}`)
+	c.WaitFor(func() bool { return rec.Len() >= countOK(out) }, 5*time.Second)
+	at := <-changed
+	// Invocations running at the change may finish (40 ms); after that the
+	// new limit holds.
+	from := at.Add(150 * time.Millisecond).UnixNano()
+	var after []api.Record
+	for _, r := range rec.All() {
+		if r.EndNs > from {
+			if testcluster.HeldFrom(r) < from {
+				r.GrantedNs, r.ReceivedNs = 0, from
+			}
+			after = append(after, r)
+		}
+	}
+	if len(after) == 0 {
+		t.Fatal("no invocations after the change")
+	}
+	if got := testcluster.MaxInFlight(after, nil); got > 5 {
+		t.Fatalf("in-flight %d after lowering the limit to 5", got)
+	}
+}

@@ -1,0 +1,284 @@
+package bench
+
+import (
+	"net/http"
+	"sort"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coldstart-dev/coldstart/internal/membership"
+	"github.com/coldstart-dev/coldstart/internal/testcluster"
+	"github.com/coldstart-dev/coldstart/placement"
+)
+
+// pollEvery is how often recovery is probed; it bounds the resolution.
+const pollEvery = 2 * time.Millisecond
+
+// BenchmarkP5LeaderKill is goal P5 (placement half): kill the Raft leader,
+// then try a cold start (a function never invoked) every 2 ms until one
+// succeeds. Each iteration is one trial; the killed node is restarted and
+// caught up before the next. The baseline is the configured Raft election
+// timeout (placement.Tuned, as in `coldstart up`). ns/op is the mean trial.
+//
+// Goal: median <= 1.5 s.
+func BenchmarkP5LeaderKill(b *testing.B) {
+	c := upCluster(b, testcluster.Options{Rate: upRate})
+	gw := c.GatewayURL(0)
+	hc := &http.Client{Transport: newTransport(4), Timeout: 5 * time.Second}
+	const maxTrials = 50
+	for i := 0; i < maxTrials; i++ {
+		createFunction(b, hc, gw, synthetic(fnName("p5", i)))
+	}
+	for i := 0; i < maxTrials; i++ {
+		dryRun(b, hc, gw, fnName("p5", i))
+	}
+	var rec []time.Duration
+	var sum time.Duration
+	trial := 0
+	for b.Loop() {
+		if trial == maxTrials {
+			b.Fatalf("more than %d trials: run with -benchtime=Nx", maxTrials)
+		}
+		b.StopTimer()
+		waitHealthy(b, c)
+		fn := fnName("p5", trial)
+		trial++
+		old := c.Leader()
+		b.StartTimer()
+		killed := time.Now()
+		c.Kill(old.ID)
+		var d time.Duration
+		for {
+			r, err := invoke(hc, gw, fn, payload100)
+			if err == nil && r.status == http.StatusOK && r.cold {
+				d = time.Since(killed)
+				break
+			}
+			if time.Since(killed) > 10*time.Second {
+				b.Fatalf("cold starts did not recover within 10 s of killing %s (last %v %+v)", old.ID, err, r)
+			}
+			time.Sleep(pollEvery)
+		}
+		b.StopTimer()
+		rec = append(rec, d)
+		sum += d
+		c.Restart(old.ID)
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(sum.Nanoseconds())/float64(len(rec)), "ns/op")
+	reportTrials(b, rec, placement.Tuned.Election)
+}
+
+// BenchmarkP5WorkerKill is goal P5 (worker half): with 4 clients invoking
+// a function whose warm sandboxes are spread over all 3 workers, kill one
+// worker and measure (a) until the leader's ledger holds none of its
+// sandboxes (capacity released) and (b) until every request sent
+// afterwards succeeds on another worker (rerouted). The figure is the
+// later of the two. Each iteration is one trial; the worker is restarted
+// before the next. The baseline is membership.Fast's configured suspicion
+// window (SuspicionMult x ProbeInterval), the floor of dead-node detection.
+//
+// Goal: median <= 2 s.
+func BenchmarkP5WorkerKill(b *testing.B) {
+	c := upCluster(b, testcluster.Options{Rate: upRate})
+	gws := gatewayURLs(c)
+	hc := &http.Client{Transport: newTransport(16), Timeout: 3 * time.Second}
+	createFunction(b, hc, gws[0], synthetic("p5w"))
+	for _, gw := range gws {
+		dryRun(b, hc, gw, "p5w")
+	}
+	workers := c.IDs(membership.RoleWorker)
+	var recov, released, rerouted []time.Duration
+	var sum time.Duration
+	lost := 0
+	trial := 0
+	for b.Loop() {
+		b.StopTimer()
+		waitHealthy(b, c)
+		// Sandboxes on every worker (placement spreads new ones evenly).
+		prewarm(b, hc, gws, "p5w", 12, 100*time.Millisecond)
+		victim := workers[trial%len(workers)]
+		trial++
+		if held(c, victim) == 0 {
+			b.Fatalf("%s holds no sandbox before the kill", victim)
+		}
+		load := startLoad(hc, gws, "p5w", 4)
+		time.Sleep(100 * time.Millisecond)
+		b.StartTimer()
+		killed := time.Now()
+		c.Kill(victim)
+		var rel time.Duration
+		for {
+			if held(c, victim) == 0 {
+				rel = time.Since(killed)
+				break
+			}
+			if time.Since(killed) > 10*time.Second {
+				b.Fatalf("%s's sandboxes not released within 10 s", victim)
+			}
+			time.Sleep(pollEvery)
+		}
+		b.StopTimer()
+		// Keep the load up a little past the release so that a late
+		// misroute would show.
+		time.Sleep(300 * time.Millisecond)
+		reqs := load.stop()
+		rr, stuck := reroute(reqs, killed, victim)
+		lost += stuck
+		d := rel
+		if rr > d {
+			d = rr
+		}
+		recov, released, rerouted = append(recov, d), append(released, rel), append(rerouted, rr)
+		sum += d
+		c.Restart(victim)
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(sum.Nanoseconds())/float64(len(recov)), "ns/op")
+	ft := membership.Fast
+	reportTrials(b, recov, time.Duration(ft.SuspicionMult)*ft.ProbeInterval)
+	b.ReportMetric(Ms(medianDur(released)), "release-ms")
+	b.ReportMetric(Ms(medianDur(rerouted)), "reroute-ms")
+	b.ReportMetric(float64(lost), "lost")
+}
+
+// reportTrials reports the median, min and max trial and the median's
+// ratio to base.
+func reportTrials(b *testing.B, xs []time.Duration, base time.Duration) {
+	m := medianDur(xs)
+	sort.Slice(xs, func(i, j int) bool { return xs[i] < xs[j] })
+	b.ReportMetric(Ms(m), "median-ms")
+	b.ReportMetric(Ms(xs[0]), "min-ms")
+	b.ReportMetric(Ms(xs[len(xs)-1]), "max-ms")
+	b.ReportMetric(Ms(base), "base-ms")
+	b.ReportMetric(float64(m)/float64(base), "x-base")
+	b.ReportMetric(float64(len(xs)), "trials")
+}
+
+func medianDur(xs []time.Duration) time.Duration {
+	f := make([]float64, len(xs))
+	for i, x := range xs {
+		f[i] = float64(x)
+	}
+	return time.Duration(Median(f))
+}
+
+// waitHealthy waits until all placement nodes run, one leads, every
+// follower has applied the leader's log, and every worker is registered
+// alive in the leader's ledger.
+func waitHealthy(b *testing.B, c *testcluster.Cluster) {
+	b.Helper()
+	err := c.WaitFor(func() bool {
+		l := c.Leader()
+		if l == nil {
+			return false
+		}
+		last := l.Placement.Raft().LastIndex()
+		for _, id := range c.IDs(membership.RolePlacement) {
+			n := c.Node(id)
+			if n == nil || n.Placement.Raft().AppliedIndex() < last {
+				return false
+			}
+		}
+		for _, id := range c.IDs(membership.RoleWorker) {
+			if c.Node(id) == nil {
+				return false
+			}
+		}
+		alive := 0
+		l.Placement.Read(func(led *placement.Ledger) {
+			for _, w := range led.State().Workers {
+				if w.Alive {
+					alive++
+				}
+			}
+		})
+		return alive == len(c.IDs(membership.RoleWorker))
+	}, 15*time.Second)
+	if err != nil {
+		b.Fatalf("cluster not healthy between trials: %v", err)
+	}
+}
+
+// held counts the sandboxes the leader's ledger places on worker.
+func held(c *testcluster.Cluster, worker string) int {
+	n := -1
+	if l := c.Leader(); l != nil {
+		n = 0
+		l.Placement.Read(func(led *placement.Ledger) {
+			for _, sb := range led.State().Sandboxes {
+				if sb.Worker == worker {
+					n++
+				}
+			}
+		})
+	}
+	return n
+}
+
+type request struct {
+	start, end time.Time
+	ok         bool
+	worker     string
+}
+
+type load struct {
+	done chan struct{}
+	wg   sync.WaitGroup
+	mu   sync.Mutex
+	reqs []request
+}
+
+// startLoad runs clients invoking fn in a loop until stop.
+func startLoad(hc *http.Client, gws []string, fn string, clients int) *load {
+	l := &load{done: make(chan struct{})}
+	for i := 0; i < clients; i++ {
+		l.wg.Add(1)
+		go func(i int) {
+			defer l.wg.Done()
+			for {
+				select {
+				case <-l.done:
+					return
+				default:
+				}
+				start := time.Now()
+				r, err := invoke(hc, gws[i%len(gws)], fn, payload100)
+				l.mu.Lock()
+				l.reqs = append(l.reqs, request{start: start, end: time.Now(), ok: err == nil && r.status == http.StatusOK, worker: r.worker})
+				l.mu.Unlock()
+			}
+		}(i)
+	}
+	return l
+}
+
+func (l *load) stop() []request {
+	close(l.done)
+	l.wg.Wait()
+	return l.reqs
+}
+
+// reroute is how long after the kill requests kept failing: the end of the
+// last failed request sent after the kill (0 if none failed). Requests sent
+// before the kill that failed (in flight on the victim) are counted as lost.
+// A success served by the victim after the kill is a failure too.
+func reroute(reqs []request, killed time.Time, victim string) (time.Duration, int) {
+	var d time.Duration
+	lost := 0
+	for _, r := range reqs {
+		bad := !r.ok || (r.worker == victim && r.start.After(killed))
+		if !bad {
+			continue
+		}
+		if r.start.Before(killed) {
+			lost++
+			continue
+		}
+		if e := r.end.Sub(killed); e > d {
+			d = e
+		}
+	}
+	return d, lost
+}
