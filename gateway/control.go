@@ -34,7 +34,7 @@ func (g *Gateway) handleCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, lerr)
 		return
 	}
-	resp, err := g.pl.Do(r.Context(), placement.Request{Op: placement.OpCreateFunction, Function: f})
+	resp, err := g.askPlacement(r.Context(), placement.Request{Op: placement.OpCreateFunction, Function: f}, controlBudget)
 	if err != nil {
 		writeError(w, placementError(err))
 		return
@@ -164,7 +164,7 @@ func (g *Gateway) handleDelete(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	resp, err := g.pl.Do(r.Context(), placement.Request{Op: placement.OpDeleteFunction, Delete: &placement.DeleteFunction{Account: acct, Name: e.fn.Name}})
+	resp, err := g.askPlacement(r.Context(), placement.Request{Op: placement.OpDeleteFunction, Delete: &placement.DeleteFunction{Account: acct, Name: e.fn.Name}}, controlBudget)
 	if err != nil {
 		writeError(w, placementError(err))
 		return
@@ -178,7 +178,7 @@ func (g *Gateway) setReserved(w http.ResponseWriter, r *http.Request, n *int) {
 	if !ok {
 		return
 	}
-	resp, err := g.pl.Do(r.Context(), placement.Request{Op: placement.OpSetReserved, Reserved: &placement.SetReserved{Account: acct, Name: e.fn.Name, Reserved: n}})
+	resp, err := g.askPlacement(r.Context(), placement.Request{Op: placement.OpSetReserved, Reserved: &placement.SetReserved{Account: acct, Name: e.fn.Name, Reserved: n}}, controlBudget)
 	if err != nil {
 		writeError(w, placementError(err))
 		return
@@ -254,7 +254,7 @@ func (g *Gateway) handleSetLimit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	acct := g.account(r)
-	resp, err := g.pl.Do(r.Context(), placement.Request{Op: placement.OpSetLimit, Limit: &placement.SetAccountLimit{Account: acct, Limit: in.ConcurrentExecutions}})
+	resp, err := g.askPlacement(r.Context(), placement.Request{Op: placement.OpSetLimit, Limit: &placement.SetAccountLimit{Account: acct, Limit: in.ConcurrentExecutions}}, controlBudget)
 	if err != nil {
 		writeError(w, placementError(err))
 		return

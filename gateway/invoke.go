@@ -135,9 +135,7 @@ func (g *Gateway) route(ctx context.Context, msg *nats.Msg, k pool.Key) (*nats.M
 
 func (g *Gateway) cold(ctx context.Context, msg *nats.Msg, k pool.Key) (*nats.Msg, *lambdaError) {
 	id := "sb-" + newRequestID()
-	pctx, cancel := context.WithTimeout(ctx, 900*time.Millisecond)
-	resp, err := g.pl.Do(pctx, placement.Request{Op: placement.OpCreateSandbox, Sandbox: &placement.CreateSandbox{ID: id, Account: k.Account, Function: k.Function, Version: k.Version}})
-	cancel()
+	resp, err := g.askPlacement(ctx, placement.Request{Op: placement.OpCreateSandbox, Sandbox: &placement.CreateSandbox{ID: id, Account: k.Account, Function: k.Function, Version: k.Version}}, placementBudget)
 	if err != nil {
 		if errors.Is(err, placement.ErrUnavailable) {
 			g.m.placementFail.Inc()
@@ -176,6 +174,32 @@ func (g *Gateway) cold(ctx context.Context, msg *nats.Msg, k pool.Key) (*nats.Ms
 	}
 	g.m.cold.Inc()
 	return reply, nil
+}
+
+// placementBudget bounds the cold path's wait for placement: a leader
+// change is absorbed by retrying, a lost quorum still fails within 1 s.
+// The control plane may be slower (controlBudget).
+const (
+	placementBudget = 800 * time.Millisecond
+	controlBudget   = 5 * time.Second
+)
+
+// askPlacement retries while placement is between leaders. The sandbox id
+// in the request makes a retry that follows a lost answer idempotent.
+func (g *Gateway) askPlacement(ctx context.Context, req placement.Request, budget time.Duration) (placement.Response, error) {
+	ctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+	for wait := 20 * time.Millisecond; ; wait *= 2 {
+		resp, err := g.pl.Do(ctx, req)
+		if err == nil || !errors.Is(err, placement.ErrUnavailable) {
+			return resp, err
+		}
+		select {
+		case <-ctx.Done():
+			return resp, err
+		case <-time.After(wait):
+		}
+	}
 }
 
 func workerError(reply *nats.Msg) *lambdaError {

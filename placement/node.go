@@ -77,12 +77,13 @@ type Node struct {
 	trans *raft.NetworkTransport
 	nc    *nats.Conn
 
-	mu        sync.Mutex
-	leaderSub *nats.Subscription
-	readSub   *nats.Subscription
-	notify    chan bool
-	done      chan struct{}
-	wg        sync.WaitGroup
+	mu          sync.Mutex
+	silentSince map[string]time.Time // workers that timed out, since when
+	leaderSub   *nats.Subscription
+	readSub     *nats.Subscription
+	notify      chan bool
+	done        chan struct{}
+	wg          sync.WaitGroup
 }
 
 // Start opens (or creates) the node's data directory, starts Raft and the
@@ -306,12 +307,47 @@ func (n *Node) syncWorkers() {
 		}
 	}
 	for id, w := range known {
-		if _, ok := alive[id]; !ok && (w.Alive || n.hasSandboxes(id)) {
+		if _, ok := alive[id]; !ok && (w.Alive || n.hasSandboxes(id)) && n.unreachable(id) {
 			n.log.Info("worker dead: releasing its sandboxes", "worker", id)
 			n.apply(CmdWorkerDead, WorkerDead{ID: id})
 		}
 	}
 }
+
+// unreachable confirms a membership verdict before capacity is released.
+// NATS is a worker's only ingress: "no responders" on its subject means its
+// connection is gone and it cannot start another invocation. A worker that
+// still answers was only slow to probe (a starved process), and releasing
+// its sandboxes would let the account exceed its limit; one that times out
+// is released once it has been silent for unreachableAfter.
+func (n *Node) unreachable(id string) bool {
+	_, err := n.nc.Request(WorkerSubject(id, "stats"), nil, 300*time.Millisecond)
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.silentSince == nil {
+		n.silentSince = map[string]time.Time{}
+	}
+	switch {
+	case err == nil:
+		delete(n.silentSince, id)
+		return false
+	case errors.Is(err, nats.ErrNoResponders):
+		delete(n.silentSince, id)
+		return true
+	}
+	first, ok := n.silentSince[id]
+	if !ok {
+		n.silentSince[id] = time.Now()
+		return false
+	}
+	if time.Since(first) < unreachableAfter {
+		return false
+	}
+	delete(n.silentSince, id)
+	return true
+}
+
+const unreachableAfter = 3 * time.Second
 
 func (n *Node) hasSandboxes(worker string) bool {
 	found := false

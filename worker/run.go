@@ -136,6 +136,7 @@ func (n *Node) run(m *nats.Msg, sb *pool.Sandbox, spec *Spec, cold bool, receive
 	n.m.duration.Observe(elapsed.Seconds())
 	// A timed-out sandbox is reset: the next invocation cold-starts.
 	n.finish(sb, timedOut)
+	rec.ReleasedNs = time.Now().UnixNano()
 	_ = m.RespondMsg(r)
 	if b, err := json.Marshal(rec); err == nil {
 		_ = n.nc.Publish(SubjectRecords, b)

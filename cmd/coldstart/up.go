@@ -21,6 +21,7 @@ import (
 
 	"github.com/coldstart-dev/coldstart/internal/membership"
 	"github.com/coldstart-dev/coldstart/internal/natsutil"
+	"github.com/coldstart-dev/coldstart/internal/ports"
 	"github.com/coldstart-dev/coldstart/internal/roles"
 	"github.com/coldstart-dev/coldstart/placement"
 	"github.com/coldstart-dev/coldstart/quota"
@@ -365,25 +366,9 @@ func freePort(host string) (int, error) {
 	return p[0], nil
 }
 
-// freePorts reserves n distinct ports by holding listeners open together.
-func freePorts(host string, n int) ([]int, error) {
-	var ls []net.Listener
-	defer func() {
-		for _, l := range ls {
-			l.Close()
-		}
-	}()
-	var out []int
-	for i := 0; i < n; i++ {
-		l, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
-		if err != nil {
-			return nil, err
-		}
-		ls = append(ls, l)
-		out = append(out, l.Addr().(*net.TCPAddr).Port)
-	}
-	return out, nil
-}
+// freePorts picks n distinct free ports outside the ephemeral range, so a
+// restart can bind them again.
+func freePorts(host string, n int) ([]int, error) { return ports.Free(host, n) }
 
 func splitHostPort(s string) (string, int, error) {
 	h, p, err := net.SplitHostPort(s)

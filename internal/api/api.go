@@ -131,9 +131,12 @@ type Record struct {
 	ReceivedNs int64  `json:"received_ns"` // when the worker took the request
 	// GrantedNs is when placement granted the sandbox of a cold start: the
 	// sandbox is held (and counted against the limits) from then on.
-	GrantedNs  int64   `json:"granted_ns,omitempty"`
-	StartNs    int64   `json:"start_ns"`
-	EndNs      int64   `json:"end_ns"`
+	GrantedNs int64 `json:"granted_ns,omitempty"`
+	StartNs   int64 `json:"start_ns"`
+	EndNs     int64 `json:"end_ns"`
+	// ReleasedNs is when the sandbox went back to its pool (after metering
+	// and logging): it is held for the invocation until then.
+	ReleasedNs int64   `json:"released_ns,omitempty"`
 	Cold       bool    `json:"cold"`
 	InitMs     float64 `json:"init_ms"`
 	DurationMs float64 `json:"duration_ms"`

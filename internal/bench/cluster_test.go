@@ -91,17 +91,28 @@ func echoServer(b *testing.B) *httptest.Server {
 
 // post sends one keep-alive POST and drains the answer.
 func post(hc *http.Client, url string, body []byte) (*http.Response, error) {
+	resp, _, err := postBody(hc, url, body, false)
+	return resp, err
+}
+
+// postBody is post that also returns the answer's body when keep is set.
+func postBody(hc *http.Client, url string, body []byte, keep bool) (*http.Response, []byte, error) {
 	resp, err := hc.Post(url, "application/octet-stream", bytes.NewReader(body))
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	defer resp.Body.Close()
+	if keep {
+		b, err := io.ReadAll(resp.Body)
+		return resp, b, err
 	}
 	_, err = io.Copy(io.Discard, resp.Body)
-	resp.Body.Close()
-	return resp, err
+	return resp, nil, err
 }
 
 type result struct {
 	status int
+	msg    string // body of an error answer
 	cold   bool
 	worker string
 	errTyp string
@@ -110,11 +121,14 @@ type result struct {
 
 func invoke(hc *http.Client, gw, fn string, body []byte) (result, error) {
 	start := time.Now()
-	resp, err := post(hc, invokeURL(gw, fn), body)
+	resp, msg, err := postBody(hc, invokeURL(gw, fn), body, true)
 	if err != nil {
 		return result{}, err
 	}
-	return result{status: resp.StatusCode, cold: resp.Header.Get(api.HeaderCold) == "true", worker: resp.Header.Get(api.HeaderWorker), errTyp: resp.Header.Get(api.HeaderErrorType), lat: time.Since(start)}, nil
+	if resp.StatusCode == http.StatusOK {
+		msg = nil
+	}
+	return result{status: resp.StatusCode, msg: string(msg), cold: resp.Header.Get(api.HeaderCold) == "true", worker: resp.Header.Get(api.HeaderWorker), errTyp: resp.Header.Get(api.HeaderErrorType), lat: time.Since(start)}, nil
 }
 
 func invokeURL(gw, fn string) string { return gw + "/2015-03-31/functions/" + fn + "/invocations" }

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"fmt"
+	"github.com/coldstart-dev/coldstart/internal/api"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -62,7 +63,7 @@ func BenchmarkP2WarmThroughput(b *testing.B) {
 					switch {
 					case err != nil || resp.StatusCode != http.StatusOK:
 						failed.Add(1)
-					case isInvoke && resp.Header.Get("X-Coldstart-Cold") == "true":
+					case isInvoke && resp.Header.Get(api.HeaderCold) == "true":
 						cold.Add(1)
 					}
 				}

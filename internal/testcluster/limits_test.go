@@ -3,12 +3,14 @@ package testcluster_test
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/coldstart-dev/coldstart/internal/api"
 	"github.com/coldstart-dev/coldstart/internal/testcluster"
+	"github.com/coldstart-dev/coldstart/placement"
 	"github.com/coldstart-dev/coldstart/quota"
 )
 
@@ -68,7 +70,7 @@ func maxBusyIn(recs []api.Record, keep func(api.Record) bool, from, to time.Time
 	for _, p := range points {
 		n := 0
 		for _, r := range recs {
-			if keep(r) && testcluster.HeldFrom(r) <= p && p <= r.EndNs+int64(slack) {
+			if keep(r) && testcluster.HeldFrom(r) <= p && p <= testcluster.HeldUntil(r)+int64(slack) {
 				n++
 			}
 		}
@@ -81,7 +83,9 @@ func maxBusyIn(recs []api.Record, keep func(api.Record) bool, from, to time.Time
 
 func TestAccountLimitHoldsUnder5xOverload(t *testing.T) {
 	const limit = 20
-	c := testcluster.New(t, testcluster.Options{Gateways: 2, Workers: 3})
+	// Slow Raft timing: this drill checks the limit, not failover, and
+	// leadership must not flap while -race starves 2 cores.
+	c := testcluster.New(t, testcluster.Options{Gateways: 2, Workers: 3, Raft: slowRaft})
 	urls := []string{c.GatewayURL(0), c.GatewayURL(1)}
 	if code, body := put(t, urls[0], api.PathAccountLimit, api.SetLimitInput{ConcurrentExecutions: limit}); code != 200 {
 		t.Fatalf("set limit: %d %s", code, body)
@@ -100,7 +104,12 @@ func TestAccountLimitHoldsUnder5xOverload(t *testing.T) {
 	if got := testcluster.MaxInFlight(recs, nil); got > limit {
 		t.Fatalf("sweep-line max in-flight %d exceeds the account limit %d", got, limit)
 	}
-	throttled := 0
+	statuses := map[string]int{}
+	for _, o := range out {
+		statuses[strconv.Itoa(o.Status)+" "+o.ErrorType+" "+o.Body.Text()]++
+	}
+	t.Logf("outcomes: %v", statuses)
+	throttled, overloaded := 0, 0
 	for _, o := range out {
 		switch o.Status {
 		case 200:
@@ -114,6 +123,14 @@ func TestAccountLimitHoldsUnder5xOverload(t *testing.T) {
 			if busy := maxBusyIn(recs, all, o.Sent, o.Done, 3*time.Millisecond); busy < limit {
 				t.Fatalf("429 at %s while at most %d of %d were in flight", o.Sent.Format(time.StampMicro), busy, limit)
 			}
+		case 500:
+			// Placement too slow to answer within its budget: allowed (the
+			// machine may be starved under -race), but never a 429 and
+			// never most of the answers.
+			overloaded++
+			if o.ErrorType != "ServiceException" {
+				t.Fatalf("500 with type %q", o.ErrorType)
+			}
 		default:
 			t.Fatalf("unexpected status %d %s %+v", o.Status, o.ErrorType, o.Body)
 		}
@@ -121,11 +138,16 @@ func TestAccountLimitHoldsUnder5xOverload(t *testing.T) {
 	if throttled == 0 {
 		t.Fatalf("5x overload produced no 429 (%d requests)", len(out))
 	}
+	if overloaded*10 > len(out) {
+		t.Fatalf("%d of %d requests failed with ServiceException", overloaded, len(out))
+	}
 	if ok := countOK(out); ok < limit {
 		t.Fatalf("only %d invocations succeeded", ok)
 	}
 	t.Logf("%d requests, %d ok, %d throttled, max in-flight %d (limit %d)", len(out), countOK(out), throttled, testcluster.MaxInFlight(recs, nil), limit)
 }
+
+var slowRaft = placement.Timing{Heartbeat: time.Second, Election: time.Second, Lease: 500 * time.Millisecond, Commit: 5 * time.Millisecond}
 
 func countOK(out []outcome) int {
 	n := 0
@@ -139,7 +161,7 @@ func countOK(out []outcome) int {
 
 func TestIdleSandboxesOfOtherFunctionsAreReclaimed(t *testing.T) {
 	const limit = 10
-	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 3})
+	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 3, Raft: slowRaft})
 	url := c.GatewayURL(0)
 	put(t, url, api.PathAccountLimit, api.SetLimitInput{ConcurrentExecutions: limit})
 	createFunction(t, url, synthetic("a", "100ms", "5ms"))
@@ -176,7 +198,7 @@ func TestIdleSandboxesOfOtherFunctionsAreReclaimed(t *testing.T) {
 }
 
 func TestReservedConcurrency(t *testing.T) {
-	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 2})
+	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 2, Raft: slowRaft})
 	url := c.GatewayURL(0)
 	createFunction(t, url, synthetic("r", "80ms", "5ms"))
 	createFunction(t, url, synthetic("zero", "1ms", "1ms"))
@@ -232,7 +254,7 @@ func contains(s, sub string) bool {
 // the sandboxes above it; once their running invocations end, in-flight
 // stays under the new limit.
 func TestLoweredLimitIsEnforced(t *testing.T) {
-	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 3})
+	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 3, Raft: slowRaft})
 	url := c.GatewayURL(0)
 	put(t, url, api.PathAccountLimit, api.SetLimitInput{ConcurrentExecutions: 20})
 	createFunction(t, url, synthetic("f", "40ms", "5ms"))

@@ -12,6 +12,7 @@ import (
 	"net"
 	"os"
 	"sort"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ import (
 	"github.com/coldstart-dev/coldstart/internal/api"
 	"github.com/coldstart-dev/coldstart/internal/membership"
 	"github.com/coldstart-dev/coldstart/internal/natsutil"
+	"github.com/coldstart-dev/coldstart/internal/ports"
 	"github.com/coldstart-dev/coldstart/internal/roles"
 	"github.com/coldstart-dev/coldstart/placement"
 	"github.com/coldstart-dev/coldstart/quota"
@@ -40,14 +42,18 @@ type Options struct {
 	TimeScale                    float64
 	ReconcileEvery               time.Duration
 	Grace                        time.Duration
+	// Raft overrides RaftTiming (zero: RaftTiming).
+	Raft placement.Timing
 	// Verbose sends node logs to stderr.
 	Verbose bool
 }
 
 // RaftTiming and MemberTiming are the tightened timings tests use (Nomad's
 // TestServer habit): elections and dead-node detection in a few hundred ms.
+// Raft's are not tighter still because -race on 2 busy cores starves
+// heartbeats and makes leadership flap.
 var (
-	RaftTiming   = placement.Timing{Heartbeat: 100 * time.Millisecond, Election: 100 * time.Millisecond, Lease: 50 * time.Millisecond, Commit: 5 * time.Millisecond}
+	RaftTiming   = placement.Timing{Heartbeat: 250 * time.Millisecond, Election: 250 * time.Millisecond, Lease: 125 * time.Millisecond, Commit: 5 * time.Millisecond}
 	MemberTiming = membership.Timing{ProbeInterval: 100 * time.Millisecond, ProbeTimeout: 50 * time.Millisecond, GossipInterval: 50 * time.Millisecond, SuspicionMult: 2}
 )
 
@@ -81,6 +87,9 @@ func New(t testing.TB, o Options) *Cluster {
 	if o.Rate == (quota.Rate{}) {
 		o.Rate = quota.Rate{Burst: 0} // unlimited unless a test sets it
 	}
+	if o.Raft == (placement.Timing{}) {
+		o.Raft = RaftTiming
+	}
 	if o.ReconcileEvery == 0 {
 		o.ReconcileEvery = 500 * time.Millisecond
 	}
@@ -101,7 +110,7 @@ func New(t testing.TB, o Options) *Cluster {
 		gossip := freeAddr(t)
 		peers = append(peers, placement.Peer{ID: id, Addr: raftAddr})
 		c.seeds = append(c.seeds, gossip)
-		c.specs[id] = spec{role: membership.RolePlacement, p: roles.PlacementOptions{Common: c.common(id, gossip), RaftAddr: raftAddr, DataDir: dir, Raft: RaftTiming, Rate: o.Rate, DefaultLimit: o.DefaultLimit, Grace: o.Grace}}
+		c.specs[id] = spec{role: membership.RolePlacement, p: roles.PlacementOptions{Common: c.common(id, gossip), RaftAddr: raftAddr, DataDir: dir, Raft: o.Raft, Rate: o.Rate, DefaultLimit: o.DefaultLimit, Grace: o.Grace}}
 		c.order = append(c.order, id)
 	}
 	for _, id := range c.order {
@@ -185,12 +194,11 @@ func (c *Cluster) start(id string) error {
 }
 
 func freeAddr(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	p, err := ports.Free("127.0.0.1", 1)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return net.JoinHostPort("127.0.0.1", strconv.Itoa(p[0]))
 }
 
 // Node returns a running node by id (nil when killed).
@@ -356,6 +364,8 @@ func MaxInFlight(recs []api.Record, keep func(api.Record) bool) int {
 		if keep != nil && !keep(r) {
 			continue
 		}
+		// From the grant (or receipt) to the end of the handler: the
+		// sandbox is certainly held for the invocation all that time.
 		evs = append(evs, ev{HeldFrom(r), 1}, ev{r.EndNs, -1})
 	}
 	sort.Slice(evs, func(i, j int) bool {
@@ -372,6 +382,14 @@ func MaxInFlight(recs []api.Record, keep func(api.Record) bool) int {
 		}
 	}
 	return max
+}
+
+// HeldUntil is when a record's sandbox was given back to its pool.
+func HeldUntil(r api.Record) int64 {
+	if r.ReleasedNs > r.EndNs {
+		return r.ReleasedNs
+	}
+	return r.EndNs
 }
 
 // HeldFrom is when a record's sandbox started being held for it: the grant

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# Runs coldstart's performance benchmarks (goals P1, P2, P3, P5, P7 of
+# quality.md), each beside its same-run baseline, and prints a table of
+# medians and the goal verdicts. About 5 minutes on 2 cores.
+#
+#   internal/bench/run.sh              # everything
+#   BENCH_OUT=/tmp/b internal/bench/run.sh   # keep the raw output there
+#
+# Every benchmark starts its own in-process cluster shaped like
+# `coldstart up` (see internal/bench/doc.go). P7 runs once per process so
+# that its RSS baseline is a fresh process.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+out=${BENCH_OUT:-$(mktemp -d)}
+mkdir -p "$out"
+raw=$out/raw.txt
+: >"$raw"
+bin=$out/bench.test
+go test -c -o "$bin" ./internal/bench
+
+pressure() { [ -r /proc/pressure/cpu ] && sed -n 1p /proc/pressure/cpu || echo "n/a"; }
+{
+	echo "# commit $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- . 2>/dev/null || echo ' (+ uncommitted changes)')"
+	echo "# date   $(date -u +%Y-%m-%dT%H:%MZ)   cores $(nproc)   $(go version | cut -d' ' -f3)"
+	echo "# cpu pressure before: $(pressure)"
+} | tee -a "$raw"
+
+run() { "$bin" -test.run '^$' -test.timeout 10m "$@" 2>&1 | tee -a "$raw"; }
+
+run -test.bench '^BenchmarkP1WarmInvoke(Spare)?$' -test.benchtime 2s -test.count 5
+run -test.bench '^BenchmarkP2WarmThroughput$' -test.benchtime 2s -test.count 5
+run -test.bench '^BenchmarkP3ColdStart$' -test.benchtime 200x -test.count 5
+run -test.bench '^BenchmarkP5LeaderKill$' -test.benchtime 9x -test.count 1
+run -test.bench '^BenchmarkP5WorkerKill$' -test.benchtime 9x -test.count 1
+for i in 1 2 3; do
+	run -test.bench '^BenchmarkP7Scale$' -test.benchtime 1x -test.count 1
+done
+
+echo "# cpu pressure after: $(pressure)" | tee -a "$raw"
+echo
+go run ./internal/bench/benchtable <"$raw"
+echo
+echo "raw output: $raw"

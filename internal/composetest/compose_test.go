@@ -1,0 +1,686 @@
+//go:build compose
+
+package composetest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+const (
+	gw1 = "http://127.0.0.1:9000"
+	gw2 = "http://127.0.0.1:9001"
+
+	// Default project and subnet differ from a plain `docker-compose up` in
+	// the repository (project "main", 10.213.37.0/24), so that a stopped
+	// developer cluster's network does not collide with the test's.
+	defaultProject   = "coldstart-composetest"
+	defaultNetPrefix = "10.213.38"
+
+	redisImage = "coldstart-redis:dev"
+)
+
+var nodeServices = []string{"nats", "placement1", "placement2", "placement3", "gateway1", "gateway2", "worker1", "worker2", "worker3"}
+
+// noHealthcheck lists services without a healthcheck: running is enough.
+var noHealthcheck = map[string]bool{"nats": true}
+
+const fnBody = `{"FunctionName":%q,"Runtime":"synthetic","MemorySize":128,"Timeout":3,"Coldstart":{"Duration":"20ms","ColdStart":"50ms"}}`
+
+// TestComposeDrill builds the images, starts the cluster and runs the drill.
+func TestComposeDrill(t *testing.T) {
+	start := time.Now()
+	c := newCluster(t)
+	tm := &timings{}
+	// Registered first, so it runs last (after `down -v`).
+	t.Cleanup(func() { tm.add("total (build + up + drill + down)", time.Since(start)); tm.log(t) })
+
+	// Build (idempotent; Go and Docker caches make a rebuild a few seconds).
+	c.buildImages(tm)
+	if c.imageExists(redisImage) {
+		c.profiles = []string{"--profile", "redis"}
+		c.services = append(c.services, "redis")
+	} else {
+		t.Logf("%s not built (no redis-server on this host): running without Redis", redisImage)
+	}
+
+	// Fresh containers and volumes every run: compose v1 breaks when it
+	// recreates containers, and a previous aborted run may have left some.
+	c.compose(2*time.Minute, "down", "-v", "--remove-orphans")
+	t.Cleanup(func() {
+		if t.Failed() {
+			out, _ := c.compose(time.Minute, "ps")
+			t.Logf("docker-compose ps:\n%s", out)
+			out, _ = c.compose(time.Minute, "logs", "--no-color", "--tail=60")
+			t.Logf("docker-compose logs:\n%s", out)
+		}
+		t0 := time.Now()
+		if out, err := c.compose(2*time.Minute, "down", "-v", "--remove-orphans"); err != nil {
+			t.Errorf("docker-compose down -v: %v\n%s", err, out)
+		}
+		tm.add("docker-compose down -v", time.Since(t0))
+	})
+
+	t0 := time.Now()
+	c.mustCompose(3*time.Minute, "up", "-d")
+	tm.add("docker-compose up -d (returns after placement is healthy)", time.Since(t0))
+	c.waitStates(90*time.Second, "every node healthy", c.services, healthy)
+	tm.add("up -d → every container healthy", time.Since(t0))
+
+	// Functions: f is invoked, coldA is kept cold for the quorum drill.
+	t0 = time.Now()
+	for _, name := range []string{"f", "coldA"} {
+		c.createFunction(gw1, name, 30*time.Second)
+	}
+	tm.add("create 2 functions", time.Since(t0))
+
+	r := c.invoke(gw1, "f")
+	c.expect(r, 200, "first invoke of f")
+	if r.cold() != "true" {
+		t.Errorf("first invoke of f: X-Coldstart-Cold = %q, want true", r.cold())
+	}
+	tm.add("first (cold) invoke of f", r.dur)
+	r = c.invoke(gw1, "f")
+	c.expect(r, 200, "second invoke of f")
+	if r.cold() != "false" {
+		t.Errorf("second invoke of f: X-Coldstart-Cold = %q, want false", r.cold())
+	}
+	tm.add("warm invoke of f", r.dur)
+	r = c.invoke(gw2, "f")
+	c.expect(r, 200, "invoke of f through gateway2")
+	t.Logf("invoke of f through gateway2: cold=%s worker=%s", r.cold(), r.hdr.Get("X-Coldstart-Worker"))
+
+	// --- Drill 1: placement loses quorum (leader + one follower killed). ---
+	leader := c.leader(gw1)
+	victims := []string{placementService(leader)}
+	for _, s := range []string{"placement1", "placement2", "placement3"} {
+		if len(victims) < 2 && s != victims[0] {
+			victims = append(victims, s)
+		}
+	}
+	t.Logf("placement leader %s; killing %v", leader, victims)
+	t0 = time.Now()
+	c.mustCompose(time.Minute, append([]string{"kill"}, victims...)...)
+	tm.add("docker-compose kill 2 placement", time.Since(t0))
+	c.waitStates(30*time.Second, "killed placement exited", victims, exited)
+
+	var warmMax time.Duration
+	for i := 0; i < 30; i++ {
+		gw := gw1
+		if i%3 == 2 {
+			gw = gw2
+		}
+		r := c.invoke(gw, "f")
+		c.expect(r, 200, fmt.Sprintf("warm invoke %d of f without quorum (%s)", i, gw))
+		if r.cold() != "false" {
+			t.Errorf("warm invoke %d of f without quorum (%s): X-Coldstart-Cold = %q, want false", i, gw, r.cold())
+		}
+		warmMax = max(warmMax, r.dur)
+	}
+	tm.add("max latency of 30 warm invokes without quorum", warmMax)
+
+	var coldMax time.Duration
+	for i := 0; i < 3; i++ {
+		r := c.invoke(gw1, "coldA")
+		if r.code != 500 || r.hdr.Get("X-Amzn-ErrorType") != "ServiceException" {
+			t.Fatalf("cold start without quorum: got %d %q %s, want 500 ServiceException", r.code, r.hdr.Get("X-Amzn-ErrorType"), r.body)
+		}
+		if r.dur >= time.Second {
+			t.Errorf("cold start without quorum took %v, want < 1 s", r.dur)
+		}
+		coldMax = max(coldMax, r.dur)
+	}
+	tm.add("max latency of 3 refused cold starts (500 ServiceException)", coldMax)
+	t.Logf("cold start refusal body: %s", strings.TrimSpace(c.invoke(gw1, "coldA").body))
+
+	// --- Drill 2: placement comes back; cold starts recover by themselves. ---
+	t0 = time.Now()
+	c.mustCompose(time.Minute, append([]string{"start"}, victims...)...)
+	tm.add("docker-compose start 2 placement", time.Since(t0))
+	recovered := c.pollInvoke(gw1, "coldA", 30*time.Second)
+	if recovered.cold() != "true" {
+		t.Errorf("first successful invoke of coldA: X-Coldstart-Cold = %q, want true", recovered.cold())
+	}
+	tm.add("start → first successful cold start", time.Since(t0))
+	// The restarted nodes kept their Raft state (named volumes): the
+	// control plane accepts writes and still knows the functions.
+	c.createFunction(gw2, "afterQuorum", 30*time.Second)
+	r = c.invoke(gw2, "afterQuorum")
+	c.expect(r, 200, "invoke of a function created after recovery")
+	c.waitStates(60*time.Second, "placement healthy again", []string{"placement1", "placement2", "placement3"}, healthy)
+	tm.add("start → all placement healthy", time.Since(t0))
+	t.Logf("placement leader after recovery: %s", c.leader(gw1))
+
+	// --- Drill 3: kill the worker that holds f's warm sandbox. ---
+	r = c.invoke(gw1, "f")
+	c.expect(r, 200, "invoke of f before the worker kill")
+	wid := r.hdr.Get("X-Coldstart-Worker")
+	wsvc := workerService(wid)
+	if wsvc == "" {
+		t.Fatalf("invoke of f: X-Coldstart-Worker = %q, want w1..w3", wid)
+	}
+
+	// A sequential background invoker through gateway2 runs across the
+	// kill. The invocation in flight when the worker died may fail; until
+	// membership declares the worker dead, so may cold starts that placement
+	// still assigns to it ("the worker chosen for the sandbox (wN) is not
+	// reachable"). Nothing else may fail, and after detection nothing at all.
+	bg := startLoad(c, gw2, "f")
+	killAt := time.Now()
+	c.mustCompose(time.Minute, "kill", wsvc)
+	tm.add("docker-compose kill worker (command)", time.Since(killAt))
+	c.waitStates(30*time.Second, "killed worker exited", []string{wsvc}, exited)
+	diedAt := c.finishedAt(wsvc)
+	c.waitNodeState(gw1, wid, "dead", 10*time.Second)
+	detected := time.Now()
+	tm.add("worker exit → membership marks it dead", detected.Sub(diedAt))
+
+	var firstAfter resp
+	for i := 0; i < 30; i++ {
+		r := c.invoke(gw1, "f")
+		c.expect(r, 200, fmt.Sprintf("invoke %d of f after %s (%s) was declared dead", i, wsvc, wid))
+		if w := r.hdr.Get("X-Coldstart-Worker"); w == wid {
+			t.Errorf("invoke %d of f after %s was declared dead ran on it", i, wid)
+		}
+		if i == 0 {
+			firstAfter = r
+		}
+	}
+	tm.add(fmt.Sprintf("first invoke of f after detection (cold=%s)", firstAfter.cold()), firstAfter.dur)
+	n, fails := bg.stop()
+	t.Logf("background invoker across the worker kill: %d invocations, %d failed", n, len(fails))
+	unreachable := fmt.Sprintf("the worker chosen for the sandbox (%s) is not reachable", wid)
+	inFlight := 0
+	for _, f := range fails {
+		rel := f.at.Sub(diedAt).Round(time.Millisecond)
+		t.Logf("  failed, started %v relative to the worker's exit: %s", rel, f.what)
+		switch {
+		case f.at.After(detected):
+			t.Errorf("invocation started after membership declared %s dead failed: %s", wid, f.what)
+		case strings.Contains(f.what, unreachable):
+			// Known gap: the gateway does not retry a cold start whose
+			// assigned worker has vanished; see deployments/README.md.
+		case f.at.Before(diedAt) && inFlight == 0:
+			inFlight++ // was running on the worker when it died
+		default:
+			t.Errorf("invocation started %v relative to the worker's exit failed unexpectedly: %s", rel, f.what)
+		}
+	}
+	c.waitStates(30*time.Second, "surviving nodes healthy", without(c.services, wsvc), healthy)
+
+	// Status through the CLI-facing endpoint, for the log.
+	t.Logf("cluster status after the drill:\n%s", c.statusSummary(gw1))
+}
+
+// ---------------------------------------------------------------------------
+
+type cluster struct {
+	t        *testing.T
+	root     string
+	project  string
+	env      []string
+	profiles []string
+	services []string
+	http     *http.Client
+}
+
+func newCluster(t *testing.T) *cluster {
+	t.Helper()
+	if _, err := exec.LookPath("docker-compose"); err != nil {
+		t.Skip("docker-compose (v1) not on PATH")
+	}
+	if _, err := exec.LookPath("docker"); err != nil {
+		t.Skip("docker CLI not on PATH")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, "docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
+		t.Skipf("Docker daemon unavailable: %v %s", err, bytes.TrimSpace(out))
+	}
+	for _, addr := range []string{"127.0.0.1:9000", "127.0.0.1:9001"} {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			t.Fatalf("%s is in use (another coldstart cluster? `docker-compose down` it first): %v", addr, err)
+		}
+		l.Close()
+	}
+	root, err := repoRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	project := envOr("COLDSTART_COMPOSE_PROJECT", defaultProject)
+	env := []string{"COLDSTART_NET_PREFIX=" + envOr("COLDSTART_NET_PREFIX", defaultNetPrefix)}
+	return &cluster{t: t, root: root, project: project, env: env, services: append([]string(nil), nodeServices...), http: &http.Client{Timeout: 10 * time.Second}}
+}
+
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "docker-compose.yml")); err == nil {
+			if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+				return dir, nil
+			}
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("no docker-compose.yml + go.mod above the test directory")
+		}
+		dir = parent
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func (c *cluster) buildImages(tm *timings) {
+	c.t.Helper()
+	t0 := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(c.root, "deployments", "build-images.sh"))
+	cmd.Dir = c.root
+	cmd.Env = append(os.Environ(), "GO="+goTool())
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		c.t.Fatalf("deployments/build-images.sh: %v\n%s", err, out)
+	}
+	d := time.Since(t0)
+	c.t.Logf("build-images.sh:\n%s", filterBuildOutput(out))
+	tm.add("deployments/build-images.sh", d)
+}
+
+// goTool is the go command running this test, so the script needs no PATH.
+func goTool() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return filepath.Join(runtime.GOROOT(), "bin", "go")
+}
+
+func filterBuildOutput(out []byte) string {
+	var keep []string
+	for _, l := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(l, "built ") || strings.HasPrefix(l, "note:") {
+			keep = append(keep, "  "+l)
+		}
+	}
+	return strings.Join(keep, "\n")
+}
+
+func (c *cluster) imageExists(ref string) bool {
+	return exec.Command("docker", "image", "inspect", ref).Run() == nil
+}
+
+func (c *cluster) compose(timeout time.Duration, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	full := []string{"-p", c.project, "-f", filepath.Join(c.root, "docker-compose.yml")}
+	full = append(full, c.profiles...)
+	full = append(full, args...)
+	cmd := exec.CommandContext(ctx, "docker-compose", full...)
+	cmd.Dir = c.root
+	cmd.Env = append(os.Environ(), c.env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func (c *cluster) mustCompose(timeout time.Duration, args ...string) {
+	c.t.Helper()
+	if out, err := c.compose(timeout, args...); err != nil {
+		c.t.Fatalf("docker-compose %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+// state is a container's state as `docker ps` reports it.
+type state struct{ running, healthy bool }
+
+func healthy(svc string, s state) bool { return s.running && (s.healthy || noHealthcheck[svc]) }
+func exited(_ string, s state) bool    { return !s.running }
+
+func (c *cluster) states() (map[string]state, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(ctx, "docker", "ps", "-a",
+		"--filter", "label=com.docker.compose.project="+c.project,
+		"--format", `{{.Label "com.docker.compose.service"}}|{{.State}}|{{.Status}}`).CombinedOutput()
+	if err != nil {
+		return nil, fmt.Errorf("docker ps: %v %s", err, out)
+	}
+	m := map[string]state{}
+	for _, l := range strings.Split(strings.TrimSpace(string(out)), "\n") {
+		f := strings.SplitN(l, "|", 3)
+		if len(f) != 3 {
+			continue
+		}
+		m[f[0]] = state{running: f[1] == "running", healthy: strings.Contains(f[2], "(healthy)")}
+	}
+	return m, nil
+}
+
+// waitStates polls until every service satisfies ok.
+func (c *cluster) waitStates(timeout time.Duration, what string, services []string, ok func(string, state) bool) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		m, err := c.states()
+		var bad []string
+		if err == nil {
+			for _, s := range services {
+				st, found := m[s]
+				if !found || !ok(s, st) {
+					bad = append(bad, fmt.Sprintf("%s%+v", s, st))
+				}
+			}
+			if len(bad) == 0 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s: not reached after %v: %v %v", what, timeout, bad, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+type resp struct {
+	code int
+	hdr  http.Header
+	body string
+	dur  time.Duration
+	err  error
+}
+
+func (r resp) cold() string { return r.hdr.Get("X-Coldstart-Cold") }
+
+func (c *cluster) do(method, url, body string) resp { return c.doWith(c.http, method, url, body) }
+
+func (c *cluster) doWith(hc *http.Client, method, url, body string) resp {
+	req, err := http.NewRequest(method, url, strings.NewReader(body))
+	if err != nil {
+		return resp{err: err}
+	}
+	req.Header.Set("Content-Type", "application/json")
+	t0 := time.Now()
+	res, err := hc.Do(req)
+	if err != nil {
+		return resp{err: err, dur: time.Since(t0), hdr: http.Header{}}
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	return resp{code: res.StatusCode, hdr: res.Header, body: string(b), dur: time.Since(t0)}
+}
+
+func (c *cluster) invoke(gw, fn string) resp {
+	return c.do("POST", gw+"/2015-03-31/functions/"+fn+"/invocations", `{"drill":true}`)
+}
+
+func (c *cluster) expect(r resp, code int, what string) {
+	c.t.Helper()
+	if r.err != nil {
+		c.t.Fatalf("%s: %v (after %v)", what, r.err, r.dur)
+	}
+	if r.code != code {
+		c.t.Fatalf("%s: HTTP %d %s %s, want %d", what, r.code, r.hdr.Get("X-Amzn-ErrorType"), strings.TrimSpace(r.body), code)
+	}
+}
+
+// createFunction retries until the control plane accepts the function
+// (right after `up` a gateway may not have seen the leader yet).
+func (c *cluster) createFunction(gw, name string, timeout time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		r := c.do("POST", gw+"/2015-03-31/functions", fmt.Sprintf(fnBody, name))
+		if r.err == nil && (r.code == 201 || r.code == 200) {
+			return
+		}
+		if r.err == nil && r.code >= 400 && r.code < 500 {
+			c.t.Fatalf("create %s: HTTP %d %s", name, r.code, r.body)
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("create %s: not accepted after %v: %d %v %s", name, timeout, r.code, r.err, r.body)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// pollInvoke invokes until 200 or the deadline. Every refusal on the way
+// must still be the fast, distinct one.
+func (c *cluster) pollInvoke(gw, fn string, timeout time.Duration) resp {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		r := c.invoke(gw, fn)
+		if r.err == nil && r.code == 200 {
+			return r
+		}
+		if r.err == nil && (r.code != 500 || r.hdr.Get("X-Amzn-ErrorType") != "ServiceException") {
+			c.t.Fatalf("invoke %s while placement recovers: HTTP %d %s %s", fn, r.code, r.hdr.Get("X-Amzn-ErrorType"), r.body)
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("invoke %s: no success after %v: %d %v %s", fn, timeout, r.code, r.err, r.body)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+type status struct {
+	Leader string `json:"leader"`
+	Nodes  []struct {
+		ID, Role, State string
+	} `json:"nodes"`
+	Functions []struct {
+		Name      string `json:"name"`
+		Sandboxes int    `json:"sandboxes"`
+	} `json:"functions"`
+}
+
+func (c *cluster) status(gw string) (status, error) {
+	var s status
+	r := c.do("GET", gw+"/coldstart/v1/status", "")
+	if r.err != nil {
+		return s, r.err
+	}
+	if r.code != 200 {
+		return s, fmt.Errorf("status: HTTP %d %s", r.code, r.body)
+	}
+	return s, json.Unmarshal([]byte(r.body), &s)
+}
+
+// finishedAt is when Docker saw the service's container exit.
+func (c *cluster) finishedAt(svc string) time.Time {
+	c.t.Helper()
+	out, err := exec.Command("docker", "ps", "-aq", "--filter", "label=com.docker.compose.project="+c.project, "--filter", "label=com.docker.compose.service="+svc).Output()
+	if err != nil || len(bytes.Fields(out)) != 1 {
+		c.t.Fatalf("container of %s: %v %q", svc, err, out)
+	}
+	out, err = exec.Command("docker", "inspect", "-f", "{{.State.FinishedAt}}", string(bytes.TrimSpace(out))).Output()
+	if err != nil {
+		c.t.Fatalf("docker inspect %s: %v", svc, err)
+	}
+	at, err := time.Parse(time.RFC3339Nano, string(bytes.TrimSpace(out)))
+	if err != nil {
+		c.t.Fatalf("%s FinishedAt %q: %v", svc, out, err)
+	}
+	return at
+}
+
+// waitNodeState polls the gateway's status until node id has state.
+func (c *cluster) waitNodeState(gw, id, want string, timeout time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		s, err := c.status(gw)
+		if err == nil {
+			for _, n := range s.Nodes {
+				if n.ID == id && n.State == want {
+					return
+				}
+			}
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("%s: node %s not %s after %v: %+v %v", gw, id, want, timeout, s.Nodes, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// leader polls the gateway's status until it names a placement leader.
+func (c *cluster) leader(gw string) string {
+	c.t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		s, err := c.status(gw)
+		if err == nil && placementService(s.Leader) != "" {
+			return s.Leader
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("no placement leader in %s status: %+v %v", gw, s, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func (c *cluster) statusSummary(gw string) string {
+	s, err := c.status(gw)
+	if err != nil {
+		return err.Error()
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "  leader %s\n", s.Leader)
+	for _, n := range s.Nodes {
+		fmt.Fprintf(&b, "  %-3s %-9s %s\n", n.ID, n.Role, n.State)
+	}
+	for _, f := range s.Functions {
+		fmt.Fprintf(&b, "  function %s: %d sandboxes\n", f.Name, f.Sandboxes)
+	}
+	return b.String()
+}
+
+// Node ids are fixed in docker-compose.yml: pN runs in placementN, wN in workerN.
+func placementService(id string) string {
+	switch id {
+	case "p1", "p2", "p3":
+		return "placement" + id[1:]
+	}
+	return ""
+}
+
+func workerService(id string) string {
+	switch id {
+	case "w1", "w2", "w3":
+		return "worker" + id[1:]
+	}
+	return ""
+}
+
+func without(list []string, drop string) []string {
+	var out []string
+	for _, s := range list {
+		if s != drop {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// load is a sequential background invoker.
+type load struct {
+	mu    sync.Mutex
+	n     int
+	fails []failure
+	done  chan struct{}
+	wg    sync.WaitGroup
+}
+
+type failure struct {
+	at   time.Time
+	what string
+}
+
+func startLoad(c *cluster, gw, fn string) *load {
+	l := &load{done: make(chan struct{})}
+	// Long enough to see how long the gateway holds an invocation whose
+	// worker died under it (function timeout + 15 s today).
+	slow := &http.Client{Timeout: 40 * time.Second}
+	l.wg.Add(1)
+	go func() {
+		defer l.wg.Done()
+		for {
+			select {
+			case <-l.done:
+				return
+			default:
+			}
+			t0 := time.Now()
+			r := c.doWith(slow, "POST", gw+"/2015-03-31/functions/"+fn+"/invocations", `{"drill":true}`)
+			l.mu.Lock()
+			l.n++
+			if r.err != nil || r.code != 200 {
+				what := fmt.Sprintf("%v HTTP %d %s %s (%v)", r.err, r.code, r.hdr.Get("X-Amzn-ErrorType"), strings.TrimSpace(r.body), r.dur.Round(time.Millisecond))
+				l.fails = append(l.fails, failure{at: t0, what: what})
+			}
+			l.mu.Unlock()
+		}
+	}()
+	return l
+}
+
+func (l *load) stop() (int, []failure) {
+	close(l.done)
+	l.wg.Wait()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.n, l.fails
+}
+
+type timings struct {
+	mu   sync.Mutex
+	rows []struct {
+		what string
+		d    time.Duration
+	}
+}
+
+func (t *timings) add(what string, d time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.rows = append(t.rows, struct {
+		what string
+		d    time.Duration
+	}{what, d})
+}
+
+func (t *timings) log(tb testing.TB) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	w := 0
+	for _, r := range t.rows {
+		w = max(w, len(r.what))
+	}
+	var b strings.Builder
+	for _, r := range t.rows {
+		fmt.Fprintf(&b, "  %-*s %10v\n", w, r.what, r.d.Round(time.Millisecond))
+	}
+	tb.Logf("timings:\n%s", b.String())
+}
