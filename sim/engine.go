@@ -39,39 +39,49 @@ func (h eventHeap) less(i, j int) bool {
 	return h[i].at < h[j].at || (h[i].at == h[j].at && h[i].seq < h[j].seq)
 }
 
+func evLess(a, b *event) bool { return a.at < b.at || (a.at == b.at && a.seq < b.seq) }
+
+// push and pop move a hole instead of swapping: each level costs one copy
+// of the 48-byte event rather than three.
 func (h *eventHeap) push(e event) {
 	*h = append(*h, e)
 	s := *h
-	for i := len(s) - 1; i > 0; {
+	i := len(s) - 1
+	for i > 0 {
 		p := (i - 1) / 2
-		if !s.less(i, p) {
+		if !evLess(&e, &s[p]) {
 			break
 		}
-		s[i], s[p] = s[p], s[i]
+		s[i] = s[p]
 		i = p
 	}
+	s[i] = e
 }
 
 func (h *eventHeap) pop() event {
 	s := *h
 	top := s[0]
 	n := len(s) - 1
-	s[0] = s[n]
+	x := s[n]
 	s[n] = event{}
 	s = s[:n]
-	for i := 0; ; {
-		l, m := 2*i+1, i
-		if l < n && s.less(l, m) {
-			m = l
+	if n > 0 {
+		i := 0
+		for {
+			c := 2*i + 1
+			if c >= n {
+				break
+			}
+			if c+1 < n && evLess(&s[c+1], &s[c]) {
+				c++
+			}
+			if !evLess(&s[c], &x) {
+				break
+			}
+			s[i] = s[c]
+			i = c
 		}
-		if l+1 < n && s.less(l+1, m) {
-			m = l + 1
-		}
-		if m == i {
-			break
-		}
-		s[i], s[m] = s[m], s[i]
-		i = m
+		s[i] = x
 	}
 	*h = s
 	return top

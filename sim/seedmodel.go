@@ -66,8 +66,9 @@ func evictAt(last, ttl float64) float64 {
 // seedFn is one function's state; sandboxes point at it through Value.
 type seedFn struct {
 	fnAccum
-	key pool.Key
-	idx int32
+	key    pool.Key
+	handle *pool.KeyPool // skips hashing the key on every arrival
+	idx    int32
 }
 
 type seedRun struct {
@@ -90,7 +91,8 @@ func RunSeed(tr *Trace, cfg SeedConfig) *Result {
 	r := &seedRun{cfg: cfg, pool: pool.New(pool.Config{Reuse: pool.ReuseOldest, TTL: pool.Forever})}
 	r.fns = make([]seedFn, len(tr.Functions))
 	for i, f := range tr.Functions {
-		r.fns[i] = seedFn{key: pool.Key{Account: f.Account, Function: f.Name}, idx: int32(i)}
+		k := pool.Key{Account: f.Account, Function: f.Name}
+		r.fns[i] = seedFn{key: k, handle: r.pool.Handle(k), idx: int32(i)}
 		r.fns[i].Name, r.fns[i].MemoryMB = f.Name, f.MemoryMB
 		if f.MemoryMB == 0 {
 			r.fns[i].MemoryMB = cfg.MemoryMB
@@ -131,7 +133,7 @@ func (r *seedRun) arrive(e *Event) {
 	r.pool.Expire(now, r.onEvict) // _evict_idle
 	f := &r.fns[e.Fn]
 	d := e.DurMs
-	sb := r.pool.Acquire(f.key) // free[0]: the oldest-created free sandbox
+	sb := r.pool.AcquireFrom(f.handle) // free[0]: the oldest-created free sandbox
 	if sb != nil {
 		f.Warm++
 		f.IdleGBs += (e.T - seedSeconds(sb.LastUsed)) * memGB(f.MemoryMB)

@@ -6,10 +6,7 @@
 // in the simulator).
 package pool
 
-import (
-	"container/heap"
-	"time"
-)
+import "time"
 
 // Key identifies sandboxes that are interchangeable for an invocation.
 type Key struct {
@@ -45,8 +42,9 @@ type Sandbox struct {
 	Provisioned bool
 	Value       any // the owner's runtime state
 
-	idleIdx int // index in its key's idle heap, -1 when busy
-	expIdx  int // index in the pool's expiry heap, -1 when busy
+	kp      *keyPool // its key's pool: Release and Remove skip the map lookup
+	idleIdx int      // index in its key's idle heap, -1 when busy
+	expIdx  int      // index in the pool's expiry heap, -1 when busy
 }
 
 // Expires is the time at which an idle sandbox is evicted.
@@ -75,6 +73,7 @@ type Pool struct {
 }
 
 type keyPool struct {
+	owner *Pool
 	idle  idleHeap
 	total int
 }
@@ -90,7 +89,7 @@ func (p *Pool) DefaultTTL() time.Duration { return p.cfg.TTL }
 func (p *Pool) key(k Key) *keyPool {
 	kp := p.keys[k]
 	if kp == nil {
-		kp = &keyPool{idle: idleHeap{reuse: p.cfg.Reuse}}
+		kp = &keyPool{owner: p, idle: idleHeap{reuse: p.cfg.Reuse}}
 		p.keys[k] = kp
 	}
 	return kp
@@ -107,8 +106,9 @@ func (p *Pool) Add(id string, k Key, now, ttl time.Duration) *Sandbox {
 		ttl = p.cfg.TTL
 	}
 	p.seq++
-	s := &Sandbox{ID: id, Key: k, Seq: p.seq, Created: now, LastUsed: now, TTL: ttl, Busy: true, idleIdx: -1, expIdx: -1}
-	p.key(k).total++
+	kp := p.key(k)
+	s := &Sandbox{ID: id, Key: k, Seq: p.seq, Created: now, LastUsed: now, TTL: ttl, Busy: true, kp: kp, idleIdx: -1, expIdx: -1}
+	kp.total++
 	p.byID[id] = s
 	p.busy++
 	return s
@@ -129,12 +129,24 @@ func (p *Pool) Get(id string) *Sandbox { return p.byID[id] }
 // Acquire marks an idle sandbox of k busy and returns it, or nil when none is
 // idle. Provisioned sandboxes are preferred, then the Reuse order.
 func (p *Pool) Acquire(k Key) *Sandbox {
-	kp := p.keys[k]
-	if kp == nil || kp.idle.Len() == 0 {
+	return p.AcquireFrom((*KeyPool)(p.keys[k]))
+}
+
+// Handle returns k's per-key handle, valid for the pool's lifetime, so that a
+// caller reusing a key (the simulator) can skip hashing it on each Acquire.
+func (p *Pool) Handle(k Key) *KeyPool { return (*KeyPool)(p.key(k)) }
+
+// KeyPool is a handle on one key's sandboxes.
+type KeyPool keyPool
+
+// AcquireFrom is Acquire through a handle (nil means no sandbox).
+func (p *Pool) AcquireFrom(h *KeyPool) *Sandbox {
+	kp := (*keyPool)(h)
+	if kp == nil || len(kp.idle.s) == 0 {
 		return nil
 	}
-	s := heap.Pop(&kp.idle).(*Sandbox)
-	heap.Remove(&p.expiry, s.expIdx)
+	s := kp.idle.remove(0)
+	p.expiry.remove(s.expIdx)
 	s.Busy = true
 	p.idle--
 	p.busy++
@@ -143,35 +155,47 @@ func (p *Pool) Acquire(k Key) *Sandbox {
 
 // Release marks a busy sandbox idle at now.
 func (p *Pool) Release(s *Sandbox, now time.Duration) {
-	if !s.Busy || p.byID[s.ID] != s {
+	if !s.Busy || !p.holds(s) {
 		return
 	}
 	s.Busy = false
 	s.LastUsed = now
-	heap.Push(&p.keys[s.Key].idle, s)
-	heap.Push(&p.expiry, s)
+	s.kp.idle.push(s)
+	p.expiry.push(s)
 	p.busy--
 	p.idle++
 }
 
+// ReleaseFor is Release with a new keep-alive for this idle period (a
+// keep-alive policy that adapts per release, such as the hybrid histogram).
+func (p *Pool) ReleaseFor(s *Sandbox, now, ttl time.Duration) {
+	if s.Busy && p.holds(s) {
+		s.TTL = ttl
+	}
+	p.Release(s, now)
+}
+
+// holds reports whether s is in p, without hashing its id.
+func (p *Pool) holds(s *Sandbox) bool { return s.kp != nil && s.kp.owner == p }
+
 // Remove takes a sandbox out of the pool, busy or idle.
 func (p *Pool) Remove(s *Sandbox) bool {
-	if p.byID[s.ID] != s {
+	if !p.holds(s) {
 		return false
 	}
-	kp := p.keys[s.Key]
+	kp := s.kp
 	if s.Busy {
 		p.busy--
 	} else {
-		heap.Remove(&kp.idle, s.idleIdx)
-		heap.Remove(&p.expiry, s.expIdx)
+		kp.idle.remove(s.idleIdx)
+		p.expiry.remove(s.expIdx)
 		p.idle--
 	}
 	delete(p.byID, s.ID)
+	s.kp = nil
 	kp.total--
-	if kp.total == 0 {
-		delete(p.keys, s.Key)
-	}
+	// Empty key pools stay: handles to them must remain valid, and a key
+	// that had sandboxes usually gets them again.
 	return true
 }
 
@@ -239,7 +263,9 @@ func (p *Pool) Len() int  { return p.idle + p.busy }
 // Keys calls fn for every key with at least one sandbox.
 func (p *Pool) Keys(fn func(k Key, idle, total int)) {
 	for k, kp := range p.keys {
-		fn(k, kp.idle.Len(), kp.total)
+		if kp.total > 0 {
+			fn(k, kp.idle.Len(), kp.total)
+		}
 	}
 }
 
@@ -250,15 +276,15 @@ func (p *Pool) Each(fn func(*Sandbox)) {
 	}
 }
 
-// idleHeap orders a key's idle sandboxes for reuse.
+// idleHeap orders a key's idle sandboxes for reuse. The heaps are typed
+// (not container/heap) because the simulator drives them millions of times a
+// second and interface calls dominated its profile.
 type idleHeap struct {
 	s     []*Sandbox
 	reuse Reuse
 }
 
-func (h idleHeap) Len() int { return len(h.s) }
-func (h idleHeap) Less(i, j int) bool {
-	a, b := h.s[i], h.s[j]
+func (h *idleHeap) less(a, b *Sandbox) bool {
 	if a.Provisioned != b.Provisioned {
 		return a.Provisioned
 	}
@@ -267,43 +293,130 @@ func (h idleHeap) Less(i, j int) bool {
 	}
 	return a.Seq < b.Seq
 }
-func (h idleHeap) Swap(i, j int) {
-	h.s[i], h.s[j] = h.s[j], h.s[i]
-	h.s[i].idleIdx = i
-	h.s[j].idleIdx = j
+
+func (h *idleHeap) Len() int           { return len(h.s) }
+func (h *idleHeap) Less(i, j int) bool { return h.less(h.s[i], h.s[j]) }
+
+func (h *idleHeap) set(i int, s *Sandbox) { h.s[i] = s; s.idleIdx = i }
+
+func (h *idleHeap) push(s *Sandbox) {
+	h.s = append(h.s, s)
+	h.up(len(h.s)-1, s)
 }
-func (h *idleHeap) Push(x any) { s := x.(*Sandbox); s.idleIdx = len(h.s); h.s = append(h.s, s) }
-func (h *idleHeap) Pop() any {
-	old := h.s
-	s := old[len(old)-1]
-	old[len(old)-1] = nil
-	h.s = old[:len(old)-1]
+
+func (h *idleHeap) remove(i int) *Sandbox {
+	s := h.s[i]
+	last := len(h.s) - 1
+	x := h.s[last]
+	h.s[last] = nil
+	h.s = h.s[:last]
+	if i != last {
+		h.set(i, x)
+		if !h.down(i, x) {
+			h.up(i, x)
+		}
+	}
 	s.idleIdx = -1
 	return s
+}
+
+func (h *idleHeap) up(i int, x *Sandbox) {
+	for i > 0 {
+		parent := (i - 1) / 2
+		if !h.less(x, h.s[parent]) {
+			break
+		}
+		h.set(i, h.s[parent])
+		i = parent
+	}
+	h.set(i, x)
+}
+
+func (h *idleHeap) down(i int, x *Sandbox) bool {
+	start, n := i, len(h.s)
+	for {
+		c := 2*i + 1
+		if c >= n {
+			break
+		}
+		if r := c + 1; r < n && h.less(h.s[r], h.s[c]) {
+			c = r
+		}
+		if !h.less(h.s[c], x) {
+			break
+		}
+		h.set(i, h.s[c])
+		i = c
+	}
+	h.set(i, x)
+	return i > start
 }
 
 // expHeap orders idle sandboxes by eviction deadline.
 type expHeap struct{ s []*Sandbox }
 
-func (h expHeap) Len() int { return len(h.s) }
-func (h expHeap) Less(i, j int) bool {
-	a, b := h.s[i].Expires(), h.s[j].Expires()
-	if a != b {
-		return a < b
+func expLess(a, b *Sandbox) bool {
+	ea, eb := a.Expires(), b.Expires()
+	if ea != eb {
+		return ea < eb
 	}
-	return h.s[i].Seq < h.s[j].Seq
+	return a.Seq < b.Seq
 }
-func (h expHeap) Swap(i, j int) {
-	h.s[i], h.s[j] = h.s[j], h.s[i]
-	h.s[i].expIdx = i
-	h.s[j].expIdx = j
+
+func (h *expHeap) Len() int           { return len(h.s) }
+func (h *expHeap) Less(i, j int) bool { return expLess(h.s[i], h.s[j]) }
+
+func (h *expHeap) set(i int, s *Sandbox) { h.s[i] = s; s.expIdx = i }
+
+func (h *expHeap) push(s *Sandbox) {
+	h.s = append(h.s, s)
+	h.up(len(h.s)-1, s)
 }
-func (h *expHeap) Push(x any) { s := x.(*Sandbox); s.expIdx = len(h.s); h.s = append(h.s, s) }
-func (h *expHeap) Pop() any {
-	old := h.s
-	s := old[len(old)-1]
-	old[len(old)-1] = nil
-	h.s = old[:len(old)-1]
+
+func (h *expHeap) remove(i int) *Sandbox {
+	s := h.s[i]
+	last := len(h.s) - 1
+	x := h.s[last]
+	h.s[last] = nil
+	h.s = h.s[:last]
+	if i != last {
+		h.set(i, x)
+		if !h.down(i, x) {
+			h.up(i, x)
+		}
+	}
 	s.expIdx = -1
 	return s
+}
+
+func (h *expHeap) up(i int, x *Sandbox) {
+	for i > 0 {
+		parent := (i - 1) / 2
+		if !expLess(x, h.s[parent]) {
+			break
+		}
+		h.set(i, h.s[parent])
+		i = parent
+	}
+	h.set(i, x)
+}
+
+func (h *expHeap) down(i int, x *Sandbox) bool {
+	start, n := i, len(h.s)
+	for {
+		c := 2*i + 1
+		if c >= n {
+			break
+		}
+		if r := c + 1; r < n && expLess(h.s[r], h.s[c]) {
+			c = r
+		}
+		if !expLess(h.s[c], x) {
+			break
+		}
+		h.set(i, h.s[c])
+		i = c
+	}
+	h.set(i, x)
+	return i > start
 }
