@@ -495,35 +495,41 @@ func (n *Node) publishEvent(kind, account, name string) {
 }
 
 // createSandbox is the cold-start decision: admit, or retire an idle
-// sandbox of the same account to make room, or throttle.
+// sandbox of the same account to make room, or throttle. The leader checks
+// its committed state first, so a throttle costs no Raft entry; the
+// authoritative decision is still the one the FSM makes when it applies.
 func (n *Node) createSandbox(c CreateSandbox) Response {
+	var d quota.Decision
+	n.fsm.Read(func(l *Ledger) { d = l.Check(c.Account, c.Function) })
 	var release []string
-	for attempt := 0; attempt < 3; attempt++ {
+	for attempt := 0; attempt < 4; attempt++ {
+		if !d.Admit && len(release) == 0 {
+			if d.Reclaim == quota.ScopeNone {
+				return Response{Grant: &Grant{Reason: d.Reason}}
+			}
+			victim, ok := n.findVictim(c, d.Reclaim)
+			if !ok {
+				return Response{Grant: &Grant{Reason: d.Reason}}
+			}
+			release = []string{victim}
+		}
 		c.Now = time.Now().UnixNano()
 		c.Release = release
 		v, err := n.apply(CmdCreateSandbox, c)
 		if err != nil {
+			if len(release) > 0 {
+				n.log.Warn("retired a sandbox but could not commit its release; reconcile will", "sandbox", release[0])
+			}
 			return Response{Error: typedError(err)}
 		}
 		g := v.(*Grant)
 		if g.Sandbox != nil || g.Reclaim == quota.ScopeNone || g.Err != "" {
 			return Response{Grant: g}
 		}
+		// Committed state moved between the check and the apply (the
+		// victim, if any, is released by now): decide again.
+		d = quota.Decision{Reclaim: g.Reclaim, Reason: g.Reason}
 		release = nil
-		victim, ok := n.findVictim(c, g.Reclaim)
-		if !ok {
-			return Response{Grant: g}
-		}
-		release = []string{victim}
-	}
-	if len(release) > 0 {
-		// The victim is already retired on its worker: give it back.
-		n.apply(CmdReleaseSandboxes, ReleaseSandboxes{IDs: release})
-	}
-	var d quota.Decision
-	n.fsm.Read(func(l *Ledger) { d = l.Check(c.Account, c.Function) })
-	if d.Reason == quota.ReasonNone {
-		d.Reason = quota.ReasonAccountConcurrency
 	}
 	return Response{Grant: &Grant{Reason: d.Reason}}
 }
