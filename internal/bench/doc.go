@@ -11,6 +11,10 @@
 //	P5  recovery after a leader/worker kill vs the configured detection timeouts
 //	P7  RSS with 10,000 idle + 1,000 busy   vs the RSS before the cluster started
 //
+// Two diagnostics run beside them: P1WarmInvokeSpare (P1 without the
+// worker's warm-subscription churn) and ColdBurst1000 (1,000 simultaneous
+// cold starts and placement's leadership meanwhile).
+//
 // Run them all with internal/bench/run.sh, which prints a table of medians;
 // BENCHMARKS.md at the repository root records the latest one.
 //
