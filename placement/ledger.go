@@ -285,7 +285,34 @@ func unmarshal(b []byte, v any) error {
 	return nil
 }
 
+// validFunction repeats the gateway's checks: placement must not trust its
+// callers (anything on NATS can reach the leader subject).
+func validFunction(f Function) error {
+	bad := func(msg string) error { return &quota.ValidationError{Message: msg} }
+	if f.Account == "" {
+		return bad("function without an account")
+	}
+	if len(f.Name) == 0 || len(f.Name) > 64 {
+		return bad("function name must be 1 to 64 characters")
+	}
+	for _, r := range f.Name {
+		if !(r == '-' || r == '_' || r >= '0' && r <= '9' || r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			return bad("function name must match [a-zA-Z0-9-_]+")
+		}
+	}
+	if f.MemoryMB < 128 || f.MemoryMB > 10240 {
+		return bad("memory must be between 128 and 10240 MB")
+	}
+	if f.TimeoutMs < 1000 || f.TimeoutMs > 900000 {
+		return bad("timeout must be between 1 and 900 seconds")
+	}
+	return nil
+}
+
 func (l *Ledger) createFunction(f Function, idx uint64) (*Function, error) {
+	if err := validFunction(f); err != nil {
+		return nil, err
+	}
 	k := FunctionKey(f.Account, f.Name)
 	if _, ok := l.s.Functions[k]; ok {
 		return nil, fmt.Errorf("%w: Function already exist: %s", ErrConflict, f.Name)

@@ -34,7 +34,7 @@ func newTestLedger(t *testing.T, limit int, rate quota.Rate) *Ledger {
 	mustApply(t, l, CmdRegisterWorker, Worker{ID: "w2", Capacity: 100})
 	mustApply(t, l, CmdSetAccountLimit, SetAccountLimit{Account: "a", Limit: limit})
 	for _, f := range []string{"f", "g"} {
-		mustApply(t, l, CmdCreateFunction, Function{Account: "a", Name: f, MemoryMB: 128})
+		mustApply(t, l, CmdCreateFunction, Function{Account: "a", Name: f, MemoryMB: 128, TimeoutMs: 3000})
 	}
 	return l
 }
@@ -161,7 +161,7 @@ func TestSnapshotRestoreAndCorruptSnapshot(t *testing.T) {
 		}
 	}
 	apply(CmdRegisterWorker, Worker{ID: "w1"})
-	apply(CmdCreateFunction, Function{Account: "a", Name: "f", Reserved: intp(3)})
+	apply(CmdCreateFunction, Function{Account: "a", Name: "f", MemoryMB: 128, TimeoutMs: 1000, Reserved: intp(3)})
 	apply(CmdCreateSandbox, CreateSandbox{ID: "s1", Account: "a", Function: "f", Now: 1})
 	snap, err := f.Snapshot()
 	if err != nil {
@@ -240,6 +240,6 @@ func FuzzLedgerApply(f *testing.F) {
 func newFuzzLedger() *Ledger {
 	l := NewLedger(quota.Rate{}, 10)
 	l.Apply(CmdRegisterWorker, mustJSON(Worker{ID: "w1"}), 1)
-	l.Apply(CmdCreateFunction, mustJSON(Function{Account: "a", Name: "f"}), 1)
+	l.Apply(CmdCreateFunction, mustJSON(Function{Account: "a", Name: "f", MemoryMB: 128, TimeoutMs: 1000}), 1)
 	return l
 }

@@ -20,10 +20,13 @@ import (
 	"time"
 )
 
-const (
+// Gateway URLs on the host; newCluster may move them off 9000/9001.
+var (
 	gw1 = "http://127.0.0.1:9000"
 	gw2 = "http://127.0.0.1:9001"
+)
 
+const (
 	// Default project and subnet differ from a plain `docker-compose up` in
 	// the repository (project "main", 10.213.37.0/24), so that a stopped
 	// developer cluster's network does not collide with the test's.
@@ -185,8 +188,12 @@ func TestComposeDrill(t *testing.T) {
 	c.waitStates(30*time.Second, "killed worker exited", []string{wsvc}, exited)
 	diedAt := c.finishedAt(wsvc)
 	c.waitNodeState(gw1, wid, "dead", 10*time.Second)
+	tm.add("worker exit → gateway1's membership marks it dead", time.Since(diedAt))
+	// Placement learns of the death through its own member list; wait until
+	// its ledger no longer counts sandboxes the live workers do not have.
+	c.waitLedger(gw1, 10*time.Second)
 	detected := time.Now()
-	tm.add("worker exit → membership marks it dead", detected.Sub(diedAt))
+	tm.add("worker exit → placement released its sandboxes", detected.Sub(diedAt))
 
 	var firstAfter resp
 	for i := 0; i < 30; i++ {
@@ -250,20 +257,60 @@ func newCluster(t *testing.T) *cluster {
 	if out, err := exec.CommandContext(ctx, "docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
 		t.Skipf("Docker daemon unavailable: %v %s", err, bytes.TrimSpace(out))
 	}
-	for _, addr := range []string{"127.0.0.1:9000", "127.0.0.1:9001"} {
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			t.Fatalf("%s is in use (another coldstart cluster? `docker-compose down` it first): %v", addr, err)
-		}
-		l.Close()
+	ports, err := gatewayPorts()
+	if err != nil {
+		t.Fatal(err)
 	}
+	if ports != [2]int{9000, 9001} {
+		t.Logf("127.0.0.1:9000/9001 are in use or overridden: the gateways are published on %d and %d", ports[0], ports[1])
+	}
+	gw1 = fmt.Sprintf("http://127.0.0.1:%d", ports[0])
+	gw2 = fmt.Sprintf("http://127.0.0.1:%d", ports[1])
 	root, err := repoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
 	project := envOr("COLDSTART_COMPOSE_PROJECT", defaultProject)
-	env := []string{"COLDSTART_NET_PREFIX=" + envOr("COLDSTART_NET_PREFIX", defaultNetPrefix)}
+	env := []string{
+		"COLDSTART_NET_PREFIX=" + envOr("COLDSTART_NET_PREFIX", defaultNetPrefix),
+		fmt.Sprintf("COLDSTART_GATEWAY1_PORT=%d", ports[0]),
+		fmt.Sprintf("COLDSTART_GATEWAY2_PORT=%d", ports[1]),
+	}
 	return &cluster{t: t, root: root, project: project, env: env, services: append([]string(nil), nodeServices...), http: &http.Client{Timeout: 10 * time.Second}}
+}
+
+// gatewayPorts returns the host ports for the two gateways:
+// COLDSTART_GATEWAY_PORTS="A,B" if set, else 9000 and 9001 if free, else
+// two free ports (another cluster, e.g. `coldstart up`, may hold 9000).
+func gatewayPorts() ([2]int, error) {
+	if v := os.Getenv("COLDSTART_GATEWAY_PORTS"); v != "" {
+		var p [2]int
+		if _, err := fmt.Sscanf(v, "%d,%d", &p[0], &p[1]); err != nil {
+			return p, fmt.Errorf("COLDSTART_GATEWAY_PORTS=%q: want A,B: %v", v, err)
+		}
+		return p, nil
+	}
+	free := func(port int) bool {
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
+		if err != nil {
+			return false
+		}
+		l.Close()
+		return true
+	}
+	if free(9000) && free(9001) {
+		return [2]int{9000, 9001}, nil
+	}
+	var p [2]int
+	for i := range p {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return p, err
+		}
+		defer l.Close()
+		p[i] = l.Addr().(*net.TCPAddr).Port
+	}
+	return p, nil
 }
 
 func repoRoot() (string, error) {
@@ -491,7 +538,9 @@ type status struct {
 	} `json:"nodes"`
 	Functions []struct {
 		Name      string `json:"name"`
-		Sandboxes int    `json:"sandboxes"`
+		Sandboxes int    `json:"sandboxes"` // placement's ledger
+		Idle      int    `json:"idle"`      // reported by live workers
+		InFlight  int    `json:"in_flight"` // reported by live workers
 	} `json:"functions"`
 }
 
@@ -540,6 +589,31 @@ func (c *cluster) waitNodeState(gw, id, want string, timeout time.Duration) {
 		}
 		if time.Now().After(deadline) {
 			c.t.Fatalf("%s: node %s not %s after %v: %+v %v", gw, id, want, timeout, s.Nodes, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// waitLedger polls the status until, for every function, placement's
+// sandbox count equals what the live workers report.
+func (c *cluster) waitLedger(gw string, timeout time.Duration) {
+	c.t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		s, err := c.status(gw)
+		var off []string
+		if err == nil {
+			for _, f := range s.Functions {
+				if f.Sandboxes != f.Idle+f.InFlight {
+					off = append(off, fmt.Sprintf("%s: ledger %d, workers %d+%d", f.Name, f.Sandboxes, f.Idle, f.InFlight))
+				}
+			}
+			if len(off) == 0 {
+				return
+			}
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("placement ledger does not match the live workers after %v: %v %v", timeout, off, err)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}

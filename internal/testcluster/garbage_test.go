@@ -1,0 +1,55 @@
+package testcluster_test
+
+import (
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/coldstart-dev/coldstart/internal/testcluster"
+	"github.com/coldstart-dev/coldstart/placement"
+	"github.com/coldstart-dev/coldstart/worker"
+)
+
+// TestGarbageOnNATSSubjects: every internal subject answers garbage with a
+// typed error (or ignores it, for publish-only subjects) and the cluster
+// keeps serving.
+func TestGarbageOnNATSSubjects(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 1})
+	url := c.GatewayURL(0)
+	createFunction(t, url, synthetic("f", "1ms", "1ms"))
+	nc, err := nats.Connect(c.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	junk := [][]byte{nil, []byte("\x00\xff"), []byte(`{"op":"create_sandbox"}`), []byte(`{"op":"nope"}`), []byte(`[1,2,3]`), []byte(`{"op":"create_function","function":{"name":""}}`)}
+	for _, subj := range []string{placement.SubjectLeader, placement.SubjectRead} {
+		for _, j := range junk {
+			m, err := nc.Request(subj, j, 2*time.Second)
+			if err != nil {
+				t.Fatalf("%s %q: %v", subj, j, err)
+			}
+			var r placement.Response
+			if err := json.Unmarshal(m.Data, &r); err != nil {
+				t.Fatalf("%s %q: answer does not parse: %v", subj, j, err)
+			}
+			if r.Error == nil && r.Snapshot == nil {
+				t.Fatalf("%s %q: no error and no snapshot: %s", subj, j, m.Data)
+			}
+		}
+	}
+	for _, j := range junk {
+		nc.Publish(placement.SubjectEvents, j)
+		nc.Publish(worker.SubjectRecords, j)
+		msg := nats.NewMsg(worker.InvokeSubject("worker-1"))
+		msg.Data = j
+		if m, err := nc.RequestMsg(msg, 2*time.Second); err != nil || m.Header.Get(worker.HdrStatus) != worker.StatusError {
+			t.Fatalf("invoke garbage %q: %v %v", j, err, m)
+		}
+	}
+	if r := invoke(t, url, "f", `{}`); r.Status != 200 {
+		t.Fatalf("cluster stopped serving after garbage: %d %s", r.Status, r.ErrorType)
+	}
+}
