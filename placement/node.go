@@ -534,6 +534,11 @@ func (n *Node) createSandbox(c CreateSandbox) Response {
 	return Response{Grant: &Grant{Reason: d.Reason}}
 }
 
+// reclaimTimeout bounds each worker's answer during a reclaim. A worker that
+// misses it is skipped, which can turn a reclaim into a throttle: it is long
+// enough for a starved worker, short enough for the cold path's budget.
+const reclaimTimeout = 400 * time.Millisecond
+
 // findVictim asks the workers holding the account's sandboxes for their LRU
 // idle sandbox in scope, picks the least recently used, and retires it.
 func (n *Node) findVictim(c CreateSandbox, scope quota.Scope) (string, bool) {
@@ -558,8 +563,9 @@ func (n *Node) findVictim(c CreateSandbox, scope quota.Scope) (string, bool) {
 		wg.Add(1)
 		go func(w string) {
 			defer wg.Done()
-			m, err := n.nc.Request(WorkerSubject(w, "idle"), q, 250*time.Millisecond)
+			m, err := n.nc.Request(WorkerSubject(w, "idle"), q, reclaimTimeout)
 			if err != nil {
+				n.log.Warn("reclaim: worker did not answer the idle query", "worker", w, "err", err)
 				return
 			}
 			var a IdleAnswer
@@ -571,6 +577,7 @@ func (n *Node) findVictim(c CreateSandbox, scope quota.Scope) (string, bool) {
 		}(w)
 	}
 	wg.Wait()
+	n.log.Debug("reclaim candidates", "account", c.Account, "workers", len(workers), "candidates", len(cands))
 	sort.Slice(cands, func(i, j int) bool {
 		if cands[i].ans.LastUsedNs != cands[j].ans.LastUsedNs {
 			return cands[i].ans.LastUsedNs < cands[j].ans.LastUsedNs
@@ -581,8 +588,9 @@ func (n *Node) findVictim(c CreateSandbox, scope quota.Scope) (string, bool) {
 	json.Unmarshal(q, &query)
 	for _, cd := range cands {
 		b, _ := json.Marshal(RetireRequest{ID: cd.ans.ID, Query: query})
-		m, err := n.nc.Request(WorkerSubject(cd.worker, "retire"), b, 250*time.Millisecond)
+		m, err := n.nc.Request(WorkerSubject(cd.worker, "retire"), b, reclaimTimeout)
 		if err != nil {
+			n.log.Warn("reclaim: worker did not answer the retire request", "worker", cd.worker, "err", err)
 			continue
 		}
 		var a RetireAnswer

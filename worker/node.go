@@ -99,7 +99,8 @@ func Start(cfg Config) (*Node, error) {
 		placement.WorkerSubject(cfg.ID, "retire"): n.handleRetire,
 		placement.WorkerSubject(cfg.ID, "stats"):  n.handleStats,
 		placement.WorkerSubject(cfg.ID, "drop"):   n.handleDrop,
-		placement.SubjectEvents:                   n.handleEvent,
+
+		placement.SubjectEvents: n.handleEvent,
 	} {
 		s, err := n.nc.Subscribe(subj, h)
 		if err != nil {

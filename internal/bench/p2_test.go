@@ -1,28 +1,74 @@
 package bench
 
 import (
+	"errors"
 	"fmt"
-	"github.com/coldstart-dev/coldstart/internal/api"
 	"net/http"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
+	"github.com/coldstart-dev/coldstart/internal/api"
 	"github.com/coldstart-dev/coldstart/internal/testcluster"
 )
 
 const (
 	p2Clients   = 64
-	p2PerClient = 25 // invocations per client per phase
+	p2PerClient = 25 // operations per client per phase
 )
+
+// phaseStats accumulates one kind of phase: operations, wall time, and
+// this process's CPU time (cores used = CPU / wall tells CPU-bound, near 2,
+// from waiting or from other processes taking the cores).
+type phaseStats struct {
+	n         int
+	wall, cpu time.Duration
+}
+
+func (p phaseStats) rate() float64     { return float64(p.n) / p.wall.Seconds() }
+func (p phaseStats) cpuPerOp() float64 { return float64(p.cpu.Microseconds()) / float64(p.n) }
+func (p phaseStats) cores() float64    { return float64(p.cpu) / float64(p.wall) }
+func (p *phaseStats) add(q phaseStats) { p.n, p.wall, p.cpu = p.n+q.n, p.wall+q.wall, p.cpu+q.cpu }
+func (p phaseStats) nsPerOp() float64  { return float64(p.wall.Nanoseconds()) / float64(p.n) }
+func (p phaseStats) String() string    { return fmt.Sprintf("%d ops in %s", p.n, p.wall) }
+func ratio(a, b float64) float64       { return a / b }
+func runPhase(op func(client int) error) (phaseStats, error) {
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	start, cpu0 := time.Now(), CPUTime()
+	for cl := 0; cl < p2Clients; cl++ {
+		wg.Add(1)
+		go func(cl int) {
+			defer wg.Done()
+			for i := 0; i < p2PerClient; i++ {
+				if err := op(cl); err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+			}
+		}(cl)
+	}
+	wg.Wait()
+	ps := phaseStats{n: p2Clients * p2PerClient, wall: time.Since(start), cpu: CPUTime() - cpu0}
+	if err, _ := firstErr.Load().(error); err != nil {
+		return ps, err
+	}
+	return ps, nil
+}
 
 // BenchmarkP2WarmThroughput is goal P2: warm synchronous invocations/s of
 // 64 keep-alive clients (spread over both gateways) with limits enforced
 // (default account limit 1000, `coldstart up`'s scaling rate), against the
 // same run's HTTP-only ceiling: the same 64 clients and transport posting
-// the same 100 B body to a bare net/http echo server. Each iteration runs
-// one phase of each, in alternating order. ns/op is per warm invocation.
+// the same 100 B body to a bare net/http echo server. A third phase
+// measures the other physical floor of the invoke path, a bare NATS
+// request-reply of the same body through the cluster's own NATS server
+// (64 requesters on one connection, as a gateway; one responder
+// connection, as a worker). Each iteration runs one phase of each kind, in
+// rotating order. ns/op is per warm invocation.
 //
 // Goal: >= 10,000 invocations/s and >= 50% of the HTTP-only ceiling.
 func BenchmarkP2WarmThroughput(b *testing.B) {
@@ -37,78 +83,101 @@ func BenchmarkP2WarmThroughput(b *testing.B) {
 	// out answers busy and the gateway tries another.
 	prewarm(b, hc, gws, "p2", 3*p2Clients, 300*time.Millisecond)
 	base := echoServer(b).URL + "/echo"
+	requester, responder := natsPair(b, c.URL)
 
-	var cold, failed atomic.Int64
-	// cpuInv and cpuHTTP are the process CPU time of each kind of phase:
-	// cores used = CPU / wall tells CPU-bound (near 2) from waiting.
-	var cpuInv, cpuHTTP time.Duration
-	phase := func(target func(client int) string, isInvoke bool) (int, time.Duration) {
-		var wg sync.WaitGroup
-		start := time.Now()
-		cpu0 := CPUTime()
-		defer func() {
-			if isInvoke {
-				cpuInv += CPUTime() - cpu0
-			} else {
-				cpuHTTP += CPUTime() - cpu0
-			}
-		}()
-		for cl := 0; cl < p2Clients; cl++ {
-			wg.Add(1)
-			go func(cl int) {
-				defer wg.Done()
-				url := target(cl)
-				for i := 0; i < p2PerClient; i++ {
-					resp, err := post(hc, url, payload100)
-					switch {
-					case err != nil || resp.StatusCode != http.StatusOK:
-						failed.Add(1)
-					case isInvoke && resp.Header.Get(api.HeaderCold) == "true":
-						cold.Add(1)
-					}
-				}
-			}(cl)
+	var cold atomic.Int64
+	invokeOp := func(cl int) error {
+		resp, err := post(hc, invokeURL(gws[cl%len(gws)], "p2"), payload100)
+		if err != nil {
+			return err
 		}
-		wg.Wait()
-		return p2Clients * p2PerClient, time.Since(start)
+		if resp.StatusCode != http.StatusOK {
+			return fmt.Errorf("invoke: status %d", resp.StatusCode)
+		}
+		if resp.Header.Get(api.HeaderCold) == "true" {
+			cold.Add(1)
+		}
+		return nil
 	}
-	invokeAt := func(cl int) string { return invokeURL(gws[cl%len(gws)], "p2") }
-	echoAt := func(int) string { return base }
+	httpOp := func(int) error {
+		resp, err := post(hc, base, payload100)
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("echo: status %d", resp.StatusCode)
+		}
+		return err
+	}
+	natsOp := func(int) error {
+		_, err := requester.Request("bench.echo", payload100, 5*time.Second)
+		return err
+	}
+	ops := []func(int) error{invokeOp, httpOp, natsOp}
+	var stats [3]phaseStats
 	// Open every keep-alive connection before timing.
-	phase(invokeAt, true)
-	phase(echoAt, false)
+	for _, op := range ops {
+		if _, err := runPhase(op); err != nil {
+			b.Fatal(err)
+		}
+	}
 	cold.Store(0)
-	cpuInv, cpuHTTP = 0, 0
 
-	var nInv, nHTTP int
-	var tInv, tHTTP time.Duration
 	it := 0
 	for b.Loop() {
-		if it%2 == 0 {
-			n, d := phase(invokeAt, true)
-			nInv, tInv = nInv+n, tInv+d
-			n, d = phase(echoAt, false)
-			nHTTP, tHTTP = nHTTP+n, tHTTP+d
-		} else {
-			n, d := phase(echoAt, false)
-			nHTTP, tHTTP = nHTTP+n, tHTTP+d
-			n, d = phase(invokeAt, true)
-			nInv, tInv = nInv+n, tInv+d
+		for k := 0; k < len(ops); k++ {
+			i := (it + k) % len(ops)
+			ps, err := runPhase(ops[i])
+			if err != nil {
+				b.Fatal(err)
+			}
+			stats[i].add(ps)
 		}
 		it++
 	}
-	if f := failed.Load(); f > 0 {
-		b.Fatalf("%d requests failed (throttled or errors) during the warm phases", f)
-	}
-	rate := float64(nInv) / tInv.Seconds()
-	httpRate := float64(nHTTP) / tHTTP.Seconds()
-	b.ReportMetric(float64(tInv.Nanoseconds())/float64(nInv), "ns/op")
-	b.ReportMetric(rate, "inv/s")
-	b.ReportMetric(httpRate, "http-req/s")
-	b.ReportMetric(rate/httpRate, "of-http")
+	responder.Unsubscribe()
+	inv, ht, nt := stats[0], stats[1], stats[2]
+	b.ReportMetric(inv.nsPerOp(), "ns/op")
+	b.ReportMetric(inv.rate(), "inv/s")
+	b.ReportMetric(ht.rate(), "http-req/s")
+	b.ReportMetric(nt.rate(), "nats-req/s")
+	b.ReportMetric(ratio(inv.rate(), ht.rate()), "of-http")
 	b.ReportMetric(float64(cold.Load()), "cold")
-	b.ReportMetric(float64(cpuInv)/float64(tInv), "cores")
-	b.ReportMetric(float64(cpuHTTP)/float64(tHTTP), "http-cores")
+	b.ReportMetric(inv.cores(), "cores")
+	b.ReportMetric(ht.cores(), "http-cores")
+	// CPU per operation is steadier than rates when other processes take
+	// a varying share of the 2 cores. floor-of-http is the best of-http an
+	// invoke path made of one HTTP exchange plus one NATS request-reply
+	// could reach on CPU alone.
+	b.ReportMetric(inv.cpuPerOp(), "cpu-us/inv")
+	b.ReportMetric(ht.cpuPerOp(), "http-cpu-us/req")
+	b.ReportMetric(nt.cpuPerOp(), "nats-cpu-us/req")
+	b.ReportMetric(ratio(ht.cpuPerOp(), inv.cpuPerOp()), "cpu-of-http")
+	b.ReportMetric(ratio(ht.cpuPerOp(), ht.cpuPerOp()+nt.cpuPerOp()), "floor-of-http")
+}
+
+// natsPair connects a requester and a responder that echoes bench.echo.
+func natsPair(b *testing.B, url string) (*nats.Conn, *nats.Subscription) {
+	b.Helper()
+	req, err := nats.Connect(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(req.Close)
+	rsp, err := nats.Connect(url)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(rsp.Close)
+	sub, err := rsp.Subscribe("bench.echo", func(m *nats.Msg) { m.Respond(m.Data) })
+	if err != nil {
+		b.Fatal(err)
+	}
+	sub.SetPendingLimits(-1, -1)
+	if err := rsp.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := req.Request("bench.echo", nil, time.Second); err != nil {
+		b.Fatal(errors.Join(errors.New("nats echo"), err))
+	}
+	return req, sub
 }
 
 // fnName numbers fresh functions.

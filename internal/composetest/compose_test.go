@@ -236,6 +236,7 @@ func TestComposeDrill(t *testing.T) {
 
 type cluster struct {
 	t        *testing.T
+	cmd      []string // docker-compose, or docker compose
 	root     string
 	project  string
 	env      []string
@@ -246,14 +247,20 @@ type cluster struct {
 
 func newCluster(t *testing.T) *cluster {
 	t.Helper()
-	if _, err := exec.LookPath("docker-compose"); err != nil {
-		t.Skip("docker-compose (v1) not on PATH")
-	}
 	if _, err := exec.LookPath("docker"); err != nil {
 		t.Skip("docker CLI not on PATH")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
+	// docker-compose (v1, what Debian ships) first; the v2 plugin otherwise
+	// (untested here: the build machines only have v1).
+	composeCmd := []string{"docker-compose"}
+	if _, err := exec.LookPath("docker-compose"); err != nil {
+		if exec.CommandContext(ctx, "docker", "compose", "version").Run() != nil {
+			t.Skip("neither docker-compose nor `docker compose` is available")
+		}
+		composeCmd = []string{"docker", "compose"}
+	}
 	if out, err := exec.CommandContext(ctx, "docker", "info", "--format", "{{.ServerVersion}}").CombinedOutput(); err != nil {
 		t.Skipf("Docker daemon unavailable: %v %s", err, bytes.TrimSpace(out))
 	}
@@ -276,7 +283,7 @@ func newCluster(t *testing.T) *cluster {
 		fmt.Sprintf("COLDSTART_GATEWAY1_PORT=%d", ports[0]),
 		fmt.Sprintf("COLDSTART_GATEWAY2_PORT=%d", ports[1]),
 	}
-	return &cluster{t: t, root: root, project: project, env: env, services: append([]string(nil), nodeServices...), http: &http.Client{Timeout: 10 * time.Second}}
+	return &cluster{t: t, cmd: composeCmd, root: root, project: project, env: env, services: append([]string(nil), nodeServices...), http: &http.Client{Timeout: 10 * time.Second}}
 }
 
 // gatewayPorts returns the host ports for the two gateways:
@@ -381,10 +388,11 @@ func (c *cluster) imageExists(ref string) bool {
 func (c *cluster) compose(timeout time.Duration, args ...string) (string, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	full := []string{"-p", c.project, "-f", filepath.Join(c.root, "docker-compose.yml")}
+	full := append([]string(nil), c.cmd[1:]...)
+	full = append(full, "-p", c.project, "-f", filepath.Join(c.root, "docker-compose.yml"))
 	full = append(full, c.profiles...)
 	full = append(full, args...)
-	cmd := exec.CommandContext(ctx, "docker-compose", full...)
+	cmd := exec.CommandContext(ctx, c.cmd[0], full...)
 	cmd.Dir = c.root
 	cmd.Env = append(os.Environ(), c.env...)
 	out, err := cmd.CombinedOutput()

@@ -8,7 +8,8 @@
 //
 //	go test -tags compose -count=1 -v -timeout 10m ./internal/composetest/
 //
-// It skips when docker-compose or the Docker daemon is unavailable and fails
-// on anything else. It needs host ports 127.0.0.1:9000 and :9001 free. See
-// deployments/README.md.
+// It skips when docker-compose (or `docker compose`) or the Docker daemon is
+// unavailable and fails on anything else. The gateways are published on
+// 127.0.0.1:9000 and :9001, or on two free ports when those are taken (or
+// COLDSTART_GATEWAY_PORTS="A,B"). See deployments/README.md.
 package composetest

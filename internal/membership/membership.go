@@ -74,13 +74,14 @@ type Config struct {
 
 // List is a running member.
 type List struct {
-	ml   *memberlist.Memberlist
-	meta []byte
-	obs  Observer
-	mu   sync.Mutex
-	dead map[string]Member
-	stop chan struct{}
-	once sync.Once
+	ml    *memberlist.Memberlist
+	meta  []byte
+	obs   Observer
+	mu    sync.Mutex
+	dead  map[string]Member
+	alive map[string]Member // copied in the event callbacks, under mu
+	stop  chan struct{}
+	once  sync.Once
 }
 
 // Join starts a member and joins the seeds (if any answer).
@@ -94,7 +95,7 @@ func Join(cfg Config) (*List, error) {
 	if err != nil {
 		return nil, err
 	}
-	l := &List{meta: meta, obs: cfg.Observer, dead: map[string]Member{}, stop: make(chan struct{})}
+	l := &List{meta: meta, obs: cfg.Observer, dead: map[string]Member{}, alive: map[string]Member{}, stop: make(chan struct{})}
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = cfg.Meta.ID
 	mc.BindAddr = host
@@ -154,15 +155,14 @@ func (l *List) retryJoin(seeds []string) {
 // Addr is the member's gossip address.
 func (l *List) Addr() string { return l.ml.LocalNode().Address() }
 
-// Members returns the alive members.
+// Members returns the alive members. It reads the list kept by the event
+// callbacks, not memberlist.Members(): memberlist mutates the nodes that
+// returns while we read them.
 func (l *List) Members() []Member {
-	var out []Member
-	for _, n := range l.ml.Members() {
-		m, ok := decode(n)
-		if !ok {
-			continue
-		}
-		m.Alive = true
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	out := make([]Member, 0, len(l.alive)+1)
+	for _, m := range l.alive {
 		out = append(out, m)
 	}
 	return out
@@ -218,6 +218,7 @@ func (l *List) NotifyJoin(n *memberlist.Node) {
 	m.Alive = true
 	l.mu.Lock()
 	delete(l.dead, m.ID)
+	l.alive[m.ID] = m
 	l.mu.Unlock()
 	if l.obs != nil {
 		l.obs.MemberJoin(m)
@@ -231,10 +232,20 @@ func (l *List) NotifyLeave(n *memberlist.Node) {
 	}
 	l.mu.Lock()
 	l.dead[m.ID] = m
+	delete(l.alive, m.ID)
 	l.mu.Unlock()
 	if l.obs != nil {
 		l.obs.MemberLeave(m)
 	}
 }
 
-func (l *List) NotifyUpdate(n *memberlist.Node) {}
+func (l *List) NotifyUpdate(n *memberlist.Node) {
+	m, ok := decode(n)
+	if !ok {
+		return
+	}
+	m.Alive = true
+	l.mu.Lock()
+	l.alive[m.ID] = m
+	l.mu.Unlock()
+}
