@@ -90,8 +90,10 @@ func (g *Gateway) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		h.Set(worker.HdrLogTail, "tail")
 	}
 	// The worker enforces the function timeout; the gateway waits a little
-	// longer so the worker's Sandbox.Timedout answer arrives first.
-	wait := time.Duration(e.fn.TimeoutMs)*time.Millisecond + 15*time.Second
+	// longer (cold-start phases included) so the worker's Sandbox.Timedout
+	// answer arrives first. A worker that dies mid-invocation costs the
+	// caller this wait: NATS does not tell a requester its responder died.
+	wait := time.Duration(e.fn.TimeoutMs)*time.Millisecond + 5*time.Second
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
 
@@ -130,10 +132,10 @@ func (g *Gateway) route(ctx context.Context, msg *nats.Msg, k pool.Key) (*nats.M
 			return nil, workerError(reply)
 		}
 	}
-	return g.cold(ctx, msg, k)
+	return g.cold(ctx, msg, k, false)
 }
 
-func (g *Gateway) cold(ctx context.Context, msg *nats.Msg, k pool.Key) (*nats.Msg, *lambdaError) {
+func (g *Gateway) cold(ctx context.Context, msg *nats.Msg, k pool.Key, retried bool) (*nats.Msg, *lambdaError) {
 	id := "sb-" + newRequestID()
 	resp, err := g.askPlacement(ctx, placement.Request{Op: placement.OpCreateSandbox, Sandbox: &placement.CreateSandbox{ID: id, Account: k.Account, Function: k.Function, Version: k.Version}}, placementBudget)
 	if err != nil {
@@ -163,7 +165,13 @@ func (g *Gateway) cold(ctx context.Context, msg *nats.Msg, k pool.Key) (*nats.Ms
 	msg.Header.Set(worker.HdrGranted, strconv.FormatInt(gr.Sandbox.CreatedNs, 10))
 	reply, err := g.nc.RequestMsgWithContext(ctx, msg)
 	if errors.Is(err, nats.ErrNoResponders) {
-		// The worker is gone; membership will release the grant.
+		// The worker died before membership noticed. Report it (placement
+		// confirms and releases its sandboxes, this grant included) and
+		// place the invocation once more, elsewhere.
+		g.askPlacement(ctx, placement.Request{Op: placement.OpSuspect, Worker: gr.Sandbox.Worker}, placementBudget)
+		if !retried {
+			return g.cold(ctx, msg, k, true)
+		}
 		return nil, errService("the worker chosen for the sandbox (" + gr.Sandbox.Worker + ") is not reachable")
 	}
 	if err != nil {
@@ -180,7 +188,7 @@ func (g *Gateway) cold(ctx context.Context, msg *nats.Msg, k pool.Key) (*nats.Ms
 // change is absorbed by retrying, a lost quorum still fails within 1 s.
 // The control plane may be slower (controlBudget).
 const (
-	placementBudget = 800 * time.Millisecond
+	placementBudget = 600 * time.Millisecond
 	controlBudget   = 5 * time.Second
 )
 

@@ -485,6 +485,16 @@ func (n *Node) serve(req *Request) Response {
 		return n.reconcile(*req.Reconcile)
 	case req.Op == OpSnapshot:
 		return Response{Snapshot: n.Snapshot()}
+	case req.Op == OpSuspect && req.Worker != "":
+		// A gateway found a granted worker unreachable: confirm over NATS
+		// and release it now rather than at the next membership verdict.
+		if n.unreachable(req.Worker) {
+			n.log.Info("worker unreachable: releasing its sandboxes", "worker", req.Worker)
+			if _, err := n.apply(CmdWorkerDead, WorkerDead{ID: req.Worker}); err != nil {
+				return Response{Error: typedError(err)}
+			}
+		}
+		return Response{}
 	}
 	return Response{Error: &Error{Type: "InvalidRequestContentException", Message: "unknown placement op " + req.Op}}
 }

@@ -29,6 +29,7 @@ const (
 	OpCreateSandbox  = "create_sandbox"
 	OpRelease        = "release"
 	OpReconcile      = "reconcile"
+	OpSuspect        = "suspect"  // a caller could not reach a worker
 	OpSnapshot       = "snapshot" // read
 )
 
@@ -42,6 +43,7 @@ type Request struct {
 	Sandbox   *CreateSandbox   `json:"sandbox,omitempty"`
 	Release   []string         `json:"release,omitempty"`
 	Reconcile *ReconcileWorker `json:"reconcile,omitempty"`
+	Worker    string           `json:"worker,omitempty"` // suspect
 }
 
 // Error is a typed error in a Response; Type is the Lambda exception name.

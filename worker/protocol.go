@@ -54,9 +54,7 @@ func WarmSubject(k pool.Key) string {
 // InvokeSubject addresses a worker directly (cold starts on a granted sandbox).
 func InvokeSubject(worker string) string { return "cs.worker." + worker + ".invoke" }
 
-func token(v string) string {
-	return strings.NewReplacer("$", "", ".", "_", "*", "_", ">", "_").Replace(v)
-}
+func token(v string) string { return strings.NewReplacer("$", "", ".", "_", "*", "_", ">", "_").Replace(v) }
 
 // Spec is what a worker needs to know about a function to run it; the
 // gateway sends it with every invocation so workers hold no control-plane

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"os"
 	"strings"
@@ -23,8 +24,8 @@ import (
 
 // nodeFlags are the flags every role shares.
 type nodeFlags struct {
-	id, nats, gossip, join, http string
-	verbose                      bool
+	id, nats, gossip, join, http, advertise string
+	verbose                                 bool
 }
 
 func (f *nodeFlags) register(fs *flag.FlagSet, role string) {
@@ -33,6 +34,7 @@ func (f *nodeFlags) register(fs *flag.FlagSet, role string) {
 	fs.StringVar(&f.nats, "nats", envOr("COLDSTART_NATS", "nats://127.0.0.1:4222"), "NATS server URL")
 	fs.StringVar(&f.gossip, "gossip", envOr("COLDSTART_GOSSIP", "127.0.0.1:7946"), "memberlist bind address host:port")
 	fs.StringVar(&f.join, "join", envOr("COLDSTART_JOIN", ""), "comma-separated memberlist seeds host:port")
+	fs.StringVar(&f.advertise, "advertise", envOr("COLDSTART_ADVERTISE", ""), "memberlist address others reach this node at, host[:port] (hostnames resolved; default: the --gossip host, or a private IP when it is 0.0.0.0)")
 	fs.StringVar(&f.http, "http", envOr("COLDSTART_HTTP", ""), "address for /metrics and /healthz (empty: none)")
 	fs.BoolVar(&f.verbose, "verbose", false, "debug logs")
 }
@@ -42,7 +44,7 @@ func (f *nodeFlags) common(reg *prometheus.Registry, stderr io.Writer) roles.Com
 	if f.verbose {
 		level = slog.LevelDebug
 	}
-	return roles.Common{ID: f.id, NATSURL: f.nats, GossipAddr: f.gossip, Seeds: splitList(f.join), Timing: membership.Fast, Registry: reg, Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))}
+	return roles.Common{ID: f.id, NATSURL: f.nats, GossipAddr: f.gossip, Advertise: f.advertise, Seeds: splitList(f.join), Timing: membership.Fast, Registry: reg, Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))}
 }
 
 func newRegistry() *prometheus.Registry {
@@ -68,13 +70,32 @@ func serveAdmin(addr string, reg *prometheus.Registry, healthy func() bool) {
 	go http.ListenAndServe(addr, mux)
 }
 
+// parseFlags parses a node command's flags. Every flag may also come from
+// the environment as COLDSTART_<NAME> (dashes as underscores); a flag given
+// on the command line wins. This is the one place configuration is read.
 func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, usage string) bool {
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, usage+"\n\nFlags (each also reads the COLDSTART_* variable named in its help):")
+		fmt.Fprintln(stderr, usage+"\n\nFlags (each also read from COLDSTART_<FLAG>, e.g. --keep-alive as COLDSTART_KEEP_ALIVE):")
 		fs.PrintDefaults()
 	}
+	var bad error
+	fs.VisitAll(func(f *flag.Flag) {
+		if v, ok := os.LookupEnv(envName(f.Name)); ok && bad == nil {
+			if err := f.Value.Set(v); err != nil {
+				bad = fmt.Errorf("$%s=%q: %v", envName(f.Name), v, err)
+			}
+		}
+	})
+	if bad != nil {
+		fmt.Fprintln(stderr, bad)
+		return false
+	}
 	return fs.Parse(args) == nil
+}
+
+func envName(flagName string) string {
+	return "COLDSTART_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
 }
 
 func runPlacement(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -196,9 +217,20 @@ func runNATS(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 
 func runHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
-	url := fs.String("url", envOr("COLDSTART_HEALTH_URL", "http://127.0.0.1:9000/healthz"), "health URL to probe")
-	if !parseFlags(fs, args, stderr, "Usage: coldstart healthcheck [--url URL]\n\nExits 0 when URL answers 200 within 2 s (for container health probes).\n\nExample:\n  coldstart healthcheck --url http://127.0.0.1:9000/healthz") {
+	url := fs.String("url", "http://127.0.0.1:9000/healthz", "health URL to probe")
+	tcp := fs.String("tcp", "", "probe a TCP address instead (host:port), e.g. a NATS server")
+	if !parseFlags(fs, args, stderr, "Usage: coldstart healthcheck [--url URL | --tcp HOST:PORT]\n\nExits 0 when URL answers 200 (or HOST:PORT accepts a connection) within 2 s:\nfor container health probes.\n\nExample:\n  coldstart healthcheck --url http://127.0.0.1:9000/healthz\n  coldstart healthcheck --tcp nats:4222") {
 		return 2
+	}
+	if *tcp != "" {
+		c, err := net.DialTimeout("tcp", *tcp, 2*time.Second)
+		if err != nil {
+			fmt.Fprintln(stderr, "unhealthy:", err)
+			return 1
+		}
+		c.Close()
+		fmt.Fprintln(stdout, "healthy")
+		return 0
 	}
 	c := http.Client{Timeout: 2 * time.Second}
 	resp, err := c.Get(*url)

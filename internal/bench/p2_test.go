@@ -31,13 +31,14 @@ type phaseStats struct {
 func (p phaseStats) rate() float64     { return float64(p.n) / p.wall.Seconds() }
 func (p phaseStats) cpuPerOp() float64 { return float64(p.cpu.Microseconds()) / float64(p.n) }
 func (p phaseStats) cores() float64    { return float64(p.cpu) / float64(p.wall) }
-func (p *phaseStats) add(q phaseStats) { p.n, p.wall, p.cpu = p.n+q.n, p.wall+q.wall, p.cpu+q.cpu }
 func (p phaseStats) nsPerOp() float64  { return float64(p.wall.Nanoseconds()) / float64(p.n) }
-func (p phaseStats) String() string    { return fmt.Sprintf("%d ops in %s", p.n, p.wall) }
-func ratio(a, b float64) float64       { return a / b }
+func (p *phaseStats) add(q phaseStats) { p.n, p.wall, p.cpu = p.n+q.n, p.wall+q.wall, p.cpu+q.cpu }
+
+// runPhase runs op p2PerClient times on each of p2Clients goroutines.
 func runPhase(op func(client int) error) (phaseStats, error) {
 	var wg sync.WaitGroup
-	var firstErr atomic.Value
+	var once sync.Once
+	var firstErr error
 	start, cpu0 := time.Now(), CPUTime()
 	for cl := 0; cl < p2Clients; cl++ {
 		wg.Add(1)
@@ -45,7 +46,7 @@ func runPhase(op func(client int) error) (phaseStats, error) {
 			defer wg.Done()
 			for i := 0; i < p2PerClient; i++ {
 				if err := op(cl); err != nil {
-					firstErr.CompareAndSwap(nil, err)
+					once.Do(func() { firstErr = err })
 					return
 				}
 			}
@@ -53,10 +54,7 @@ func runPhase(op func(client int) error) (phaseStats, error) {
 	}
 	wg.Wait()
 	ps := phaseStats{n: p2Clients * p2PerClient, wall: time.Since(start), cpu: CPUTime() - cpu0}
-	if err, _ := firstErr.Load().(error); err != nil {
-		return ps, err
-	}
-	return ps, nil
+	return ps, firstErr
 }
 
 // BenchmarkP2WarmThroughput is goal P2: warm synchronous invocations/s of
@@ -138,7 +136,7 @@ func BenchmarkP2WarmThroughput(b *testing.B) {
 	b.ReportMetric(inv.rate(), "inv/s")
 	b.ReportMetric(ht.rate(), "http-req/s")
 	b.ReportMetric(nt.rate(), "nats-req/s")
-	b.ReportMetric(ratio(inv.rate(), ht.rate()), "of-http")
+	b.ReportMetric(inv.rate()/ht.rate(), "of-http")
 	b.ReportMetric(float64(cold.Load()), "cold")
 	b.ReportMetric(inv.cores(), "cores")
 	b.ReportMetric(ht.cores(), "http-cores")
@@ -149,8 +147,8 @@ func BenchmarkP2WarmThroughput(b *testing.B) {
 	b.ReportMetric(inv.cpuPerOp(), "cpu-us/inv")
 	b.ReportMetric(ht.cpuPerOp(), "http-cpu-us/req")
 	b.ReportMetric(nt.cpuPerOp(), "nats-cpu-us/req")
-	b.ReportMetric(ratio(ht.cpuPerOp(), inv.cpuPerOp()), "cpu-of-http")
-	b.ReportMetric(ratio(ht.cpuPerOp(), ht.cpuPerOp()+nt.cpuPerOp()), "floor-of-http")
+	b.ReportMetric(ht.cpuPerOp()/inv.cpuPerOp(), "cpu-of-http")
+	b.ReportMetric(ht.cpuPerOp()/(ht.cpuPerOp()+nt.cpuPerOp()), "floor-of-http")
 }
 
 // natsPair connects a requester and a responder that echoes bench.echo.

@@ -66,10 +66,14 @@ var Fast = Timing{ProbeInterval: 200 * time.Millisecond, ProbeTimeout: 100 * tim
 type Config struct {
 	Meta     Meta
 	BindAddr string // host:port; port 0 picks one
-	Seeds    []string
-	Timing   Timing
-	Observer Observer
-	Logger   io.Writer // nil discards
+	// Advertise is the address others reach this member at (host or
+	// host:port; a hostname is resolved once at start). Empty: the bind
+	// address, or, when binding 0.0.0.0, the host's private IP.
+	Advertise string
+	Seeds     []string
+	Timing    Timing
+	Observer  Observer
+	Logger    io.Writer // nil discards
 }
 
 // List is a running member.
@@ -100,8 +104,12 @@ func Join(cfg Config) (*List, error) {
 	mc.Name = cfg.Meta.ID
 	mc.BindAddr = host
 	mc.BindPort = port
-	mc.AdvertiseAddr = host
-	mc.AdvertisePort = port
+	advHost, advPort, err := advertise(cfg.Advertise, host, port)
+	if err != nil {
+		return nil, err
+	}
+	mc.AdvertiseAddr = advHost
+	mc.AdvertisePort = advPort
 	t := cfg.Timing
 	if t.ProbeInterval == 0 {
 		t = Fast
@@ -132,6 +140,32 @@ func Join(cfg Config) (*List, error) {
 		}
 	}
 	return l, nil
+}
+
+// advertise resolves the address to advertise. Binding the unspecified
+// address and advertising it would make every member unreachable.
+func advertise(adv, bindHost string, bindPort int) (string, int, error) {
+	if adv == "" {
+		if ip := net.ParseIP(bindHost); ip != nil && ip.IsUnspecified() {
+			return "", bindPort, nil // memberlist picks a private IP
+		}
+		return bindHost, bindPort, nil
+	}
+	host, port := adv, bindPort
+	if h, p, err := net.SplitHostPort(adv); err == nil {
+		host = h
+		if port, err = strconv.Atoi(p); err != nil {
+			return "", 0, fmt.Errorf("membership advertise %q: bad port", adv)
+		}
+	}
+	if net.ParseIP(host) == nil {
+		ips, err := net.LookupHost(host)
+		if err != nil || len(ips) == 0 {
+			return "", 0, fmt.Errorf("membership advertise %q: %v", adv, err)
+		}
+		host = ips[0]
+	}
+	return host, port, nil
 }
 
 func (l *List) retryJoin(seeds []string) {

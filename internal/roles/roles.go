@@ -29,6 +29,7 @@ type Common struct {
 	ID         string
 	NATSURL    string
 	GossipAddr string   // memberlist bind host:port
+	Advertise  string   // memberlist advertise host[:port] (empty: derived)
 	Seeds      []string // memberlist seeds
 	Timing     membership.Timing
 	Registry   *prometheus.Registry
@@ -73,7 +74,7 @@ func StartPlacement(o PlacementOptions) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{ID: o.ID, Role: membership.RolePlacement, NC: nc, obs: &observerMux{}}
-	ml, err := membership.Join(membership.Config{Meta: membership.Meta{ID: o.ID, Role: membership.RolePlacement, Addr: o.RaftAddr}, BindAddr: o.GossipAddr, Seeds: o.Seeds, Timing: o.Timing, Observer: n.obs})
+	ml, err := membership.Join(membership.Config{Meta: membership.Meta{ID: o.ID, Role: membership.RolePlacement, Addr: o.RaftAddr}, BindAddr: o.GossipAddr, Advertise: o.Advertise, Seeds: o.Seeds, Timing: o.Timing, Observer: n.obs})
 	if err != nil {
 		nc.Close()
 		return nil, err
@@ -118,7 +119,7 @@ func StartWorker(o WorkerOptions) (*Node, error) {
 	n.Worker = wn
 	// Join membership last: placement registers the worker as soon as it
 	// sees it, and it must already answer on its subjects.
-	ml, err := membership.Join(membership.Config{Meta: membership.Meta{ID: o.ID, Role: membership.RoleWorker, Capacity: o.Capacity, MemoryMB: o.MemoryMB}, BindAddr: o.GossipAddr, Seeds: o.Seeds, Timing: o.Timing})
+	ml, err := membership.Join(membership.Config{Meta: membership.Meta{ID: o.ID, Role: membership.RoleWorker, Capacity: o.Capacity, MemoryMB: o.MemoryMB}, BindAddr: o.GossipAddr, Advertise: o.Advertise, Seeds: o.Seeds, Timing: o.Timing})
 	if err != nil {
 		wn.Stop()
 		nc.Close()
@@ -142,7 +143,7 @@ func StartGateway(o GatewayOptions) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{ID: o.ID, Role: membership.RoleGateway, NC: nc}
-	ml, err := membership.Join(membership.Config{Meta: membership.Meta{ID: o.ID, Role: membership.RoleGateway, Addr: o.Listen}, BindAddr: o.GossipAddr, Seeds: o.Seeds, Timing: o.Timing})
+	ml, err := membership.Join(membership.Config{Meta: membership.Meta{ID: o.ID, Role: membership.RoleGateway, Addr: o.Listen}, BindAddr: o.GossipAddr, Advertise: o.Advertise, Seeds: o.Seeds, Timing: o.Timing})
 	if err != nil {
 		nc.Close()
 		return nil, err

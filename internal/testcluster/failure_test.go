@@ -197,3 +197,22 @@ func TestNoWorkersFailsFast(t *testing.T) {
 		}
 	}
 }
+
+// TestColdStartOnJustDeadWorkerIsPlacedElsewhere: in the moment between a
+// worker's death and membership noticing, a grant can name it; the gateway
+// reports it, placement confirms over NATS and releases it, and the
+// invocation is placed again on a live worker.
+func TestColdStartOnJustDeadWorkerIsPlacedElsewhere(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 2})
+	url := c.GatewayURL(0)
+	for i := 0; i < 6; i++ {
+		createFunction(t, url, synthetic("fresh"+string(rune('a'+i)), "1ms", "1ms"))
+	}
+	c.Kill("worker-1")
+	for i := 0; i < 6; i++ {
+		r := invoke(t, url, "fresh"+string(rune('a'+i)), `{}`)
+		if r.Status != 200 || !r.Cold || r.Worker != "worker-2" {
+			t.Fatalf("cold start %d right after a worker died: %d %s %+v on %q", i, r.Status, r.ErrorType, r.Body, r.Worker)
+		}
+	}
+}
