@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"net/http"
@@ -392,17 +393,22 @@ func (g *Gateway) handleRecords(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 			return
 		case b := <-ch:
-			if fn != "" {
-				var rec struct {
-					Function string `json:"function"`
-				}
-				if json.Unmarshal(b, &rec) != nil || rec.Function != fn {
+			for _, line := range bytes.Split(b, []byte{'\n'}) {
+				if len(line) == 0 {
 					continue
 				}
+				if fn != "" {
+					var rec struct {
+						Function string `json:"function"`
+					}
+					if json.Unmarshal(line, &rec) != nil || rec.Function != fn {
+						continue
+					}
+				}
+				w.Write(line)
+				w.Write([]byte{'\n'})
+				dirty = true
 			}
-			w.Write(b)
-			w.Write([]byte{'\n'})
-			dirty = true
 		case <-tick.C:
 			if dirty {
 				fl.Flush()

@@ -85,7 +85,7 @@ func Start(cfg Config) (*Gateway, error) {
 		return nil, err
 	}
 	g.ln = ln
-	g.sub, err = g.nc.Subscribe(placement.SubjectEvents, func(*nats.Msg) { go g.refresh() })
+	g.sub, err = g.nc.Subscribe(placement.SubjectEvents, g.handleEvent)
 	if err != nil {
 		ln.Close()
 		return nil, err
@@ -121,6 +121,19 @@ func (g *Gateway) refresh() {
 	if err := g.cache.refresh(ctx); err != nil {
 		g.log.Debug("cache refresh", "err", err)
 	}
+}
+
+// handleEvent refreshes the cache after a control-plane change, refusing
+// snapshots older than the change (a lagging follower's).
+func (g *Gateway) handleEvent(m *nats.Msg) {
+	var ev placement.Event
+	if json.Unmarshal(m.Data, &ev) != nil {
+		return
+	}
+	g.cache.mu.Lock()
+	g.cache.observe(ev.Index)
+	g.cache.mu.Unlock()
+	go g.refreshFresh()
 }
 
 // refreshFresh retries a refresh a few times when the answering placement

@@ -451,21 +451,21 @@ func (n *Node) serve(req *Request) Response {
 		if err != nil {
 			return Response{Error: typedError(err)}
 		}
-		n.publishEvent("function", req.Function.Account, req.Function.Name)
+		n.publishEvent("function", req.Function.Account, req.Function.Name, idx)
 		return Response{Function: v.(*Function), Index: idx}
 	case req.Op == OpDeleteFunction && req.Delete != nil:
 		v, idx, err := n.applyIndex(CmdDeleteFunction, req.Delete)
 		if err != nil {
 			return Response{Error: typedError(err)}
 		}
-		n.publishEvent("delete", req.Delete.Account, req.Delete.Name)
+		n.publishEvent("delete", req.Delete.Account, req.Delete.Name, idx)
 		return Response{Function: v.(*Function), Index: idx}
 	case req.Op == OpSetLimit && req.Limit != nil:
 		v, idx, err := n.applyIndex(CmdSetAccountLimit, req.Limit)
 		if err != nil {
 			return Response{Error: typedError(err)}
 		}
-		n.publishEvent("account", req.Limit.Account, "")
+		n.publishEvent("account", req.Limit.Account, "", idx)
 		go n.trim(req.Limit.Account)
 		return Response{Account: v.(*Account), Index: idx}
 	case req.Op == OpSetReserved && req.Reserved != nil:
@@ -473,7 +473,7 @@ func (n *Node) serve(req *Request) Response {
 		if err != nil {
 			return Response{Error: typedError(err)}
 		}
-		n.publishEvent("function", req.Reserved.Account, req.Reserved.Name)
+		n.publishEvent("function", req.Reserved.Account, req.Reserved.Name, idx)
 		go n.trim(req.Reserved.Account)
 		return Response{Function: v.(*Function), Index: idx}
 	case req.Op == OpRelease:
@@ -499,8 +499,17 @@ func (n *Node) serve(req *Request) Response {
 	return Response{Error: &Error{Type: "InvalidRequestContentException", Message: "unknown placement op " + req.Op}}
 }
 
-func (n *Node) publishEvent(kind, account, name string) {
-	b, _ := json.Marshal(map[string]string{"kind": kind, "account": account, "function": name})
+// Event is a change notice on SubjectEvents. Index is the Raft index of
+// the change, so a reader can ignore snapshots older than it.
+type Event struct {
+	Kind     string `json:"kind"`
+	Account  string `json:"account"`
+	Function string `json:"function"`
+	Index    uint64 `json:"index"`
+}
+
+func (n *Node) publishEvent(kind, account, name string, idx uint64) {
+	b, _ := json.Marshal(Event{Kind: kind, Account: account, Function: name, Index: idx})
 	_ = n.nc.Publish(SubjectEvents, b)
 }
 

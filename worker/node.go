@@ -57,6 +57,9 @@ type Node struct {
 	inflight int
 	rnd      *rand.Rand
 
+	unsubAt map[pool.Key]*time.Timer // pending warm unsubscriptions
+	records *recordBatcher
+
 	subs   []*nats.Subscription
 	wake   chan struct{}
 	done   chan struct{}
@@ -87,11 +90,13 @@ func Start(cfg Config) (*Node, error) {
 		warmSubs: map[pool.Key]*nats.Subscription{},
 		deleted:  map[string]bool{},
 		dropping: map[string]bool{},
+		unsubAt:  map[pool.Key]*time.Timer{},
 		rnd:      newRand(),
 		wake:     make(chan struct{}, 1),
 		done:     make(chan struct{}),
 	}
 	n.specs.m = map[string]*Spec{}
+	n.records = newRecordBatcher(n.nc)
 	n.m = newMetrics(cfg.Registry, cfg.ID)
 	for subj, h := range map[string]nats.MsgHandler{
 		InvokeSubject(cfg.ID):                     n.handleCold,
@@ -131,6 +136,9 @@ func (n *Node) Stop() {
 	for _, s := range n.warmSubs {
 		s.Unsubscribe()
 	}
+	for _, t := range n.unsubAt {
+		t.Stop()
+	}
 	n.warmSubs = map[pool.Key]*nats.Subscription{}
 	n.mu.Unlock()
 	for _, s := range n.subs {
@@ -138,6 +146,7 @@ func (n *Node) Stop() {
 	}
 	close(n.done)
 	n.wg.Wait()
+	n.records.stop()
 }
 
 func newRand() *rand.Rand { return rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x636f6c64)) }
@@ -152,15 +161,28 @@ func (n *Node) scaled(d time.Duration) time.Duration {
 	return time.Duration(float64(d) / n.cfg.TimeScale)
 }
 
-// updateWarmSub keeps the worker subscribed to k's warm subject exactly
-// while it has an idle sandbox of k. Called with n.mu held.
+// updateWarmSub keeps the worker subscribed to k's warm subject while it
+// has an idle sandbox of k, so a gateway's request reaches an idle sandbox
+// anywhere or gets "no responders". Losing the last idle sandbox only
+// schedules the unsubscription: a sandbox usually comes back within
+// moments (the next request of a steady client), and dropping and
+// re-creating the subscription on every invocation cost more than the
+// rare "busy" answer it saves. Called with n.mu held.
 func (n *Node) updateWarmSub(k pool.Key) {
 	if n.closed {
 		return
 	}
-	idle, _ := n.pool.Counts(k)
+	idle, total := n.pool.Counts(k)
 	sub := n.warmSubs[k]
 	switch {
+	case total == 0 && sub != nil:
+		// Nothing of k left to come back: stop at once.
+		if t := n.unsubAt[k]; t != nil {
+			t.Stop()
+			delete(n.unsubAt, k)
+		}
+		sub.Drain()
+		delete(n.warmSubs, k)
 	case idle > 0 && sub == nil:
 		s, err := n.nc.QueueSubscribe(WarmSubject(k), queueWarm, n.handleWarm)
 		if err != nil {
@@ -169,14 +191,34 @@ func (n *Node) updateWarmSub(k pool.Key) {
 		}
 		s.SetPendingLimits(-1, -1)
 		n.warmSubs[k] = s
-	case idle == 0 && sub != nil:
-		// Drain, not Unsubscribe: requests the server routed here before
-		// it saw the UNSUB still reach handleWarm and get an answer (busy,
-		// or a sandbox freed meanwhile) instead of vanishing until the
-		// gateway's timeout.
-		sub.Drain()
-		delete(n.warmSubs, k)
+	case idle > 0:
+		if t := n.unsubAt[k]; t != nil {
+			t.Stop()
+			delete(n.unsubAt, k)
+		}
+	case idle == 0 && sub != nil && n.unsubAt[k] == nil:
+		n.unsubAt[k] = time.AfterFunc(warmLinger, func() { n.dropWarmSub(k, sub) })
 	}
+}
+
+// warmLinger is how long a warm subscription outlives the last idle sandbox.
+const warmLinger = 5 * time.Millisecond
+
+func (n *Node) dropWarmSub(k pool.Key, sub *nats.Subscription) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if n.unsubAt[k] == nil || n.warmSubs[k] != sub {
+		return // cancelled, or superseded
+	}
+	delete(n.unsubAt, k)
+	if idle, _ := n.pool.Counts(k); idle > 0 {
+		return
+	}
+	// Drain, not Unsubscribe: requests the server routed here before it saw
+	// the UNSUB still reach handleWarm and get an answer instead of
+	// vanishing until the gateway's timeout.
+	sub.Drain()
+	delete(n.warmSubs, k)
 }
 
 func keyOf(h nats.Header) pool.Key {

@@ -39,7 +39,8 @@ const (
 	StatusError = "error"
 )
 
-// SubjectRecords carries one api.Record per finished invocation.
+// SubjectRecords carries finished-invocation records, as batches of
+// newline-separated api.Record JSON (see SplitRecords).
 const SubjectRecords = "cs.records"
 
 const queueWarm = "warm"
@@ -54,7 +55,18 @@ func WarmSubject(k pool.Key) string {
 // InvokeSubject addresses a worker directly (cold starts on a granted sandbox).
 func InvokeSubject(worker string) string { return "cs.worker." + worker + ".invoke" }
 
-func token(v string) string { return strings.NewReplacer("$", "", ".", "_", "*", "_", ">", "_").Replace(v) }
+var tokenReplacer = strings.NewReplacer("$", "", ".", "_", "*", "_", ">", "_")
+
+// token makes a version safe as a subject token; "$LATEST" is the common case.
+func token(v string) string {
+	if v == "$LATEST" {
+		return "LATEST"
+	}
+	if !strings.ContainsAny(v, "$.*>") {
+		return v
+	}
+	return tokenReplacer.Replace(v)
+}
 
 // Spec is what a worker needs to know about a function to run it; the
 // gateway sends it with every invocation so workers hold no control-plane

@@ -121,16 +121,19 @@ func (n *Node) run(m *nats.Msg, sb *pool.Sandbox, spec *Spec, cold bool, receive
 	default:
 		r.Data = m.Data // the synthetic handler echoes its event
 	}
-	logs := reportLines(rec, spec.MemoryMB, timedOut, timeout)
-	if m.Header.Get(HdrLogTail) == "tail" {
-		tail := logs
-		if len(tail) > 4096 {
-			tail = tail[len(tail)-4096:]
+	// The log lines are built only when someone reads them.
+	if tail := m.Header.Get(HdrLogTail) == "tail"; tail || n.cfg.LogInvocations {
+		logs := reportLines(rec, spec.MemoryMB, timedOut, timeout)
+		if tail {
+			t := logs
+			if len(t) > 4096 {
+				t = t[len(t)-4096:]
+			}
+			h.Set(HdrLogTail, base64.StdEncoding.EncodeToString([]byte(t)))
 		}
-		h.Set(HdrLogTail, base64.StdEncoding.EncodeToString([]byte(tail)))
-	}
-	if n.cfg.LogInvocations {
-		n.log.Info(logs)
+		if n.cfg.LogInvocations {
+			n.log.Info(logs)
+		}
 	}
 	n.m.invocations.Inc()
 	n.m.duration.Observe(elapsed.Seconds())
@@ -138,9 +141,7 @@ func (n *Node) run(m *nats.Msg, sb *pool.Sandbox, spec *Spec, cold bool, receive
 	n.finish(sb, timedOut)
 	rec.ReleasedNs = time.Now().UnixNano()
 	_ = m.RespondMsg(r)
-	if b, err := json.Marshal(rec); err == nil {
-		_ = n.nc.Publish(SubjectRecords, b)
-	}
+	n.records.add(rec)
 }
 
 // reportLines renders Lambda's START/END/REPORT lines.

@@ -6,7 +6,6 @@
 package testcluster
 
 import (
-	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
@@ -322,12 +321,10 @@ func (c *Cluster) Records() *Recorder {
 	}
 	r := &Recorder{nc: nc}
 	r.sub, err = nc.Subscribe(worker.SubjectRecords, func(m *nats.Msg) {
-		var rec api.Record
-		if json.Unmarshal(m.Data, &rec) == nil {
-			r.mu.Lock()
-			r.recs = append(r.recs, rec)
-			r.mu.Unlock()
-		}
+		recs := worker.SplitRecords(m.Data)
+		r.mu.Lock()
+		r.recs = append(r.recs, recs...)
+		r.mu.Unlock()
 	})
 	if err != nil {
 		c.t.Fatal(err)
