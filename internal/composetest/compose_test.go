@@ -1,5 +1,3 @@
-//go:build compose
-
 package composetest
 
 import (

@@ -3,10 +3,11 @@
 // and runs the node-failure drill: placement quorum loss, recovery, worker
 // loss.
 //
-// The test is behind the "compose" build tag because it builds images and
-// starts ten containers:
+// It builds the images (deployments/build-images.sh, offline, FROM scratch)
+// and starts ten containers, so it takes a minute or two; it runs with the
+// rest of the tests (`go test ./...`), or alone:
 //
-//	go test -tags compose -count=1 -v -timeout 10m ./internal/composetest/
+//	go test -count=1 -v -timeout 10m ./internal/composetest/
 //
 // It skips when docker-compose (or `docker compose`) or the Docker daemon is
 // unavailable and fails on anything else. The gateways are published on
