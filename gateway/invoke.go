@@ -140,6 +140,9 @@ func (g *Gateway) cold(ctx context.Context, msg *nats.Msg, k pool.Key, retried b
 	resp, err := g.askPlacement(ctx, placement.Request{Op: placement.OpCreateSandbox, Sandbox: &placement.CreateSandbox{ID: id, Account: k.Account, Function: k.Function, Version: k.Version}}, placementBudget)
 	if err != nil {
 		if errors.Is(err, placement.ErrUnavailable) {
+			// The request may still be granted after we gave up: cancel it,
+			// or its sandbox would hold capacity nobody uses.
+			go g.cancelGrant(id)
 			g.m.placementFail.Inc()
 			return nil, errService("Cold start refused: the placement service is unavailable (no Raft quorum). Warm sandboxes keep serving. " + err.Error())
 		}
@@ -208,6 +211,12 @@ func (g *Gateway) askPlacement(ctx context.Context, req placement.Request, budge
 		case <-time.After(wait):
 		}
 	}
+}
+
+// cancelGrant releases (or, if not granted yet, cancels) a sandbox id the
+// gateway asked for but will not use.
+func (g *Gateway) cancelGrant(id string) {
+	g.askPlacement(context.Background(), placement.Request{Op: placement.OpRelease, Release: []string{id}}, controlBudget)
 }
 
 func workerError(reply *nats.Msg) *lambdaError {

@@ -83,8 +83,13 @@ type CreateSandbox struct {
 	Release  []string `json:"release,omitempty"`
 }
 
+// ReleaseSandboxes gives capacity back. An id the ledger does not hold is
+// remembered for a minute (by Now, leader-stamped) and a later
+// CreateSandbox with that id is refused: a gateway that gave up on a grant
+// cancels it this way even if its request is still queued at the leader.
 type ReleaseSandboxes struct {
 	IDs []string `json:"ids"`
+	Now int64    `json:"now,omitempty"`
 }
 
 // ReconcileWorker carries the sandboxes a worker actually holds. Sandboxes the

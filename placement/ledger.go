@@ -56,7 +56,13 @@ type State struct {
 	Workers   map[string]*Worker       `json:"workers"`
 	Sandboxes map[string]*Sandbox      `json:"sandboxes"`
 	Buckets   map[string]*quota.Bucket `json:"buckets"` // scaling rate, by FunctionKey
+	// Cancelled holds ids released before they were granted, with the time
+	// of the release, so that a late grant is refused.
+	Cancelled map[string]int64 `json:"cancelled,omitempty"`
 }
+
+// cancelTTL is how long a cancelled grant id is remembered.
+const cancelTTL = int64(time.Minute)
 
 // FunctionKey is the map key of a function.
 func FunctionKey(account, name string) string { return account + "/" + name }
@@ -117,6 +123,9 @@ func (l *Ledger) load(s State) {
 	}
 	if s.Buckets == nil {
 		s.Buckets = map[string]*quota.Bucket{}
+	}
+	if s.Cancelled == nil {
+		s.Cancelled = map[string]int64{}
 	}
 	l.s = s
 	l.acctCount = map[string]int{}
@@ -264,7 +273,11 @@ func (l *Ledger) Apply(t CmdType, body []byte, idx uint64) (any, error) {
 		if err := unmarshal(body, &c); err != nil {
 			return nil, err
 		}
-		return l.release(c.IDs), nil
+		done := l.release(c.IDs)
+		if c.Now != 0 && len(done) < len(c.IDs) {
+			l.cancel(c.IDs, c.Now)
+		}
+		return done, nil
 	case CmdReconcileWorker:
 		var c ReconcileWorker
 		if err := unmarshal(body, &c); err != nil {
@@ -419,12 +432,33 @@ func (l *Ledger) release(ids []string) []string {
 	return done
 }
 
+// cancel remembers released ids that were never granted, and forgets
+// those older than cancelTTL.
+func (l *Ledger) cancel(ids []string, now int64) {
+	for id, at := range l.s.Cancelled {
+		if at < now-cancelTTL {
+			delete(l.s.Cancelled, id)
+		}
+	}
+	for _, id := range ids {
+		if _, held := l.s.Sandboxes[id]; !held {
+			l.s.Cancelled[id] = now
+		}
+	}
+}
+
+// ErrCancelled is the Grant.Err of a request whose id was cancelled.
+const ErrCancelled = "grant cancelled by its requester"
+
 func (l *Ledger) createSandbox(c CreateSandbox) *Grant {
 	if sb, ok := l.s.Sandboxes[c.ID]; ok { // a retried request: same answer
 		cp := *sb
 		return &Grant{Sandbox: &cp}
 	}
 	l.release(c.Release)
+	if _, gone := l.s.Cancelled[c.ID]; gone {
+		return &Grant{Err: ErrCancelled}
+	}
 	fk := FunctionKey(c.Account, c.Function)
 	f, ok := l.s.Functions[fk]
 	if !ok {

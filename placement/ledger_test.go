@@ -243,3 +243,25 @@ func newFuzzLedger() *Ledger {
 	l.Apply(CmdCreateFunction, mustJSON(Function{Account: "a", Name: "f", MemoryMB: 128, TimeoutMs: 1000}), 1)
 	return l
 }
+
+func TestLedgerCancelledGrantIsRefused(t *testing.T) {
+	l := newTestLedger(t, 10, quota.Rate{})
+	// The gateway gave up and cancelled before its request reached the FSM.
+	mustApply(t, l, CmdReleaseSandboxes, ReleaseSandboxes{IDs: []string{"late"}, Now: int64(time.Second)})
+	if g := grant(t, l, "late", "f", time.Second); g.Sandbox != nil || g.Err != ErrCancelled {
+		t.Fatalf("late grant of a cancelled id: %+v", g)
+	}
+	if l.AccountSandboxes("a") != 0 {
+		t.Fatal("a cancelled grant holds capacity")
+	}
+	// A granted id released normally is not remembered; old cancels expire.
+	grant(t, l, "ok", "f", 0)
+	mustApply(t, l, CmdReleaseSandboxes, ReleaseSandboxes{IDs: []string{"ok"}, Now: int64(2 * time.Second)})
+	if _, kept := l.State().Cancelled["ok"]; kept {
+		t.Fatal("a released grant was remembered as cancelled")
+	}
+	mustApply(t, l, CmdReleaseSandboxes, ReleaseSandboxes{IDs: []string{"other"}, Now: int64(2 * time.Minute)})
+	if _, kept := l.State().Cancelled["late"]; kept {
+		t.Fatal("cancelled ids are never forgotten")
+	}
+}

@@ -477,7 +477,7 @@ func (n *Node) serve(req *Request) Response {
 		go n.trim(req.Reserved.Account)
 		return Response{Function: v.(*Function), Index: idx}
 	case req.Op == OpRelease:
-		if _, err := n.apply(CmdReleaseSandboxes, ReleaseSandboxes{IDs: req.Release}); err != nil {
+		if _, err := n.apply(CmdReleaseSandboxes, ReleaseSandboxes{IDs: req.Release, Now: time.Now().UnixNano()}); err != nil {
 			return Response{Error: typedError(err)}
 		}
 		return Response{}
@@ -537,7 +537,9 @@ func (n *Node) createSandbox(c CreateSandbox) Response {
 		v, err := n.apply(CmdCreateSandbox, c)
 		if err != nil {
 			if len(release) > 0 {
-				n.log.Warn("retired a sandbox but could not commit its release; reconcile will", "sandbox", release[0])
+				// The victim is gone from its worker: its slot must come
+				// back even though this grant failed.
+				go n.releaseEventually(release)
 			}
 			return Response{Error: typedError(err)}
 		}
@@ -557,6 +559,21 @@ func (n *Node) createSandbox(c CreateSandbox) Response {
 // misses it is skipped, which can turn a reclaim into a throttle: it is long
 // enough for a starved worker, short enough for the cold path's budget.
 const reclaimTimeout = 400 * time.Millisecond
+
+// releaseEventually retries a release until it commits or this node stops
+// leading (the worker's reconcile covers the rest).
+func (n *Node) releaseEventually(ids []string) {
+	for wait := 50 * time.Millisecond; n.IsLeader(); wait *= 2 {
+		if _, err := n.apply(CmdReleaseSandboxes, ReleaseSandboxes{IDs: ids}); err == nil {
+			return
+		}
+		select {
+		case <-n.done:
+			return
+		case <-time.After(wait):
+		}
+	}
+}
 
 // findVictim asks the workers holding the account's sandboxes for their LRU
 // idle sandbox in scope, picks the least recently used, and retires it.
