@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -59,13 +60,13 @@ func functionFromInput(account string, in api.CreateFunctionInput) (*placement.F
 		in.MemorySize = 128
 	}
 	if in.MemorySize < minMemory || in.MemorySize > maxMemory {
-		return nil, errInvalidParam("1 validation error detected: Value '" + itoa(in.MemorySize) + "' at 'memorySize' failed to satisfy constraint: Member must have value between 128 and 10240")
+		return nil, errInvalidParam("1 validation error detected: Value '" + strconv.Itoa(in.MemorySize) + "' at 'memorySize' failed to satisfy constraint: Member must have value between 128 and 10240")
 	}
 	if in.Timeout == 0 {
 		in.Timeout = 3
 	}
 	if in.Timeout < minTimeout || in.Timeout > maxTimeout {
-		return nil, errInvalidParam("1 validation error detected: Value '" + itoa(in.Timeout) + "' at 'timeout' failed to satisfy constraint: Member must have value between 1 and 900")
+		return nil, errInvalidParam("1 validation error detected: Value '" + strconv.Itoa(in.Timeout) + "' at 'timeout' failed to satisfy constraint: Member must have value between 1 and 900")
 	}
 	cfg := api.SyntheticConfig{}
 	if in.Coldstart != nil {
@@ -93,8 +94,6 @@ func syntheticRuntime(r string) bool {
 	}
 	return false
 }
-
-func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }
 
 func configOf(f placement.Function) api.FunctionConfiguration {
 	c := api.FunctionConfiguration{

@@ -22,11 +22,6 @@ import (
 // upRate is `coldstart up`'s default --scale-rate (1000/10s).
 var upRate = quota.Rate{Burst: 1000, Window: 10 * time.Second}
 
-// upOnce switches testcluster to the timings `coldstart up` uses
-// (placement.Tuned Raft, membership.Fast) instead of its tightened test
-// timings. This test binary runs nothing else, so the switch is global.
-var upOnce sync.Once
-
 // upCluster starts an in-process cluster shaped like `coldstart up`:
 // 3 placement nodes (boltdb, Tuned), 2 gateways, 3 workers, reconcile
 // every 2 s and a 5 s grant grace (the worker and placement defaults).
@@ -34,10 +29,8 @@ var upOnce sync.Once
 // is `coldstart up`'s default.
 func upCluster(b *testing.B, o testcluster.Options) *testcluster.Cluster {
 	b.Helper()
-	upOnce.Do(func() {
-		testcluster.RaftTiming = placement.Tuned
-		testcluster.MemberTiming = membership.Fast
-	})
+	// The timings `coldstart up` uses, not testcluster's tightened ones.
+	o.Raft, o.Member = placement.Tuned, membership.Fast
 	if o.Gateways == 0 {
 		o.Gateways = 2
 	}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -246,7 +247,7 @@ func TestReservedConcurrency(t *testing.T) {
 	createFunction(t, url, synthetic("r", "80ms", "5ms"))
 	createFunction(t, url, synthetic("zero", "1ms", "1ms"))
 	code, body := put(t, url, "/2017-10-31/functions/r/concurrency", api.Concurrency{ReservedConcurrentExecutions: intp(950)})
-	if code != 400 || !contains(string(body), "decreases account's UnreservedConcurrentExecution below its minimum value of [100]") {
+	if code != 400 || !strings.Contains(string(body), "decreases account's UnreservedConcurrentExecution below its minimum value of [100]") {
 		t.Fatalf("reserving 950 of 1000: %d %s", code, body)
 	}
 	if code, body := put(t, url, "/2017-10-31/functions/r/concurrency", api.Concurrency{ReservedConcurrentExecutions: intp(4)}); code != 200 {
@@ -281,17 +282,6 @@ func TestReservedConcurrency(t *testing.T) {
 }
 
 func intp(n int) *int { return &n }
-
-func contains(s, sub string) bool {
-	return len(sub) == 0 || (len(s) >= len(sub) && (func() bool {
-		for i := 0; i+len(sub) <= len(s); i++ {
-			if s[i:i+len(sub)] == sub {
-				return true
-			}
-		}
-		return false
-	})())
-}
 
 // TestLoweredLimitIsEnforced: lowering the account limit under load trims
 // the sandboxes above it; once their running invocations end, in-flight

@@ -41,8 +41,9 @@ type Options struct {
 	TimeScale                    float64
 	ReconcileEvery               time.Duration
 	Grace                        time.Duration
-	// Raft overrides RaftTiming (zero: RaftTiming).
-	Raft placement.Timing
+	// Raft and Member override RaftTiming and MemberTiming (zero: those).
+	Raft   placement.Timing
+	Member membership.Timing
 	// Verbose sends node logs to stderr.
 	Verbose bool
 }
@@ -88,6 +89,9 @@ func New(t testing.TB, o Options) *Cluster {
 	}
 	if o.Raft == (placement.Timing{}) {
 		o.Raft = RaftTiming
+	}
+	if o.Member == (membership.Timing{}) {
+		o.Member = MemberTiming
 	}
 	if o.ReconcileEvery == 0 {
 		o.ReconcileEvery = 500 * time.Millisecond
@@ -157,7 +161,7 @@ func New(t testing.TB, o Options) *Cluster {
 }
 
 func (c *Cluster) common(id, gossip string) roles.Common {
-	cm := roles.Common{ID: id, NATSURL: c.URL, GossipAddr: gossip, Seeds: c.seeds, Timing: MemberTiming}
+	cm := roles.Common{ID: id, NATSURL: c.URL, GossipAddr: gossip, Seeds: c.seeds, Timing: c.opts.Member}
 	if c.opts.Verbose {
 		cm.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
