@@ -2,6 +2,7 @@ package worker
 
 import (
 	"encoding/json"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -9,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/coldstart-dev/coldstart/internal/api"
 	"github.com/coldstart-dev/coldstart/internal/natsutil"
 	"github.com/coldstart-dev/coldstart/placement"
 	"github.com/coldstart-dev/coldstart/worker/pool"
@@ -218,4 +220,44 @@ func FuzzSyntheticPayload(f *testing.F) {
 			t.Fatalf("payload %q gave duration %v", payload, inv.duration)
 		}
 	})
+}
+
+func TestReportLinesFollowLambdasFormat(t *testing.T) {
+	r := api.Record{RequestID: "8f5d-1", Version: "$LATEST", DurationMs: 80.456, BilledMs: 261, InitMs: 180, Cold: true}
+	got := reportLines(r, 512, false, 0)
+	want := "START RequestId: 8f5d-1 Version: $LATEST\n" +
+		"END RequestId: 8f5d-1\n" +
+		"REPORT RequestId: 8f5d-1\tDuration: 80.46 ms\tBilled Duration: 261 ms\tMemory Size: 512 MB\tMax Memory Used: 512 MB\tInit Duration: 180.00 ms\t\n"
+	if got != want {
+		t.Fatalf("report lines:\n%q\nwant\n%q", got, want)
+	}
+	r.Cold = false
+	if strings.Contains(reportLines(r, 512, false, 0), "Init Duration") {
+		t.Fatal("a warm invocation reported an Init Duration")
+	}
+	if !strings.Contains(reportLines(r, 512, true, 3*time.Second), "Task timed out after 3.00 seconds") {
+		t.Fatal("timeout line missing")
+	}
+}
+
+func TestBilledIncludesInitAndRoundsUp(t *testing.T) {
+	h := newHarness(t, time.Minute)
+	var got []api.Record
+	var mu sync.Mutex
+	sub, _ := h.nc.Subscribe(SubjectRecords, func(m *nats.Msg) { mu.Lock(); got = append(got, SplitRecords(m.Data)...); mu.Unlock() })
+	defer sub.Unsubscribe()
+	h.nc.Flush()
+	sp := EncodeSpec(Spec{Runtime: "synthetic", MemoryMB: 1024, TimeoutMs: 1000, Profile: synthetic.Profile{}.WithColdStart(20 * time.Millisecond)})
+	r := h.send(t, InvokeSubject("w1"), "sb1", sp, `{"duration_ms": 10.2}`)
+	billed, _ := strconv.Atoi(r.Header.Get(HdrBilledMs))
+	initMs, _ := strconv.ParseFloat(r.Header.Get(HdrInitMs), 64)
+	dur, _ := strconv.ParseFloat(r.Header.Get(HdrDurMs), 64)
+	if initMs != 20 || dur < 10.2 || float64(billed) < initMs+dur || float64(billed) >= initMs+dur+1 {
+		t.Fatalf("init %.2f duration %.2f billed %d: want billed = ceil(init + duration)", initMs, dur, billed)
+	}
+	waitFor(t, "record", func() bool { mu.Lock(); defer mu.Unlock(); return len(got) == 1 })
+	rec := got[0]
+	if rec.BilledMs != int64(billed) || rec.GBs != float64(billed)/1000 || !rec.Cold || rec.Sandbox != "sb1" || rec.EndNs <= rec.StartNs {
+		t.Fatalf("record %+v", rec)
+	}
 }
