@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -73,7 +74,8 @@ func serveAdmin(addr string, reg *prometheus.Registry, healthy func() bool) {
 // parseFlags parses a node command's flags. Every flag may also come from
 // the environment as COLDSTART_<NAME> (dashes as underscores); a flag given
 // on the command line wins. This is the one place configuration is read.
-func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, usage string) bool {
+// It returns -1 to go on, or the exit code: 0 after --help, 2 on bad flags.
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, usage string) int {
 	fs.SetOutput(stderr)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, usage+"\n\nFlags (each also read from COLDSTART_<FLAG>, e.g. --keep-alive as COLDSTART_KEEP_ALIVE):")
@@ -89,9 +91,20 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer, usage string)
 	})
 	if bad != nil {
 		fmt.Fprintln(stderr, bad)
-		return false
+		return 2
 	}
-	return fs.Parse(args) == nil
+	return parseExit(fs.Parse(args))
+}
+
+// parseExit maps a flag.Parse error to parseFlags' result.
+func parseExit(err error) int {
+	switch {
+	case err == nil:
+		return -1
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	}
+	return 2
 }
 
 func envName(flagName string) string {
@@ -106,8 +119,8 @@ func runPlacement(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	peers := fs.String("peers", envOr("COLDSTART_PEERS", ""), "all placement nodes as id=host:port,... (this one included)")
 	data := fs.String("data", envOr("COLDSTART_DATA", "./.coldstart/placement"), "data directory (Raft log, snapshots)")
 	rate := fs.String("scale-rate", envOr("COLDSTART_SCALE_RATE", "1000/10s"), "per-function scaling rate N/WINDOW or off")
-	if !parseFlags(fs, args, stderr, "Usage: coldstart placement [flags]\n\nRuns one placement node. Restarting with the same --data rejoins; it never bootstraps twice.\n\nExample:\n  coldstart placement --id p1 --raft 10.0.0.1:7300 --peers p1=10.0.0.1:7300,p2=10.0.0.2:7300,p3=10.0.0.3:7300 \\\n    --nats nats://10.0.0.9:4222 --gossip 10.0.0.1:7946 --join 10.0.0.2:7946") {
-		return 2
+	if code := parseFlags(fs, args, stderr, "Usage: coldstart placement [flags]\n\nRuns one placement node. Restarting with the same --data rejoins; it never bootstraps twice.\n\nExample:\n  coldstart placement --id p1 --raft 10.0.0.1:7300 --peers p1=10.0.0.1:7300,p2=10.0.0.2:7300,p3=10.0.0.3:7300 \\\n    --nats nats://10.0.0.9:4222 --gossip 10.0.0.1:7946 --join 10.0.0.2:7946"); code >= 0 {
+		return code
 	}
 	ps, err := parsePeers(*peers)
 	if err != nil {
@@ -156,8 +169,8 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	keep := fs.Duration("keep-alive", 10*time.Minute, "default keep-alive TTL of idle sandboxes")
 	scale := fs.Float64("time-scale", 1, "divide modelled delays by this factor")
 	logInv := fs.Bool("log-invocations", false, "print START/END/REPORT lines")
-	if !parseFlags(fs, args, stderr, "Usage: coldstart worker [flags]\n\nRuns one worker: sandbox pools, synthetic runtime, keep-alive eviction.\n\nExample:\n  coldstart worker --id w1 --nats nats://127.0.0.1:4222 --gossip 127.0.0.1:7950 --join 127.0.0.1:7946") {
-		return 2
+	if code := parseFlags(fs, args, stderr, "Usage: coldstart worker [flags]\n\nRuns one worker: sandbox pools, synthetic runtime, keep-alive eviction.\n\nExample:\n  coldstart worker --id w1 --nats nats://127.0.0.1:4222 --gossip 127.0.0.1:7950 --join 127.0.0.1:7946"); code >= 0 {
+		return code
 	}
 	reg := newRegistry()
 	n, err := roles.StartWorker(roles.WorkerOptions{Common: nf.common(reg, stderr), Capacity: *capacity, MemoryMB: *memory, KeepAlive: *keep, TimeScale: *scale, LogInvocations: *logInv})
@@ -177,8 +190,8 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	var nf nodeFlags
 	nf.register(fs, "gateway")
 	listen := fs.String("listen", envOr("COLDSTART_LISTEN", "127.0.0.1:9000"), "Lambda API address (also serves /metrics and /healthz)")
-	if !parseFlags(fs, args, stderr, "Usage: coldstart gateway [flags]\n\nRuns one gateway: the AWS Lambda HTTP API, routing over NATS.\n\nExample:\n  coldstart gateway --id g1 --listen 0.0.0.0:9000 --nats nats://127.0.0.1:4222 --gossip 127.0.0.1:7960 --join 127.0.0.1:7946") {
-		return 2
+	if code := parseFlags(fs, args, stderr, "Usage: coldstart gateway [flags]\n\nRuns one gateway: the AWS Lambda HTTP API, routing over NATS.\n\nExample:\n  coldstart gateway --id g1 --listen 0.0.0.0:9000 --nats nats://127.0.0.1:4222 --gossip 127.0.0.1:7960 --join 127.0.0.1:7946"); code >= 0 {
+		return code
 	}
 	reg := newRegistry()
 	n, err := roles.StartGateway(roles.GatewayOptions{Common: nf.common(reg, stderr), Listen: *listen})
@@ -196,8 +209,8 @@ func runNATS(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("nats", flag.ContinueOnError)
 	listen := fs.String("listen", envOr("COLDSTART_LISTEN", "127.0.0.1:4222"), "client address host:port")
 	store := fs.String("store", envOr("COLDSTART_DATA", "./.coldstart/nats"), "JetStream storage directory")
-	if !parseFlags(fs, args, stderr, "Usage: coldstart nats [flags]\n\nRuns an embedded NATS server with JetStream on disk.\n\nExample:\n  coldstart nats --listen 0.0.0.0:4222 --store /data/nats") {
-		return 2
+	if code := parseFlags(fs, args, stderr, "Usage: coldstart nats [flags]\n\nRuns an embedded NATS server with JetStream on disk.\n\nExample:\n  coldstart nats --listen 0.0.0.0:4222 --store /data/nats"); code >= 0 {
+		return code
 	}
 	host, port, err := splitHostPort(*listen)
 	if err != nil {
@@ -219,8 +232,8 @@ func runHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer
 	fs := flag.NewFlagSet("healthcheck", flag.ContinueOnError)
 	url := fs.String("url", "http://127.0.0.1:9000/healthz", "health URL to probe")
 	tcp := fs.String("tcp", "", "probe a TCP address instead (host:port), e.g. a NATS server")
-	if !parseFlags(fs, args, stderr, "Usage: coldstart healthcheck [--url URL | --tcp HOST:PORT]\n\nExits 0 when URL answers 200 (or HOST:PORT accepts a connection) within 2 s:\nfor container health probes.\n\nExample:\n  coldstart healthcheck --url http://127.0.0.1:9000/healthz\n  coldstart healthcheck --tcp nats:4222") {
-		return 2
+	if code := parseFlags(fs, args, stderr, "Usage: coldstart healthcheck [--url URL | --tcp HOST:PORT]\n\nExits 0 when URL answers 200 (or HOST:PORT accepts a connection) within 2 s:\nfor container health probes.\n\nExample:\n  coldstart healthcheck --url http://127.0.0.1:9000/healthz\n  coldstart healthcheck --tcp nats:4222"); code >= 0 {
+		return code
 	}
 	if *tcp != "" {
 		c, err := net.DialTimeout("tcp", *tcp, 2*time.Second)

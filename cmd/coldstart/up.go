@@ -58,8 +58,8 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "Usage: coldstart up [flags]\n\nRuns 3 placement nodes, gateways, workers, NATS (JetStream on disk) and Redis in one\nprocess over real loopback sockets, prints the gateway URLs and 'ready'. Ctrl-C stops it.\n\nExample:\n  coldstart up --data ./.coldstart --listen 127.0.0.1:9000\n\nFlags:")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code := parseExit(fs.Parse(args)); code >= 0 {
+		return code
 	}
 	scale, err := parseRate(*rate)
 	if err != nil {
