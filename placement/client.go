@@ -69,7 +69,7 @@ func (c *Client) do(ctx context.Context, subject string, req Request) (Response,
 	case errors.Is(err, nats.ErrNoResponders):
 		return Response{}, fmt.Errorf("%w: no placement leader (Raft has no quorum)", ErrUnavailable)
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
-		return Response{}, fmt.Errorf("%w: placement did not answer within %s", ErrUnavailable, c.timeout)
+		return Response{}, fmt.Errorf("%w: placement did not answer in time", ErrUnavailable)
 	case err != nil:
 		return Response{}, fmt.Errorf("%w: %v", ErrUnavailable, err)
 	}

@@ -85,7 +85,7 @@ func maxBusyIn(recs []api.Record, keep func(api.Record) bool, from, to time.Time
 }
 
 func TestAccountLimitHoldsUnder5xOverload(t *testing.T) {
-	const limit = 20
+	const limit = 12
 	// Slow Raft timing: this drill checks the limit, not failover, and
 	// leadership must not flap while -race starves 2 cores.
 	c := testcluster.New(t, testcluster.Options{Gateways: 2, Workers: 3, Raft: slowRaft, Verbose: os.Getenv("CS_VERBOSE") != ""})
