@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
 	"time"
 
@@ -18,7 +19,8 @@ import (
 // precomputed.
 type fnEntry struct {
 	fn   placement.Function
-	spec string // worker.Spec, encoded once per revision
+	spec string // worker.Spec, encoded once per revision (cold starts)
+	rev  string // the Spec's revision (warm requests)
 	cfg  *api.SyntheticConfig
 }
 
@@ -159,8 +161,8 @@ func newEntry(f placement.Function) (*fnEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	spec := worker.Spec{Runtime: f.Runtime, MemoryMB: f.MemoryMB, TimeoutMs: f.TimeoutMs, KeepAlive: keep, Profile: prof}
-	return &fnEntry{fn: f, spec: worker.EncodeSpec(spec), cfg: &cfg}, nil
+	spec := worker.Spec{Revision: f.Created, Runtime: f.Runtime, MemoryMB: f.MemoryMB, TimeoutMs: f.TimeoutMs, KeepAlive: keep, Profile: prof}
+	return &fnEntry{fn: f, spec: worker.EncodeSpec(spec), rev: strconv.FormatUint(f.Created, 10), cfg: &cfg}, nil
 }
 
 // ProfileOf builds a synthetic profile from a function's configuration:

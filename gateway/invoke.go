@@ -85,7 +85,7 @@ func (g *Gateway) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	h.Set(worker.HdrAccount, acct)
 	h.Set(worker.HdrFunction, ref.Name)
 	h.Set(worker.HdrVersion, version)
-	h.Set(worker.HdrSpec, e.spec)
+	h.Set(worker.HdrRev, e.rev)
 	if r.Header.Get(api.HeaderLogType) == "Tail" {
 		h.Set(worker.HdrLogTail, "tail")
 	}
@@ -97,7 +97,7 @@ func (g *Gateway) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
 
-	reply, lerr := g.route(ctx, msg, pool.Key{Account: acct, Function: ref.Name, Version: version})
+	reply, lerr := g.route(ctx, msg, pool.Key{Account: acct, Function: ref.Name, Version: version}, e.spec)
 	if lerr != nil {
 		if lerr.Status == http.StatusTooManyRequests {
 			g.m.throttles.Inc()
@@ -111,7 +111,7 @@ func (g *Gateway) handleInvoke(w http.ResponseWriter, r *http.Request) {
 
 // route sends the invocation to an idle warm sandbox if any worker has one,
 // else asks placement for a new sandbox and cold-starts it.
-func (g *Gateway) route(ctx context.Context, msg *nats.Msg, k pool.Key) (*nats.Msg, *lambdaError) {
+func (g *Gateway) route(ctx context.Context, msg *nats.Msg, k pool.Key, spec string) (*nats.Msg, *lambdaError) {
 	msg.Subject = worker.WarmSubject(k)
 	for i := 0; i < g.cfg.WarmAttempts; i++ {
 		reply, err := g.nc.RequestMsgWithContext(ctx, msg)
@@ -132,10 +132,10 @@ func (g *Gateway) route(ctx context.Context, msg *nats.Msg, k pool.Key) (*nats.M
 			return nil, workerError(reply)
 		}
 	}
-	return g.cold(ctx, msg, k, false)
+	return g.cold(ctx, msg, k, spec, false)
 }
 
-func (g *Gateway) cold(ctx context.Context, msg *nats.Msg, k pool.Key, retried bool) (*nats.Msg, *lambdaError) {
+func (g *Gateway) cold(ctx context.Context, msg *nats.Msg, k pool.Key, spec string, retried bool) (*nats.Msg, *lambdaError) {
 	id := "sb-" + newRequestID()
 	resp, err := g.askPlacement(ctx, placement.Request{Op: placement.OpCreateSandbox, Sandbox: &placement.CreateSandbox{ID: id, Account: k.Account, Function: k.Function, Version: k.Version}}, placementBudget)
 	if err != nil {
@@ -165,6 +165,7 @@ func (g *Gateway) cold(ctx context.Context, msg *nats.Msg, k pool.Key, retried b
 	}
 	msg.Subject = worker.InvokeSubject(gr.Sandbox.Worker)
 	msg.Header.Set(worker.HdrSandbox, gr.Sandbox.ID)
+	msg.Header.Set(worker.HdrSpec, spec)
 	msg.Header.Set(worker.HdrGranted, strconv.FormatInt(gr.Sandbox.CreatedNs, 10))
 	reply, err := g.nc.RequestMsgWithContext(ctx, msg)
 	if errors.Is(err, nats.ErrNoResponders) {
@@ -173,7 +174,7 @@ func (g *Gateway) cold(ctx context.Context, msg *nats.Msg, k pool.Key, retried b
 		// place the invocation once more, elsewhere.
 		g.askPlacement(ctx, placement.Request{Op: placement.OpSuspect, Worker: gr.Sandbox.Worker}, placementBudget)
 		if !retried {
-			return g.cold(ctx, msg, k, true)
+			return g.cold(ctx, msg, k, spec, true)
 		}
 		return nil, errService("the worker chosen for the sandbox (" + gr.Sandbox.Worker + ") is not reachable")
 	}

@@ -19,8 +19,12 @@ type Function struct {
 	Reserved  *int   `json:"reserved,omitempty"`
 	// Synthetic is the synthetic runtime's configuration, kept as the user
 	// gave it (api.SyntheticConfig as JSON) and parsed where it is used.
-	Synthetic  []byte `json:"synthetic,omitempty"`
-	Revision   uint64 `json:"revision"` // Raft index of the last change
+	Synthetic []byte `json:"synthetic,omitempty"`
+	Revision  uint64 `json:"revision"` // Raft index of the last change
+	// Created is the Raft index of the create: a function deleted and
+	// created again under its name is a different function, and sandboxes
+	// of the old one must never serve it.
+	Created    uint64 `json:"created"`
 	ModifiedNs int64  `json:"modified_ns"`
 }
 
@@ -335,7 +339,7 @@ func (l *Ledger) createFunction(f Function, idx uint64) (*Function, error) {
 			return nil, err
 		}
 	}
-	f.Revision = idx
+	f.Revision, f.Created = idx, idx
 	l.s.Functions[k] = &f
 	cp := f
 	return &cp, nil

@@ -9,6 +9,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"sync"
 	"time"
 
@@ -51,7 +52,6 @@ type Node struct {
 	mu       sync.Mutex
 	pool     *pool.Pool
 	warmSubs map[pool.Key]*nats.Subscription
-	deleted  map[string]bool // account/function deleted while sandboxes ran
 	dropping map[string]bool // sandboxes to drop when their invocation ends
 	pending  []string        // releases not yet committed by placement
 	inflight int
@@ -88,7 +88,6 @@ func Start(cfg Config) (*Node, error) {
 		nc:       cfg.NATS,
 		pool:     pool.New(pool.Config{Reuse: cfg.Reuse, TTL: cfg.KeepAlive}),
 		warmSubs: map[pool.Key]*nats.Subscription{},
-		deleted:  map[string]bool{},
 		dropping: map[string]bool{},
 		unsubAt:  map[pool.Key]*time.Timer{},
 		rnd:      newRand(),
@@ -230,25 +229,32 @@ func keyOf(h nats.Header) pool.Key {
 func (n *Node) handleWarm(m *nats.Msg) {
 	received := time.Now()
 	k := keyOf(m.Header)
+	rev, _ := strconv.ParseUint(m.Header.Get(HdrRev), 10, 64)
 	n.mu.Lock()
-	sb := n.pool.Acquire(k)
+	var sb *pool.Sandbox
+	for sb = n.pool.Acquire(k); sb != nil; sb = n.pool.Acquire(k) {
+		if specOf(sb).Revision == rev {
+			break
+		}
+		// A sandbox of an earlier incarnation of the function: retire it.
+		n.pool.Remove(sb)
+		n.pending = append(n.pending, sb.ID)
+		n.kick()
+	}
 	if sb != nil {
 		n.inflight++
-		n.updateWarmSub(k)
 	}
+	n.updateWarmSub(k)
 	n.mu.Unlock()
 	if sb == nil {
 		n.replyStatus(m, StatusBusy, "", "")
 		return
 	}
-	spec, err := n.specs.get(m.Header.Get(HdrSpec))
-	if err != nil {
-		n.finish(sb, false)
-		n.replyStatus(m, StatusError, "InvalidRequestContentException", err.Error())
-		return
-	}
-	go n.run(m, sb, spec, false, received)
+	go n.run(m, sb, specOf(sb), false, received)
 }
+
+// specOf is the Spec a sandbox was created with.
+func specOf(sb *pool.Sandbox) *Spec { return sb.Value.(*Spec) }
 
 // handleCold creates the sandbox placement granted and runs the invocation
 // in it.
@@ -276,18 +282,20 @@ func (n *Node) handleCold(m *nats.Msg) {
 		return
 	}
 	sb := n.pool.Add(id, k, n.now(), spec.KeepAlive)
+	sb.Value = spec
 	n.inflight++
 	n.mu.Unlock()
 	go n.run(m, sb, spec, true, received)
 }
 
 // finish returns a sandbox to the pool after an invocation (or drops it
-// when its function was deleted or it must be reset).
+// when it must be reset, or was marked to go: function deleted, limit
+// lowered, unknown to placement).
 func (n *Node) finish(sb *pool.Sandbox, reset bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.inflight--
-	if reset || n.dropping[sb.ID] || n.deleted[sb.Key.Account+"/"+sb.Key.Function] || n.closed {
+	if reset || n.dropping[sb.ID] || n.closed {
 		delete(n.dropping, sb.ID)
 		if n.pool.Remove(sb) {
 			n.pending = append(n.pending, sb.ID)
@@ -434,10 +442,13 @@ func (n *Node) handleEvent(m *nats.Msg) {
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	n.deleted[ev.Account+"/"+ev.Function] = true
 	var drop []*pool.Sandbox
 	n.pool.Each(func(sb *pool.Sandbox) {
-		if sb.Key.Account == ev.Account && sb.Key.Function == ev.Function && !sb.Busy {
+		switch {
+		case sb.Key.Account != ev.Account || sb.Key.Function != ev.Function:
+		case sb.Busy:
+			n.dropping[sb.ID] = true
+		default:
 			drop = append(drop, sb)
 		}
 	})

@@ -16,7 +16,8 @@ const (
 	HdrAccount   = "Cs-Acct"
 	HdrFunction  = "Cs-Fn"
 	HdrVersion   = "Cs-Ver"
-	HdrSpec      = "Cs-Spec"
+	HdrSpec      = "Cs-Spec"    // cold invoke: the function's Spec (JSON)
+	HdrRev       = "Cs-Rev"     // warm invoke: the function's Spec.Revision
 	HdrSandbox   = "Cs-Sandbox" // cold invoke: the granted sandbox id
 	HdrGranted   = "Cs-Granted" // cold invoke: Unix ns of the grant
 	HdrLogTail   = "Cs-Log"     // request: "tail"; reply: base64 log tail
@@ -69,9 +70,15 @@ func token(v string) string {
 }
 
 // Spec is what a worker needs to know about a function to run it; the
-// gateway sends it with every invocation so workers hold no control-plane
+// gateway sends it with every cold start, so workers hold no control-plane
 // state of their own.
 type Spec struct {
+	// Revision identifies the function incarnation (placement's create
+	// index). A sandbox keeps the Spec it was created with; a warm request
+	// names the revision it wants, so a sandbox of a deleted-and-recreated
+	// function never serves the new one, and warm requests need not carry
+	// the Spec at all.
+	Revision  uint64            `json:"rev"`
 	Runtime   string            `json:"runtime"`
 	MemoryMB  int               `json:"memory_mb"`
 	TimeoutMs int64             `json:"timeout_ms"`

@@ -89,3 +89,46 @@ func TestColdThenWarm(t *testing.T) {
 		t.Fatalf("missing function: %d %s", missing.Status, missing.ErrorType)
 	}
 }
+
+func del(t testing.TB, url, path string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodDelete, url+path, nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// TestRecreatedFunctionNeverRunsInOldSandboxes: delete a function and
+// create another under the same name; the old incarnation's warm sandboxes
+// must not serve it (they are dropped), and the new one runs cold, then
+// warm, with its own configuration.
+func TestRecreatedFunctionNeverRunsInOldSandboxes(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{Gateways: 2, Workers: 2})
+	url := c.GatewayURL(0)
+	createFunction(t, url, synthetic("again", "1ms", "5ms"))
+	old := invoke(t, url, "again", `{}`)
+	if old.Status != 200 {
+		t.Fatalf("first incarnation: %d", old.Status)
+	}
+	if code := del(t, url, "/2015-03-31/functions/again"); code != 204 {
+		t.Fatalf("delete: %d", code)
+	}
+	in := synthetic("again", "1ms", "5ms")
+	in.MemorySize = 1024
+	createFunction(t, url, in)
+	for i, gw := range []string{c.GatewayURL(1), url, c.GatewayURL(1)} {
+		r := invoke(t, gw, "again", `{}`)
+		if r.Status != 200 || r.Sandbox == old.Sandbox {
+			t.Fatalf("call %d of the new incarnation: %d on sandbox %s (old %s)", i, r.Status, r.Sandbox, old.Sandbox)
+		}
+		if i == 0 && !r.Cold {
+			t.Fatal("the new incarnation's first call was warm")
+		}
+		if i > 0 && r.Cold {
+			t.Fatalf("call %d of the new incarnation cold-started: its sandboxes are dropped after each call", i)
+		}
+	}
+}
