@@ -70,7 +70,7 @@ func Start(cfg Config) (*Gateway, error) {
 		cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
 	}
 	if cfg.WarmAttempts == 0 {
-		cfg.WarmAttempts = 3
+		cfg.WarmAttempts = 5
 	}
 	if cfg.Registry == nil {
 		cfg.Registry = prometheus.NewRegistry()

@@ -201,7 +201,20 @@ func (n *Node) updateWarmSub(k pool.Key) {
 }
 
 // warmLinger is how long a warm subscription outlives the last idle sandbox.
-const warmLinger = 5 * time.Millisecond
+const warmLinger = time.Millisecond
+
+// endLinger drops a lingering warm subscription at once. Called with n.mu held.
+func (n *Node) endLinger(k pool.Key) {
+	t := n.unsubAt[k]
+	sub := n.warmSubs[k]
+	if t == nil || sub == nil {
+		return
+	}
+	t.Stop()
+	delete(n.unsubAt, k)
+	sub.Drain()
+	delete(n.warmSubs, k)
+}
 
 func (n *Node) dropWarmSub(k pool.Key, sub *nats.Subscription) {
 	n.mu.Lock()
@@ -245,6 +258,11 @@ func (n *Node) handleWarm(m *nats.Msg) {
 		n.inflight++
 	}
 	n.updateWarmSub(k)
+	if sb == nil {
+		// Asked while lingering with nothing idle: stop lingering now, so
+		// the gateway's next attempt goes to a worker that has one.
+		n.endLinger(k)
+	}
 	n.mu.Unlock()
 	if sb == nil {
 		n.replyStatus(m, StatusBusy, "", "")
