@@ -182,6 +182,8 @@ func (g *Gateway) routes() http.Handler {
 	mux.HandleFunc("GET "+api.PathStatus, g.handleStatus)
 	mux.HandleFunc("GET "+api.PathRecords, g.handleRecords)
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) { w.Write([]byte("ok\n")) })
+	mux.HandleFunc("GET /{$}", handleDashboard)
+	mux.HandleFunc("GET /dashboard", handleDashboard)
 	mux.Handle("GET /metrics", metricsHandler(g.cfg.Gatherer))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &lambdaError{http.StatusNotFound, "UnknownOperationException", "Unknown operation " + r.Method + " " + r.URL.Path, ""})

@@ -166,7 +166,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 	for i, u := range urls {
-		fmt.Fprintf(stdout, "gateway-%d  %s   (Lambda API; metrics %s/metrics)\n", i+1, u, u)
+		fmt.Fprintf(stdout, "gateway-%d  %s   (Lambda API; dashboard %s/ ; metrics %s/metrics)\n", i+1, u, u, u)
 	}
 	fmt.Fprintf(stdout, "nats       %s\n", natsURL)
 	fmt.Fprintf(stdout, "redis      redis://%s\n", redisAddr)
