@@ -36,7 +36,11 @@ func AvoidableColdStarts(records []api.Record, slack time.Duration) int {
 			g = &group{sandboxes: map[string][]inv{}}
 			groups[k] = g
 		}
-		g.sandboxes[r.Sandbox] = append(g.sandboxes[r.Sandbox], inv{received(r), r.EndNs})
+		end := r.EndNs
+		if r.ReleasedNs > end {
+			end = r.ReleasedNs // back in its pool only then
+		}
+		g.sandboxes[r.Sandbox] = append(g.sandboxes[r.Sandbox], inv{received(r), end})
 		if r.Cold {
 			g.colds = append(g.colds, r)
 		}
@@ -70,7 +74,12 @@ func AvoidableColdStarts(records []api.Record, slack time.Duration) int {
 		slices.Sort(froms)
 		slices.Sort(untils)
 		for _, c := range g.colds {
+			// Judge a cold start when it was decided (placement's grant),
+			// not when the worker received it a hop later.
 			r := received(c)
+			if c.GrantedNs != 0 && c.GrantedNs < r {
+				r = c.GrantedNs
+			}
 			covering := countBelow(froms, r) - countAtOrBelow(untils, r)
 			// The cold start's own sandbox does not count: it was not
 			// there yet (or was busy starting).
