@@ -203,6 +203,17 @@ func (l *Ledger) Check(account, function string) quota.Decision {
 	return quota.Admit(a, fn)
 }
 
+// AliveWorkers counts the workers placement may place sandboxes on.
+func (l *Ledger) AliveWorkers() int {
+	n := 0
+	for _, w := range l.s.Workers {
+		if w.Alive {
+			n++
+		}
+	}
+	return n
+}
+
 // WorkersWith returns the alive workers holding sandboxes of account,
 // most-loaded first.
 func (l *Ledger) WorkersWith(account string) []string {

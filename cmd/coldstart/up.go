@@ -280,13 +280,7 @@ func (c *embedded) waitReady(ctx context.Context, workers int, timeout time.Dura
 				continue
 			}
 			alive := 0
-			n.Placement.Read(func(l *placement.Ledger) {
-				for _, w := range l.State().Workers {
-					if w.Alive {
-						alive++
-					}
-				}
-			})
+			n.Placement.Read(func(l *placement.Ledger) { alive = l.AliveWorkers() })
 			if alive >= workers {
 				return nil
 			}

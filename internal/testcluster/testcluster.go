@@ -240,13 +240,7 @@ func (c *Cluster) registeredWorkers() int {
 		return 0
 	}
 	n := 0
-	l.Placement.Read(func(led *placement.Ledger) {
-		for _, w := range led.State().Workers {
-			if w.Alive {
-				n++
-			}
-		}
-	})
+	l.Placement.Read(func(led *placement.Ledger) { n = led.AliveWorkers() })
 	return n
 }
 
