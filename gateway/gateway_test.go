@@ -61,6 +61,10 @@ func FuzzParseFunctionName(f *testing.F) {
 		if ref.Name == "" || len(ref.Name) > 64 || strings.ContainsAny(ref.Name, ": /") {
 			t.Fatalf("accepted bad name %q from %q", ref.Name, raw)
 		}
+		// The bare-name fast path must agree with Lambda's full pattern.
+		if m := fnPattern.FindStringSubmatch(raw); m == nil || m[10] != ref.Name {
+			t.Fatalf("%q parsed as %q but the pattern gives %v", raw, ref.Name, m)
+		}
 	})
 }
 

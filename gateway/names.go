@@ -15,9 +15,7 @@ const LatestVersion = "$LATEST"
 var (
 	// Lambda's FunctionName pattern for Invoke (name, name:qualifier,
 	// partial ARN or full ARN).
-	fnPattern = regexp.MustCompile(`^(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:)?(\d{12}:)?(function:)?([a-zA-Z0-9-_\.]+)(:(\$LATEST(\.PUBLISHED)?|[a-zA-Z0-9-_]+))?$`)
-	// CreateFunction names: no dot, at most 64 characters.
-	namePattern      = regexp.MustCompile(`^[a-zA-Z0-9-_]{1,64}$`)
+	fnPattern        = regexp.MustCompile(`^(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:)?(\d{12}:)?(function:)?([a-zA-Z0-9-_\.]+)(:(\$LATEST(\.PUBLISHED)?|[a-zA-Z0-9-_]+))?$`)
 	qualifierPattern = regexp.MustCompile(`^(\$LATEST(\.PUBLISHED)?|[a-zA-Z0-9-_$]{1,128})$`)
 )
 
@@ -33,6 +31,10 @@ type FunctionRef struct {
 func ParseFunctionName(raw, qualifier string) (FunctionRef, error) {
 	if raw == "" || len(raw) > 256 {
 		return FunctionRef{}, fmt.Errorf("1 validation error detected: Value '%s' at 'functionName' failed to satisfy constraint: Member must have length less than or equal to 256 and at least 1", clip(raw))
+	}
+	if q := qualifier; len(raw) <= 64 && ValidName(raw) && (q == "" || q == LatestVersion) {
+		// The common case, a bare name: no need for the ARN pattern.
+		return FunctionRef{Name: raw, Qualifier: q}, nil
 	}
 	m := fnPattern.FindStringSubmatch(raw)
 	if m == nil {
@@ -54,8 +56,20 @@ func ParseFunctionName(raw, qualifier string) (FunctionRef, error) {
 	return ref, nil
 }
 
-// ValidName reports whether name is a valid CreateFunction name.
-func ValidName(name string) bool { return namePattern.MatchString(name) }
+// ValidName reports whether name is a valid CreateFunction name:
+// [a-zA-Z0-9-_]{1,64}, checked by hand (it runs on every invocation).
+func ValidName(name string) bool {
+	if len(name) == 0 || len(name) > 64 {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		if !(c == '-' || c == '_' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
+			return false
+		}
+	}
+	return true
+}
 
 func clip(s string) string {
 	if len(s) > 80 {
