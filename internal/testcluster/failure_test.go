@@ -2,6 +2,7 @@ package testcluster_test
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -99,36 +100,37 @@ func TestPlacementQuorumLoss(t *testing.T) {
 // TestLeaderKillColdStartsRecover is drill P5a: kill the placement leader;
 // cold starts succeed again within 1.5 s.
 func TestLeaderKillColdStartsRecover(t *testing.T) {
-	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 2})
-	url := c.GatewayURL(0)
-	createFunction(t, url, synthetic("f", "1ms", "1ms"))
-	// Each call uses a fresh function version of the sandbox pool by asking
-	// for a sandbox while the only one is busy: use distinct functions.
-	for i := 0; i < 3; i++ {
-		createFunction(t, url, synthetic("g"+string(rune('a'+i)), "1ms", "1ms"))
+	c := testcluster.New(t, testcluster.Options{Gateways: 2, Workers: 3})
+	// Functions never invoked before: each call below must be a cold start,
+	// so each one needs placement.
+	const fresh = 60
+	for i := 0; i < fresh; i++ {
+		createFunction(t, c.GatewayURL(0), synthetic("fresh-"+strconv.Itoa(i), "1ms", "1ms"))
 	}
 	old := c.Leader()
 	killedAt := time.Now()
 	c.Kill(old.ID)
-	var recovered time.Duration
 	for i := 0; ; i++ {
-		// A new function name each time forces a cold start (placement).
-		name := "g" + string(rune('a'+i%3))
-		r := invoke(t, url, name, `{}`)
-		if r.Status == 200 && r.Cold {
-			recovered = time.Since(killedAt)
+		if i == fresh {
+			t.Fatalf("no cold start succeeded in %d attempts (%s) after the leader died", fresh, time.Since(killedAt))
+		}
+		r := invoke(t, c.GatewayURL(i%2), "fresh-"+strconv.Itoa(i), `{}`)
+		if r.Status == 200 {
+			if !r.Cold {
+				t.Fatalf("fresh function %d ran warm", i)
+			}
 			break
 		}
-		if r.Status == 200 {
-			// warm: retire it by using another name next round
-			continue
-		}
-		if time.Since(killedAt) > 5*time.Second {
-			t.Fatalf("cold starts did not recover within 5s after the leader died (last: %d %s)", r.Status, r.ErrorType)
+		if r.Status != 500 || r.ErrorType != "ServiceException" {
+			t.Fatalf("during the election: %d %s, want ServiceException", r.Status, r.ErrorType)
 		}
 	}
+	recovered := time.Since(killedAt)
 	if recovered > 1500*time.Millisecond {
 		t.Fatalf("cold starts recovered after %s, want <= 1.5s", recovered)
+	}
+	if l := c.Leader(); l == nil || l.ID == old.ID {
+		t.Fatal("no new leader")
 	}
 	t.Logf("cold starts recovered %s after the leader was killed", recovered)
 }
@@ -136,7 +138,7 @@ func TestLeaderKillColdStartsRecover(t *testing.T) {
 // TestWorkerKillReleasesCapacityAndReroutes: a dead worker's sandboxes are
 // released through Raft and traffic moves to the others within 2 s.
 func TestWorkerKillReleasesCapacityAndReroutes(t *testing.T) {
-	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 3})
+	c := testcluster.New(t, testcluster.Options{Gateways: 2, Workers: 3})
 	url := c.GatewayURL(0)
 	createFunction(t, url, synthetic("f", "30ms", "5ms"))
 	var wg sync.WaitGroup
@@ -168,9 +170,9 @@ func TestWorkerKillReleasesCapacityAndReroutes(t *testing.T) {
 		t.Fatalf("dead worker's %d sandboxes not released within 2s", held())
 	}
 	released := time.Since(killedAt)
-	// Traffic flows without the dead worker.
+	// Traffic flows without the dead worker, through both gateways.
 	for i := 0; i < 20; i++ {
-		r := invoke(t, url, "f", `{}`)
+		r := invoke(t, c.GatewayURL(i%2), "f", `{}`)
 		if r.Status != 200 {
 			t.Fatalf("invoke after worker death: %d %s %+v", r.Status, r.ErrorType, r.Body)
 		}

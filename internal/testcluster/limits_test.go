@@ -205,7 +205,7 @@ func countOK(out []outcome) int {
 
 func TestIdleSandboxesOfOtherFunctionsAreReclaimed(t *testing.T) {
 	const limit = 10
-	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 3, Raft: slowRaft})
+	c := testcluster.New(t, testcluster.Options{Gateways: 2, Workers: 3, Raft: slowRaft})
 	url := c.GatewayURL(0)
 	put(t, url, api.PathAccountLimit, api.SetLimitInput{ConcurrentExecutions: limit})
 	createFunction(t, url, synthetic("a", "100ms", "5ms"))
@@ -242,7 +242,7 @@ func TestIdleSandboxesOfOtherFunctionsAreReclaimed(t *testing.T) {
 }
 
 func TestReservedConcurrency(t *testing.T) {
-	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 2, Raft: slowRaft})
+	c := testcluster.New(t, testcluster.Options{Gateways: 2, Workers: 3, Raft: slowRaft})
 	url := c.GatewayURL(0)
 	createFunction(t, url, synthetic("r", "80ms", "5ms"))
 	createFunction(t, url, synthetic("zero", "1ms", "1ms"))
@@ -287,7 +287,7 @@ func intp(n int) *int { return &n }
 // the sandboxes above it; once their running invocations end, in-flight
 // stays under the new limit.
 func TestLoweredLimitIsEnforced(t *testing.T) {
-	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 3, Raft: slowRaft})
+	c := testcluster.New(t, testcluster.Options{Gateways: 2, Workers: 3, Raft: slowRaft})
 	url := c.GatewayURL(0)
 	put(t, url, api.PathAccountLimit, api.SetLimitInput{ConcurrentExecutions: 20})
 	createFunction(t, url, synthetic("f", "40ms", "5ms"))
