@@ -3,8 +3,8 @@ package worker
 import "github.com/prometheus/client_golang/prometheus"
 
 type metrics struct {
-	invocations, errors, cold, warm, evicted, reclaimed prometheus.Counter
-	duration, initDur                                   prometheus.Histogram
+	invocations, errors, cold, warm, evicted, reclaimed, fenced prometheus.Counter
+	duration, initDur                                           prometheus.Histogram
 }
 
 // newMetrics registers the worker's metrics (Lambda's names where one
@@ -22,13 +22,14 @@ func newMetrics(reg prometheus.Registerer, node string) *metrics {
 		warm:        c("warm_starts_total", "Invocations served by a warm sandbox."),
 		evicted:     c("evicted_total", "Idle sandboxes evicted by keep-alive TTL."),
 		reclaimed:   c("reclaimed_total", "Idle sandboxes retired to make room for another function."),
+		fenced:      c("fenced_total", "Warm requests refused while the worker was fenced after a pause."),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "coldstart", Subsystem: "worker", Name: "duration_seconds", Help: "Handler duration (Lambda: Duration).", ConstLabels: l,
 			Buckets: prometheus.ExponentialBuckets(0.0005, 2, 16)}),
 		initDur: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "coldstart", Subsystem: "worker", Name: "init_duration_seconds", Help: "Cold-start duration (Lambda: InitDuration).", ConstLabels: l,
 			Buckets: prometheus.ExponentialBuckets(0.001, 2, 14)}),
 	}
 	if reg != nil {
-		for _, col := range []prometheus.Collector{m.invocations, m.errors, m.cold, m.warm, m.evicted, m.reclaimed, m.duration, m.initDur} {
+		for _, col := range []prometheus.Collector{m.invocations, m.errors, m.cold, m.warm, m.evicted, m.reclaimed, m.fenced, m.duration, m.initDur} {
 			_ = reg.Register(col)
 		}
 	}

@@ -35,8 +35,11 @@ type Config struct {
 	// TimeScale divides every modelled delay (cold-start phases, handler
 	// durations); 1 is real time.
 	TimeScale float64
-	Registry  prometheus.Registerer
-	Logger    *slog.Logger
+	// FenceAfter is the pause after which the worker fences itself (see
+	// fence.go); 0 means DefaultFenceAfter.
+	FenceAfter time.Duration
+	Registry   prometheus.Registerer
+	Logger     *slog.Logger
 	// LogInvocations prints START/END/REPORT lines to Logger.
 	LogInvocations bool
 }
@@ -57,14 +60,16 @@ type Node struct {
 	inflight int
 	rnd      *rand.Rand
 
+	fence   fence
 	unsubAt map[pool.Key]*time.Timer // pending warm unsubscriptions
 	records *recordBatcher
 
-	subs   []*nats.Subscription
-	wake   chan struct{}
-	done   chan struct{}
-	closed bool
-	wg     sync.WaitGroup
+	subs         []*nats.Subscription
+	wake         chan struct{}
+	reconcileNow chan struct{}
+	done         chan struct{}
+	closed       bool
+	wg           sync.WaitGroup
 }
 
 // Start subscribes the worker's subjects and starts its keep-alive and
@@ -83,16 +88,17 @@ func Start(cfg Config) (*Node, error) {
 		cfg.TimeScale = 1
 	}
 	n := &Node{
-		cfg:      cfg,
-		log:      cfg.Logger.With("node", cfg.ID, "role", "worker"),
-		nc:       cfg.NATS,
-		pool:     pool.New(pool.Config{Reuse: cfg.Reuse, TTL: cfg.KeepAlive}),
-		warmSubs: map[pool.Key]*nats.Subscription{},
-		dropping: map[string]bool{},
-		unsubAt:  map[pool.Key]*time.Timer{},
-		rnd:      newRand(),
-		wake:     make(chan struct{}, 1),
-		done:     make(chan struct{}),
+		cfg:          cfg,
+		log:          cfg.Logger.With("node", cfg.ID, "role", "worker"),
+		nc:           cfg.NATS,
+		pool:         pool.New(pool.Config{Reuse: cfg.Reuse, TTL: cfg.KeepAlive}),
+		warmSubs:     map[pool.Key]*nats.Subscription{},
+		dropping:     map[string]bool{},
+		unsubAt:      map[pool.Key]*time.Timer{},
+		rnd:          newRand(),
+		wake:         make(chan struct{}, 1),
+		reconcileNow: make(chan struct{}, 1),
+		done:         make(chan struct{}),
 	}
 	n.specs.m = map[string]*Spec{}
 	n.records = newRecordBatcher(n.nc)
@@ -114,9 +120,11 @@ func Start(cfg Config) (*Node, error) {
 		s.SetPendingLimits(-1, -1)
 		n.subs = append(n.subs, s)
 	}
-	n.wg.Add(2)
+	n.fence.init(cfg.FenceAfter)
+	n.wg.Add(3)
 	go n.expireLoop()
 	go n.reconcileLoop()
+	go n.fenceLoop()
 	return n, nil
 }
 
@@ -241,6 +249,12 @@ func keyOf(h nats.Header) pool.Key {
 // busy so the gateway tries elsewhere.
 func (n *Node) handleWarm(m *nats.Msg) {
 	received := time.Now()
+	if n.fence.check(received) {
+		n.m.fenced.Inc()
+		n.replyStatus(m, StatusBusy, "", "")
+		n.kickReconcile()
+		return
+	}
 	k := keyOf(m.Header)
 	rev, _ := strconv.ParseUint(m.Header.Get(HdrRev), 10, 64)
 	n.mu.Lock()
@@ -549,8 +563,34 @@ func (n *Node) reconcileLoop() {
 		case <-n.done:
 			return
 		case <-t.C:
+		case <-n.reconcileNow:
 		}
 		n.reconcileOnce()
+	}
+}
+
+// kickReconcile asks for a reconcile now (a fenced worker wants one).
+func (n *Node) kickReconcile() {
+	select {
+	case n.reconcileNow <- struct{}{}:
+	default:
+	}
+}
+
+// fenceLoop ticks the fence clock.
+func (n *Node) fenceLoop() {
+	defer n.wg.Done()
+	t := time.NewTicker(fenceTick)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.done:
+			return
+		case now := <-t.C:
+			if n.fence.tick(now); n.fence.fenced.Load() {
+				n.kickReconcile()
+			}
+		}
 	}
 }
 
@@ -567,11 +607,14 @@ func (n *Node) reconcileOnce() {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	resp, err := n.cfg.Placement.Do(ctx, placement.Request{Op: placement.OpReconcile, Reconcile: &placement.ReconcileWorker{Worker: n.cfg.ID, Present: present}})
-	if err != nil || resp.Grant == nil || len(resp.Grant.Dropped) == 0 {
+	if err != nil || resp.Grant == nil {
 		return
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	// Placement has answered for every sandbox reported: those it does not
+	// know are dropped below, the rest are this worker's to use again.
+	defer n.fence.lift()
 	for _, id := range resp.Grant.Dropped {
 		sb := n.pool.Get(id)
 		if sb == nil {

@@ -21,6 +21,8 @@ import (
 type fakePlacement struct {
 	mu       sync.Mutex
 	released []string
+	dropped  []string // named back on reconcile
+	recons   int
 }
 
 func (f *fakePlacement) has(id string) bool {
@@ -55,12 +57,17 @@ func newHarness(t *testing.T, keep time.Duration) *harness {
 	nc.Subscribe(placement.SubjectLeader, func(m *nats.Msg) {
 		var req placement.Request
 		json.Unmarshal(m.Data, &req)
-		if req.Op == placement.OpRelease {
-			fake.mu.Lock()
+		fake.mu.Lock()
+		grant := &placement.Grant{}
+		switch req.Op {
+		case placement.OpRelease:
 			fake.released = append(fake.released, req.Release...)
-			fake.mu.Unlock()
+		case placement.OpReconcile:
+			fake.recons++
+			grant.Dropped = fake.dropped
 		}
-		b, _ := json.Marshal(placement.Response{Grant: &placement.Grant{}})
+		fake.mu.Unlock()
+		b, _ := json.Marshal(placement.Response{Grant: grant})
 		m.Respond(b)
 	})
 	w, err := Start(Config{ID: "w1", NATS: nc, Placement: placement.NewClient(nc, time.Second), KeepAlive: keep, ReconcileEvery: time.Hour})
@@ -259,5 +266,45 @@ func TestBilledIncludesInitAndRoundsUp(t *testing.T) {
 	rec := got[0]
 	if rec.BilledMs != int64(billed) || rec.GBs != float64(billed)/1000 || !rec.Cold || rec.Sandbox != "sb1" || rec.EndNs <= rec.StartNs {
 		t.Fatalf("record %+v", rec)
+	}
+}
+
+// TestPausedWorkerFencesItself: after a pause longer than its fence time a
+// worker starts nothing on its existing sandboxes until placement has
+// confirmed which are still its own; one placement released meanwhile is
+// dropped, and the others serve again.
+func TestPausedWorkerFencesItself(t *testing.T) {
+	h := newHarness(t, time.Minute)
+	for _, id := range []string{"kept", "released"} {
+		if r := h.send(t, InvokeSubject("w1"), id, spec(time.Millisecond, time.Second), `{}`); r.Header.Get(HdrStatus) != StatusOK {
+			t.Fatalf("cold %s: %v", id, r.Header)
+		}
+	}
+	h.fake.mu.Lock()
+	h.fake.dropped = []string{"released"} // placement gave its slot away during the pause
+	before := h.fake.recons
+	h.fake.mu.Unlock()
+	// A pause: the fence clock stops for longer than the fence time.
+	h.w.fence.lastNs.Store(time.Now().Add(-2 * DefaultFenceAfter).UnixNano())
+	r := h.send(t, WarmSubject(testKey), "", "", `{}`)
+	if r.Header.Get(HdrStatus) != StatusBusy {
+		t.Fatalf("a fenced worker ran a warm invocation: %v", r.Header)
+	}
+	waitFor(t, "reconcile after the pause", func() bool {
+		h.fake.mu.Lock()
+		defer h.fake.mu.Unlock()
+		// The ticker has run since the pause (it re-fences on seeing the
+		// gap) and a reconcile has lifted the fence after it.
+		fresh := time.Since(time.Unix(0, h.w.fence.lastNs.Load())) < DefaultFenceAfter/2
+		return h.fake.recons > before && fresh && !h.w.fence.fenced.Load()
+	})
+	for i := 0; i < 3; i++ {
+		r = h.send(t, WarmSubject(testKey), "", "", `{}`)
+		if r.Header.Get(HdrStatus) != StatusOK || r.Header.Get(HdrSandbox) != "kept" {
+			t.Fatalf("after reconcile: %v (the released sandbox must be gone)", r.Header)
+		}
+	}
+	if st := h.w.Stats(); st.Idle+st.Busy != 1 {
+		t.Fatalf("pool holds %d sandboxes, want 1", st.Idle+st.Busy)
 	}
 }
