@@ -91,20 +91,20 @@ func (c *cache) refreshSince(ctx context.Context, t0 time.Time) error {
 	return c.install(sn)
 }
 
+// install replaces the cache with a snapshot unless a write newer than it
+// was already seen. It holds the write lock throughout, so a put between
+// the staleness check and the swap cannot be lost (the map is small, and
+// only changed functions are parsed again).
 func (c *cache) install(sn *placement.Snapshot) error {
-	c.mu.RLock()
-	stale := sn.Index < c.seen
-	c.mu.RUnlock()
-	if stale {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if sn.Index < c.seen {
 		return errStale
 	}
 	m := make(map[string]*fnEntry, len(sn.Functions))
-	c.mu.RLock()
-	old := c.fn
-	c.mu.RUnlock()
 	for _, f := range sn.Functions {
 		k := placement.FunctionKey(f.Account, f.Name)
-		if o := old[k]; o != nil && o.fn.Revision == f.Revision && o.fn.ModifiedNs == f.ModifiedNs {
+		if o := c.fn[k]; o != nil && o.fn.Revision == f.Revision && o.fn.ModifiedNs == f.ModifiedNs {
 			m[k] = o
 			continue
 		}
@@ -114,9 +114,7 @@ func (c *cache) install(sn *placement.Snapshot) error {
 		}
 		m[k] = e
 	}
-	c.mu.Lock()
 	c.fn, c.sn, c.at = m, sn, time.Now()
-	c.mu.Unlock()
 	return nil
 }
 
