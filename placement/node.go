@@ -1,7 +1,6 @@
 package placement
 
 import (
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -10,6 +9,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"sync"
 	"time"
@@ -576,24 +576,28 @@ func (n *Node) releaseEventually(ids []string) {
 }
 
 // findVictim asks the workers holding the account's sandboxes for their LRU
-// idle sandbox in scope, picks the least recently used, and retires it.
+// idle sandbox in scope, picks the least recently used (quota.ChooseVictim,
+// the rule the simulator applies too), and retires it; if its owner has
+// nothing idle any more, the next best is tried.
 func (n *Node) findVictim(c CreateSandbox, scope quota.Scope) (string, bool) {
-	var workers, reserved []string
+	var workers []string
+	reserved := map[string]bool{}
 	n.fsm.Read(func(l *Ledger) {
 		workers = l.WorkersWith(c.Account)
 		for _, f := range l.s.Functions {
 			if f.Account == c.Account && f.Reserved != nil {
-				reserved = append(reserved, f.Name)
+				reserved[f.Name] = true
 			}
 		}
 	})
-	q, _ := json.Marshal(IdleQuery{Account: c.Account, Function: c.Function, Scope: scope, Reserved: reserved})
-	type cand struct {
-		worker string
-		ans    IdleAnswer
+	query := IdleQuery{Account: c.Account, Function: c.Function, Scope: scope}
+	for f := range reserved {
+		query.Reserved = append(query.Reserved, f)
 	}
+	q, _ := json.Marshal(query)
 	var mu sync.Mutex
-	var cands []cand
+	var cands []quota.Idle
+	owner := map[string]string{} // candidate id -> worker
 	var wg sync.WaitGroup
 	for _, w := range workers {
 		wg.Add(1)
@@ -607,26 +611,24 @@ func (n *Node) findVictim(c CreateSandbox, scope quota.Scope) (string, bool) {
 			var a IdleAnswer
 			if json.Unmarshal(m.Data, &a) == nil && a.ID != "" {
 				mu.Lock()
-				cands = append(cands, cand{w, a})
+				cands = append(cands, quota.Idle{ID: a.ID, Account: c.Account, Function: a.Function, Reserved: reserved[a.Function], LastUsed: time.Duration(a.LastUsedNs)})
+				owner[a.ID] = w
 				mu.Unlock()
 			}
 		}(w)
 	}
 	wg.Wait()
 	n.log.Debug("reclaim candidates", "account", c.Account, "workers", len(workers), "candidates", len(cands))
-	sort.Slice(cands, func(i, j int) bool {
-		if cands[i].ans.LastUsedNs != cands[j].ans.LastUsedNs {
-			return cands[i].ans.LastUsedNs < cands[j].ans.LastUsedNs
+	for {
+		v, ok := quota.ChooseVictim(cands, c.Account, c.Function, scope)
+		if !ok {
+			return "", false
 		}
-		return cands[i].ans.ID < cands[j].ans.ID
-	})
-	var query IdleQuery
-	json.Unmarshal(q, &query)
-	for _, cd := range cands {
-		b, _ := json.Marshal(RetireRequest{ID: cd.ans.ID, Query: query})
-		m, err := n.nc.Request(WorkerSubject(cd.worker, "retire"), b, reclaimTimeout)
+		cands = slices.DeleteFunc(cands, func(x quota.Idle) bool { return x.ID == v.ID })
+		b, _ := json.Marshal(RetireRequest{ID: v.ID, Query: query})
+		m, err := n.nc.Request(WorkerSubject(owner[v.ID], "retire"), b, reclaimTimeout)
 		if err != nil {
-			n.log.Warn("reclaim: worker did not answer the retire request", "worker", cd.worker, "err", err)
+			n.log.Warn("reclaim: worker did not answer the retire request", "worker", owner[v.ID], "err", err)
 			continue
 		}
 		var a RetireAnswer
@@ -634,7 +636,6 @@ func (n *Node) findVictim(c CreateSandbox, scope quota.Scope) (string, bool) {
 			return a.ID, true
 		}
 	}
-	return "", false
 }
 
 // trim enforces a lowered limit: sandboxes above the new caps are dropped
@@ -714,13 +715,4 @@ func termOf(r *raft.Raft) uint64 {
 	var t uint64
 	fmt.Sscan(r.Stats()["term"], &t)
 	return t
-}
-
-// Barrier waits until this node has applied every committed entry (leader only).
-func (n *Node) Barrier(ctx context.Context) error {
-	d := time.Second
-	if dl, ok := ctx.Deadline(); ok {
-		d = time.Until(dl)
-	}
-	return n.raft.Barrier(d).Error()
 }

@@ -396,6 +396,7 @@ func (r *fullRun) complete(ev event) {
 	r.end = max(r.end, ev.at)
 	r.ka.completed(f.app, ev.at)
 	sb := ev.sb
+	ttl := sb.TTL
 	if !sb.Provisioned {
 		pw, ka := r.ka.windows(f.app)
 		if pw > 0 {
@@ -407,9 +408,9 @@ func (r *fullRun) complete(ev event) {
 			r.tl.observe(ev.at.Seconds(), r.inflight, r.pool.Idle())
 			return
 		}
-		sb.TTL = ka // busy, so in no pool heap: safe to change before Release
+		ttl = ka
 	}
-	r.pool.Release(sb, ev.at)
+	r.pool.ReleaseFor(sb, ev.at, ttl)
 	r.tl.observe(ev.at.Seconds(), r.inflight, r.pool.Idle())
 }
 

@@ -881,3 +881,20 @@ func BenchmarkAcquireRelease(b *testing.B) {
 		})
 	}
 }
+
+func TestReleaseForSetsThisIdlePeriodsKeepAlive(t *testing.T) {
+	p := newPool(t, ReuseOldest)
+	s := busy(p, "s", keyA, 0)
+	p.ReleaseFor(s, 10*sec, time.Minute)
+	if next, ok := p.NextExpiry(); !ok || next != 10*sec+time.Minute {
+		t.Fatalf("next expiry %v %v, want 70s", next, ok)
+	}
+	if p.Expire(10*sec+time.Minute-1, nil) != 0 || p.Expire(10*sec+time.Minute, nil) != 1 {
+		t.Fatal("the keep-alive given at release was not the one applied")
+	}
+	idle := p.AddIdle("idle", keyA, 0, 0, false)
+	p.ReleaseFor(idle, sec, time.Second) // not busy: ignored
+	if idle.TTL != ttl {
+		t.Fatalf("ReleaseFor changed an idle sandbox's TTL to %v", idle.TTL)
+	}
+}
