@@ -91,7 +91,7 @@ Examples:
 
 func functionCreate(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("function create", flag.ContinueOnError)
-	gw := fs.String("gateway", "", "gateway URL (default $COLDSTART_GATEWAY, else http://127.0.0.1:9000)")
+	gw := gatewayFlag(fs)
 	runtime := fs.String("runtime", "synthetic", "runtime (synthetic)")
 	profile := fs.String("profile", "", "measured cold-start defaults to use: python3.12, nodejs22.x, java21, go, dotnet8, ruby3.3 ...")
 	duration := fs.String("duration", "", "handler duration: 80ms, uniform:50ms:150ms, normal:100ms:20ms, lognormal:100ms:0.5")
@@ -118,9 +118,8 @@ func functionCreate(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	in := api.CreateFunctionInput{FunctionName: pos[0], Runtime: *runtime, MemorySize: *memory, Timeout: int(*timeout / time.Second),
 		Coldstart: &api.SyntheticConfig{Duration: *duration, ColdStart: *cold, SandboxCreate: *create, RuntimeInit: *rinit, FunctionInit: *finit, Profile: *profile, KeepAlive: *keep}}
-	c, err := client.New(client.DefaultGateway(*gw))
-	if err != nil {
-		fmt.Fprintln(stderr, "coldstart function create:", err)
+	c, ok := newClient(*gw, stderr)
+	if !ok {
 		return 2
 	}
 	out, err := c.CreateFunction(ctx, in)
@@ -133,7 +132,7 @@ func functionCreate(ctx context.Context, args []string, stdout, stderr io.Writer
 
 func functionSimple(ctx context.Context, args []string, stdout, stderr io.Writer, verb string, do func(*client.Client, string) (any, error)) int {
 	fs := flag.NewFlagSet("function "+verb, flag.ContinueOnError)
-	gw := fs.String("gateway", "", "gateway URL (default $COLDSTART_GATEWAY, else http://127.0.0.1:9000)")
+	gw := gatewayFlag(fs)
 	pos, code := parseCmd(fs, args, stdout, stderr, "coldstart function "+verb+" NAME", verb+" a function.", "coldstart function "+verb+" hello")
 	if code >= 0 {
 		return code
@@ -142,9 +141,8 @@ func functionSimple(ctx context.Context, args []string, stdout, stderr io.Writer
 		fmt.Fprintf(stderr, "coldstart function %s: want exactly one NAME\n", verb)
 		return 2
 	}
-	c, err := client.New(client.DefaultGateway(*gw))
-	if err != nil {
-		fmt.Fprintln(stderr, err)
+	c, ok := newClient(*gw, stderr)
+	if !ok {
 		return 2
 	}
 	out, err := do(c, pos[0])
@@ -161,14 +159,13 @@ func functionSimple(ctx context.Context, args []string, stdout, stderr io.Writer
 
 func functionList(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("function list", flag.ContinueOnError)
-	gw := fs.String("gateway", "", "gateway URL (default $COLDSTART_GATEWAY, else http://127.0.0.1:9000)")
+	gw := gatewayFlag(fs)
 	asJSON := fs.Bool("json", false, "print JSON")
 	if _, code := parseCmd(fs, args, stdout, stderr, "coldstart function list", "List functions.", "coldstart function list --json"); code >= 0 {
 		return code
 	}
-	c, err := client.New(client.DefaultGateway(*gw))
-	if err != nil {
-		fmt.Fprintln(stderr, err)
+	c, ok := newClient(*gw, stderr)
+	if !ok {
 		return 2
 	}
 	out, err := c.ListFunctions(ctx)
@@ -194,7 +191,7 @@ func functionList(ctx context.Context, args []string, stdout, stderr io.Writer) 
 
 func functionSetConcurrency(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("function set-concurrency", flag.ContinueOnError)
-	gw := fs.String("gateway", "", "gateway URL (default $COLDSTART_GATEWAY, else http://127.0.0.1:9000)")
+	gw := gatewayFlag(fs)
 	pos, code := parseCmd(fs, args, stdout, stderr, "coldstart function set-concurrency NAME N|none",
 		"Set a function's reserved concurrency (a guarantee and a cap; 0 throttles every invocation; none removes it).",
 		"coldstart function set-concurrency hello 50")
@@ -205,9 +202,8 @@ func functionSetConcurrency(ctx context.Context, args []string, stdout, stderr i
 		fmt.Fprintln(stderr, "coldstart function set-concurrency: want NAME and N (or none)")
 		return 2
 	}
-	c, err := client.New(client.DefaultGateway(*gw))
-	if err != nil {
-		fmt.Fprintln(stderr, err)
+	c, ok := newClient(*gw, stderr)
+	if !ok {
 		return 2
 	}
 	if pos[1] == "none" {
@@ -237,7 +233,7 @@ func runAccount(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		sub, args = args[0], args[1:]
 	}
 	fs := flag.NewFlagSet("account "+sub, flag.ContinueOnError)
-	gw := fs.String("gateway", "", "gateway URL (default $COLDSTART_GATEWAY, else http://127.0.0.1:9000)")
+	gw := gatewayFlag(fs)
 	switch sub {
 	case "set-limit", "show":
 	default:
@@ -253,12 +249,12 @@ func runAccount(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if code >= 0 {
 		return code
 	}
-	c, err := client.New(client.DefaultGateway(*gw))
-	if err != nil {
-		fmt.Fprintln(stderr, err)
+	c, ok := newClient(*gw, stderr)
+	if !ok {
 		return 2
 	}
 	var out *api.AccountSettings
+	var err error
 	if sub == "show" {
 		out, err = c.GetAccountSettings(ctx)
 	} else {
@@ -284,4 +280,18 @@ func printJSON(w io.Writer, v any) int {
 	b, _ := json.MarshalIndent(v, "", "  ")
 	fmt.Fprintln(w, string(b))
 	return 0
+}
+
+// gatewayFlag and newClient are the gateway plumbing every client command shares.
+func gatewayFlag(fs *flag.FlagSet) *string {
+	return fs.String("gateway", "", "gateway URL (default $COLDSTART_GATEWAY, else http://127.0.0.1:9000)")
+}
+
+func newClient(gateway string, stderr io.Writer) (*client.Client, bool) {
+	c, err := client.New(client.DefaultGateway(gateway))
+	if err != nil {
+		fmt.Fprintln(stderr, "coldstart:", err)
+		return nil, false
+	}
+	return c, true
 }
