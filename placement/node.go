@@ -502,10 +502,12 @@ func (n *Node) serve(req *Request) Response {
 // Event is a change notice on SubjectEvents. Index is the Raft index of
 // the change, so a reader can ignore snapshots older than it.
 type Event struct {
-	Kind     string `json:"kind"`
-	Account  string `json:"account"`
-	Function string `json:"function"`
-	Index    uint64 `json:"index"`
+	Kind      string `json:"kind"`
+	Account   string `json:"account"`
+	Function  string `json:"function"`
+	Index     uint64 `json:"index"`
+	Term      uint64 `json:"term,omitempty"`
+	ClusterID string `json:"cluster_id,omitempty"`
 }
 
 func (n *Node) publishEvent(kind, account, name string, idx uint64) {

@@ -20,6 +20,23 @@ const (
 	queueRead     = "placement"
 )
 
+// Per-node request subjects. A node's identity is the subject it publishes
+// on, and NATS permissions (internal/natsutil) let a worker publish only on
+// its own WorkerOpSubject and a gateway only on its own GatewayOpSubject, so
+// placement takes the caller's id from the subject, never from the body.
+// The leader subscribes "cs.placement.worker.*.*" and
+// "cs.placement.gateway.*.*" while it leads.
+const (
+	SubjectWorkerOps  = "cs.placement.worker.*.*"
+	SubjectGatewayOps = "cs.placement.gateway.*.*"
+)
+
+// WorkerOpSubject is where worker id sends op (release, reconcile, renew).
+func WorkerOpSubject(id, op string) string { return "cs.placement.worker." + id + "." + op }
+
+// GatewayOpSubject is where gateway id sends op (cancel).
+func GatewayOpSubject(id, op string) string { return "cs.placement.gateway." + id + "." + op }
+
 // Ops of a Request.
 const (
 	OpCreateFunction = "create_function"
@@ -31,6 +48,8 @@ const (
 	OpReconcile      = "reconcile"
 	OpSuspect        = "suspect"  // a caller could not reach a worker
 	OpSnapshot       = "snapshot" // read
+	OpRenew          = "renew"    // a worker renews its lease (WorkerOpSubject)
+	OpCancel         = "cancel"   // a gateway gives up on its own grant (GatewayOpSubject)
 )
 
 // Request is the envelope of every placement request.
@@ -66,7 +85,13 @@ type Response struct {
 
 // Snapshot is the read view gateways cache and status pages show.
 type Snapshot struct {
-	Node      string                     `json:"node"`
+	Node string `json:"node"`
+	// ClusterID names the placement cluster (set once, in its log); a
+	// gateway that sees it change resyncs from scratch.
+	ClusterID string `json:"cluster_id,omitempty"`
+	// Digest is a hash of the ledger state at Index: replicas that agree
+	// report the same digest at the same applied index.
+	Digest    string                     `json:"digest,omitempty"`
 	Leader    string                     `json:"leader"`
 	Term      uint64                     `json:"term"`
 	Index     uint64                     `json:"index"`

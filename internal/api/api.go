@@ -143,7 +143,12 @@ type Record struct {
 	BilledMs   int64   `json:"billed_ms"`
 	MemoryMB   int     `json:"memory_mb"`
 	GBs        float64 `json:"gb_s"`
-	Outcome    string  `json:"outcome"` // ok | function_error | timeout
+	Outcome    string  `json:"outcome"` // ok | function_error | timeout | fenced | throttled
+	// Reason is the ThrottleReason of a throttled record (published by the
+	// gateway that answered the 429; ReceivedNs is when it answered).
+	Reason string `json:"reason,omitempty"`
+	// Gateway is the gateway that published a throttled record.
+	Gateway string `json:"gateway,omitempty"`
 }
 
 // Outcomes of a Record.
@@ -151,6 +156,12 @@ const (
 	OutcomeOK      = "ok"
 	OutcomeError   = "function_error"
 	OutcomeTimeout = "timeout"
+	// OutcomeFenced: the invocation was still running when its worker's
+	// lease expired; the worker killed it and never delivered its result.
+	// EndNs is the lease's expiry, when the platform stopped counting it.
+	OutcomeFenced = "fenced"
+	// OutcomeThrottled: a 429 answered by a gateway (no sandbox was used).
+	OutcomeThrottled = "throttled"
 )
 
 // Node is one cluster member in a Status.
