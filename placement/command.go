@@ -20,6 +20,7 @@ const (
 	CmdCreateSandbox    CmdType = 7
 	CmdReleaseSandboxes CmdType = 8
 	CmdReconcileWorker  CmdType = 9
+	CmdSetClusterID     CmdType = 10
 
 	// IgnoreUnknown marks a command that replicas which do not know its type
 	// may skip (Nomad's IgnoreUnknownTypeFlag), so new optional commands can
@@ -66,7 +67,16 @@ type SetReserved struct {
 	Reserved *int   `json:"reserved"` // nil deletes the reservation
 }
 
+// WorkerDead releases a worker's sandboxes and forgets it. Incarnation
+// (when set) must be the worker's current one: a verdict reached about an
+// earlier registration does nothing to a later one.
 type WorkerDead struct {
+	ID          string `json:"id"`
+	Incarnation uint64 `json:"incarnation,omitempty"`
+}
+
+// SetClusterID names the cluster; only the first one applied counts.
+type SetClusterID struct {
 	ID string `json:"id"`
 }
 
@@ -81,15 +91,25 @@ type CreateSandbox struct {
 	Version  string   `json:"version"`
 	Now      int64    `json:"now"` // leader's Unix ns, for the scaling-rate bucket
 	Release  []string `json:"release,omitempty"`
+	// Requester is the gateway that asked, taken by the leader from the
+	// subject the request came on (never from a caller's body).
+	Requester string `json:"requester,omitempty"`
 }
 
 // ReleaseSandboxes gives capacity back. An id the ledger does not hold is
 // remembered for a minute (by Now, leader-stamped) and a later
 // CreateSandbox with that id is refused: a gateway that gave up on a grant
 // cancels it this way even if its request is still queued at the leader.
+//
+// Worker and Gateway are set by the leader from the subject the request came
+// on: a worker releases only sandboxes placed on it (and only while it is
+// the incarnation that holds them), a gateway only grants it requested.
 type ReleaseSandboxes struct {
-	IDs []string `json:"ids"`
-	Now int64    `json:"now,omitempty"`
+	IDs         []string `json:"ids"`
+	Now         int64    `json:"now,omitempty"`
+	Worker      string   `json:"worker,omitempty"`
+	Incarnation uint64   `json:"incarnation,omitempty"`
+	Gateway     string   `json:"gateway,omitempty"`
 }
 
 // ReconcileWorker carries the sandboxes a worker actually holds. Sandboxes the
@@ -97,8 +117,9 @@ type ReleaseSandboxes struct {
 // released (their grant was never used); sandboxes it holds that the ledger
 // does not know are returned for the worker to drop.
 type ReconcileWorker struct {
-	Worker  string   `json:"worker"`
-	Present []string `json:"present"`
-	Now     int64    `json:"now"`
-	GraceNs int64    `json:"grace_ns"`
+	Worker      string   `json:"worker"`
+	Incarnation uint64   `json:"incarnation,omitempty"`
+	Present     []string `json:"present"`
+	Now         int64    `json:"now"`
+	GraceNs     int64    `json:"grace_ns"`
 }

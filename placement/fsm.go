@@ -61,13 +61,16 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	return snapshot(b), nil
 }
 
-// Restore implements raft.FSM. A snapshot that does not decode is rejected
-// and the current state kept.
+// Restore implements raft.FSM. A snapshot that does not decode or does not
+// validate is rejected with ErrCorruptSnapshot and the current state kept.
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	var s State
 	if err := json.NewDecoder(rc).Decode(&s); err != nil {
-		return fmt.Errorf("placement snapshot: %w", err)
+		return fmt.Errorf("%w: %v", ErrCorruptSnapshot, err)
+	}
+	if err := Validate(&s); err != nil {
+		return err
 	}
 	f.mu.Lock()
 	f.l.load(s)

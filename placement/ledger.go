@@ -28,23 +28,43 @@ type Function struct {
 	ModifiedNs int64  `json:"modified_ns"`
 }
 
-// Sandbox is one granted execution environment.
+// Sandbox is one granted execution environment. Everything it was
+// admitted as (account, function incarnation, pool) is recorded at the grant
+// and never changes: the counts are derived from these fields alone.
 type Sandbox struct {
-	ID        string `json:"id"`
-	Account   string `json:"account"`
-	Function  string `json:"function"`
-	Version   string `json:"version"`
-	Worker    string `json:"worker"`
+	ID       string `json:"id"`
+	Account  string `json:"account"`
+	Function string `json:"function"`
+	Version  string `json:"version"`
+	// Incarnation is the Created index of the function it was granted for.
+	Incarnation uint64     `json:"incarnation"`
+	Pool        quota.Pool `json:"pool"`
+	Worker      string     `json:"worker"`
+	// WorkerInc is the worker's incarnation at the grant: a worker that
+	// restarted or lost its lease meanwhile must not start it.
+	WorkerInc uint64 `json:"worker_inc"`
+	// Requester is the gateway whose request made the grant ("" when the
+	// request did not come through a gateway's own subject): only it may
+	// cancel the grant.
+	Requester string `json:"requester,omitempty"`
 	MemoryMB  int    `json:"memory_mb"`
 	CreatedNs int64  `json:"created_ns"`
 }
 
-// Worker is a worker node as placement knows it.
+func (sb *Sandbox) class() quota.Class {
+	return quota.Class{Account: sb.Account, Function: sb.Function, Incarnation: sb.Incarnation, Pool: sb.Pool}
+}
+
+// Worker is a worker node as placement knows it. Incarnation is the Raft
+// index of its registration: it changes whenever placement gives up on the
+// worker's sandboxes, so an answer or a grant from an older incarnation is
+// recognisably stale.
 type Worker struct {
-	ID       string `json:"id"`
-	Capacity int    `json:"capacity"`
-	MemoryMB int    `json:"memory_mb"`
-	Alive    bool   `json:"alive"`
+	ID          string `json:"id"`
+	Capacity    int    `json:"capacity"`
+	MemoryMB    int    `json:"memory_mb"`
+	Alive       bool   `json:"alive"`
+	Incarnation uint64 `json:"incarnation"`
 }
 
 // Account holds an account's limit.
@@ -55,6 +75,8 @@ type Account struct {
 
 // State is everything placement replicates. Counts are derived on load.
 type State struct {
+	// ClusterID is set once by the first leader (CmdSetClusterID).
+	ClusterID string                   `json:"cluster_id,omitempty"`
 	Accounts  map[string]*Account      `json:"accounts"`
 	Functions map[string]*Function     `json:"functions"` // by FunctionKey
 	Workers   map[string]*Worker       `json:"workers"`
@@ -92,14 +114,12 @@ type Grant struct {
 // applies the same log reaches the same state, which is why time comes in
 // the commands and never from a clock.
 type Ledger struct {
-	s         State
-	rate      quota.Rate
-	defLimit  int
-	acctCount map[string]int // sandboxes per account
-	unresv    map[string]int // sandboxes of unreserved functions per account
-	fnCount   map[string]int // sandboxes per function key
-	wkCount   map[string]int // sandboxes per worker
-	wkMem     map[string]int // memory MB granted per worker
+	s        State
+	rate     quota.Rate
+	defLimit int
+	acc      *quota.Accounting // admission counts, from the sandboxes' classes
+	wkCount  map[string]int    // sandboxes per worker
+	wkMem    map[string]int    // memory MB granted per worker
 }
 
 // NewLedger returns an empty ledger.
@@ -132,9 +152,7 @@ func (l *Ledger) load(s State) {
 		s.Cancelled = map[string]int64{}
 	}
 	l.s = s
-	l.acctCount = map[string]int{}
-	l.unresv = map[string]int{}
-	l.fnCount = map[string]int{}
+	l.acc = quota.NewAccounting()
 	l.wkCount = map[string]int{}
 	l.wkMem = map[string]int{}
 	for _, sb := range s.Sandboxes {
@@ -142,15 +160,20 @@ func (l *Ledger) load(s State) {
 	}
 }
 
+// count adds (d=1) or removes (d=-1) a sandbox. It reads nothing but the
+// sandbox: the configuration may have changed since its grant.
 func (l *Ledger) count(sb *Sandbox, d int) {
-	fk := FunctionKey(sb.Account, sb.Function)
-	l.acctCount[sb.Account] += d
-	l.fnCount[fk] += d
-	if f := l.s.Functions[fk]; f == nil || f.Reserved == nil {
-		l.unresv[sb.Account] += d
+	if d > 0 {
+		l.acc.Add(sb.class())
+	} else {
+		l.acc.Remove(sb.class())
 	}
-	l.wkCount[sb.Worker] += d
-	l.wkMem[sb.Worker] += d * sb.MemoryMB
+	if l.wkCount[sb.Worker] += d; l.wkCount[sb.Worker] == 0 {
+		delete(l.wkCount, sb.Worker)
+	}
+	if l.wkMem[sb.Worker] += d * sb.MemoryMB; l.wkMem[sb.Worker] == 0 {
+		delete(l.wkMem, sb.Worker)
+	}
 }
 
 // State returns the live state; callers must not modify it.
@@ -175,25 +198,40 @@ func (l *Ledger) reservedTotal(account, except string) int {
 }
 
 // Usage returns the quota view of an account and one of its functions.
+// The function's current incarnation is the one asking; sandboxes of an
+// earlier incarnation count against the account only.
 func (l *Ledger) Usage(account, function string) (quota.Account, quota.Function) {
-	a := quota.Account{
-		Limit:         l.Limit(account),
-		ReservedTotal: l.reservedTotal(account, ""),
-		Sandboxes:     l.acctCount[account],
-		Unreserved:    l.unresv[account],
+	var inc uint64
+	var reserved *int
+	if f := l.s.Functions[FunctionKey(account, function)]; f != nil {
+		inc, reserved = f.Created, f.Reserved
 	}
-	fk := FunctionKey(account, function)
-	fn := quota.Function{Sandboxes: l.fnCount[fk]}
-	if f := l.s.Functions[fk]; f != nil && f.Reserved != nil {
-		fn.HasReserved, fn.Reserved = true, *f.Reserved
-	}
-	return a, fn
+	return l.acc.Usage(account, function, inc, l.Limit(account), l.reservedTotal(account, ""), reserved)
 }
 
-// AccountSandboxes and FunctionSandboxes are the granted counts.
-func (l *Ledger) AccountSandboxes(account string) int { return l.acctCount[account] }
+// AccountSandboxes is the number of sandboxes granted to an account.
+func (l *Ledger) AccountSandboxes(account string) int { return l.acc.Sandboxes(account) }
+
+// FunctionSandboxes is the number of sandboxes of a function's current
+// incarnation.
 func (l *Ledger) FunctionSandboxes(account, name string) int {
-	return l.fnCount[FunctionKey(account, name)]
+	if f := l.s.Functions[FunctionKey(account, name)]; f != nil {
+		return l.acc.Function(account, name, f.Created)
+	}
+	return 0
+}
+
+// Accounting exposes the incremental counts (read-only) for tests and the
+// model checker.
+func (l *Ledger) Accounting() *quota.Accounting { return l.acc }
+
+// Recount rebuilds the counts from the sandboxes alone.
+func (l *Ledger) Recount() *quota.Accounting {
+	cs := make([]quota.Class, 0, len(l.s.Sandboxes))
+	for _, sb := range l.s.Sandboxes {
+		cs = append(cs, sb.class())
+	}
+	return quota.Recount(cs)
 }
 
 // Check runs the admission rule without changing anything; the leader uses
@@ -236,7 +274,9 @@ func (l *Ledger) WorkersWith(account string) []string {
 	return out
 }
 
-// Apply applies one decoded command at Raft index idx.
+// Apply applies one decoded command at Raft index idx. Its result depends
+// on nothing but the state and the command: no clock, no configuration of
+// this node, no map iteration order.
 func (l *Ledger) Apply(t CmdType, body []byte, idx uint64) (any, error) {
 	switch t {
 	case CmdCreateFunction:
@@ -268,15 +308,13 @@ func (l *Ledger) Apply(t CmdType, body []byte, idx uint64) (any, error) {
 		if err := unmarshal(body, &w); err != nil {
 			return nil, err
 		}
-		w.Alive = true
-		l.s.Workers[w.ID] = &w
-		return nil, nil
+		return l.registerWorker(w, idx)
 	case CmdWorkerDead:
 		var c WorkerDead
 		if err := unmarshal(body, &c); err != nil {
 			return nil, err
 		}
-		return l.workerDead(c.ID), nil
+		return l.workerDead(c), nil
 	case CmdCreateSandbox:
 		var c CreateSandbox
 		if err := unmarshal(body, &c); err != nil {
@@ -288,17 +326,22 @@ func (l *Ledger) Apply(t CmdType, body []byte, idx uint64) (any, error) {
 		if err := unmarshal(body, &c); err != nil {
 			return nil, err
 		}
-		done := l.release(c.IDs)
-		if c.Now != 0 && len(done) < len(c.IDs) {
-			l.cancel(c.IDs, c.Now)
-		}
-		return done, nil
+		return l.releaseCmd(c), nil
 	case CmdReconcileWorker:
 		var c ReconcileWorker
 		if err := unmarshal(body, &c); err != nil {
 			return nil, err
 		}
 		return l.reconcile(c), nil
+	case CmdSetClusterID:
+		var c SetClusterID
+		if err := unmarshal(body, &c); err != nil {
+			return nil, err
+		}
+		if l.s.ClusterID == "" && c.ID != "" {
+			l.s.ClusterID = c.ID
+		}
+		return l.s.ClusterID, nil
 	}
 	if t&IgnoreUnknown != 0 {
 		return nil, nil
@@ -362,28 +405,13 @@ func (l *Ledger) deleteFunction(c DeleteFunction) (*Function, error) {
 	if !ok {
 		return nil, fmt.Errorf("%w: Function not found: %s", ErrNotFound, c.Name)
 	}
-	// Its sandboxes stay counted until their workers release them: they may
-	// still be running, and in-flight must stay under the limit.
-	if f.Reserved != nil {
-		// Without the function, its sandboxes count as unreserved until
-		// released (count() can no longer see the reservation).
-		l.moveReserved(c.Account, k, true)
-	}
+	// Its sandboxes stay counted, in the pool that admitted them, until
+	// their workers release them: they may still be running, and in-flight
+	// must stay under the limit.
 	delete(l.s.Functions, k)
 	delete(l.s.Buckets, k)
 	cp := *f
 	return &cp, nil
-}
-
-// moveReserved moves a function's sandbox count in or out of the account's
-// unreserved count when its reservation is set or removed.
-func (l *Ledger) moveReserved(account, fk string, toUnreserved bool) {
-	n := l.fnCount[fk]
-	if toUnreserved {
-		l.unresv[account] += n
-	} else {
-		l.unresv[account] -= n
-	}
 }
 
 func (l *Ledger) setLimit(c SetAccountLimit) (*Account, error) {
@@ -407,22 +435,41 @@ func (l *Ledger) setReserved(c SetReserved, idx uint64) (*Function, error) {
 			return nil, err
 		}
 	}
-	switch {
-	case f.Reserved == nil && c.Reserved != nil:
-		l.moveReserved(c.Account, k, false)
-	case f.Reserved != nil && c.Reserved == nil:
-		l.moveReserved(c.Account, k, true)
-	}
+	// Live sandboxes keep the pool they were admitted under; the leader
+	// trims what exceeds the new caps (Excess).
 	f.Reserved = c.Reserved
 	f.Revision = idx
 	cp := *f
 	return &cp, nil
 }
 
-func (l *Ledger) workerDead(id string) []string {
-	if w := l.s.Workers[id]; w != nil {
-		w.Alive = false
+// registerWorker records a worker joining or renewing its registration.
+// A worker that presents its current incarnation only updates its size; any
+// other (a fresh start, or one placement already gave up on) gets a new
+// incarnation, and whatever the ledger still held on it is released: those
+// sandboxes died with the process, or were handed back when it was declared
+// dead.
+func (l *Ledger) registerWorker(w Worker, idx uint64) (*Worker, error) {
+	if w.ID == "" {
+		return nil, &quota.ValidationError{Message: "worker without an id"}
 	}
+	if w.Capacity < 0 || w.MemoryMB < 0 {
+		return nil, &quota.ValidationError{Message: "worker capacity and memory must not be negative"}
+	}
+	cur := l.s.Workers[w.ID]
+	if cur != nil && cur.Alive && w.Incarnation != 0 && cur.Incarnation == w.Incarnation {
+		cur.Capacity, cur.MemoryMB = w.Capacity, w.MemoryMB
+		cp := *cur
+		return &cp, nil
+	}
+	l.release(l.onWorker(w.ID), "")
+	nw := &Worker{ID: w.ID, Capacity: w.Capacity, MemoryMB: w.MemoryMB, Alive: true, Incarnation: idx}
+	l.s.Workers[w.ID] = nw
+	cp := *nw
+	return &cp, nil
+}
+
+func (l *Ledger) onWorker(id string) []string {
 	var ids []string
 	for sid, sb := range l.s.Sandboxes {
 		if sb.Worker == id {
@@ -430,19 +477,60 @@ func (l *Ledger) workerDead(id string) []string {
 		}
 	}
 	sort.Strings(ids)
-	return l.release(ids)
+	return ids
 }
 
-func (l *Ledger) release(ids []string) []string {
+// workerDead releases a worker's sandboxes and forgets it. A verdict about
+// an older incarnation than the current one is ignored: the worker has
+// registered again since, with grants of its own.
+func (l *Ledger) workerDead(c WorkerDead) []string {
+	w := l.s.Workers[c.ID]
+	if w != nil && c.Incarnation != 0 && w.Incarnation != c.Incarnation {
+		return nil
+	}
+	done := l.release(l.onWorker(c.ID), "")
+	delete(l.s.Workers, c.ID)
+	return done
+}
+
+// release gives back the sandboxes named; with worker set, only those placed
+// on that worker (a worker may release only its own).
+func (l *Ledger) release(ids []string, worker string) []string {
 	var done []string
 	for _, id := range ids {
 		sb, ok := l.s.Sandboxes[id]
-		if !ok {
+		if !ok || (worker != "" && sb.Worker != worker) {
 			continue
 		}
 		l.count(sb, -1)
 		delete(l.s.Sandboxes, id)
 		done = append(done, id)
+	}
+	return done
+}
+
+func (l *Ledger) releaseCmd(c ReleaseSandboxes) []string {
+	if c.Gateway != "" {
+		// A gateway may cancel only its own grants, or tombstone ids not
+		// granted yet so that its late request is refused.
+		var own []string
+		for _, id := range c.IDs {
+			if sb, ok := l.s.Sandboxes[id]; ok && sb.Requester == c.Gateway {
+				own = append(own, id)
+			}
+		}
+		done := l.release(own, "")
+		l.cancel(c.IDs, c.Now)
+		return done
+	}
+	if c.Worker != "" && c.Incarnation != 0 {
+		if w := l.s.Workers[c.Worker]; w == nil || w.Incarnation != c.Incarnation {
+			return nil // its sandboxes were released with the old incarnation
+		}
+	}
+	done := l.release(c.IDs, c.Worker)
+	if c.Now != 0 && len(done) < len(c.IDs) {
+		l.cancel(c.IDs, c.Now)
 	}
 	return done
 }
@@ -462,17 +550,39 @@ func (l *Ledger) cancel(ids []string, now int64) {
 	}
 }
 
-// ErrCancelled is the Grant.Err of a request whose id was cancelled.
-const ErrCancelled = "grant cancelled by its requester"
+// Grant errors.
+const (
+	// ErrCancelled is the Grant.Err of a request whose id was cancelled.
+	ErrCancelled = "grant cancelled by its requester"
+	// ErrIDInUse is the Grant.Err of a request reusing another sandbox's id.
+	ErrIDInUse = "sandbox id already used by another sandbox"
+	// ErrStale is the Grant.Err of a worker request from an incarnation
+	// placement has given up on.
+	ErrStale = "stale worker incarnation: its sandboxes were released"
+)
 
 func (l *Ledger) createSandbox(c CreateSandbox) *Grant {
-	if sb, ok := l.s.Sandboxes[c.ID]; ok { // a retried request: same answer
-		cp := *sb
+	// Victims named were retired by their workers for this request: they
+	// are gone whatever the outcome, so they are released first, on every
+	// path (a retried request included), and never stay counted. The
+	// request's own id is never its own victim.
+	for _, v := range c.Release {
+		if v != c.ID {
+			l.release([]string{v}, "")
+		}
+	}
+	if sb, ok := l.s.Sandboxes[c.ID]; ok {
+		if sb.Account != c.Account || sb.Function != c.Function || sb.Version != c.Version {
+			return &Grant{Err: ErrIDInUse}
+		}
+		cp := *sb // a retried request: same answer, applied once
 		return &Grant{Sandbox: &cp}
 	}
-	l.release(c.Release)
 	if _, gone := l.s.Cancelled[c.ID]; gone {
 		return &Grant{Err: ErrCancelled}
+	}
+	if c.ID == "" {
+		return &Grant{Err: "sandbox id missing"}
 	}
 	fk := FunctionKey(c.Account, c.Function)
 	f, ok := l.s.Functions[fk]
@@ -499,7 +609,9 @@ func (l *Ledger) createSandbox(c CreateSandbox) *Grant {
 		return &Grant{Err: ErrNoCapacity.Error()}
 	}
 	b.Take(l.rate, now)
-	sb := &Sandbox{ID: c.ID, Account: c.Account, Function: c.Function, Version: c.Version, Worker: w, MemoryMB: f.MemoryMB, CreatedNs: c.Now}
+	sb := &Sandbox{ID: c.ID, Account: c.Account, Function: c.Function, Version: c.Version,
+		Incarnation: f.Created, Pool: quota.PoolFor(fn), Worker: w, WorkerInc: l.s.Workers[w].Incarnation,
+		Requester: c.Requester, MemoryMB: f.MemoryMB, CreatedNs: c.Now}
 	l.s.Sandboxes[c.ID] = sb
 	l.count(sb, 1)
 	cp := *sb
@@ -529,6 +641,9 @@ func (l *Ledger) pickWorker(memMB int) string {
 }
 
 func (l *Ledger) reconcile(c ReconcileWorker) *Grant {
+	if w := l.s.Workers[c.Worker]; c.Incarnation != 0 && (w == nil || w.Incarnation != c.Incarnation) {
+		return &Grant{Err: ErrStale}
+	}
 	present := make(map[string]bool, len(c.Present))
 	g := &Grant{}
 	for _, id := range c.Present {
@@ -544,16 +659,16 @@ func (l *Ledger) reconcile(c ReconcileWorker) *Grant {
 		}
 	}
 	sort.Strings(stale)
-	l.release(stale)
-	if w := l.s.Workers[c.Worker]; w != nil {
-		w.Alive = true
-	}
+	l.release(stale, "")
 	return g
 }
 
 // NeedsReconcile reports whether a worker's report differs from the ledger
 // (so the leader proposes only when something is wrong).
 func (l *Ledger) NeedsReconcile(c ReconcileWorker) bool {
+	if w := l.s.Workers[c.Worker]; c.Incarnation != 0 && (w == nil || w.Incarnation != c.Incarnation) {
+		return true
+	}
 	present := make(map[string]bool, len(c.Present))
 	for _, id := range c.Present {
 		present[id] = true
@@ -566,64 +681,67 @@ func (l *Ledger) NeedsReconcile(c ReconcileWorker) bool {
 			return true
 		}
 	}
-	if w := l.s.Workers[c.Worker]; w == nil || !w.Alive {
-		return true
-	}
 	return false
 }
 
 // Excess returns, per worker, the sandboxes of account above its current
-// caps (reserved concurrency per function, then the unreserved pool and the
-// account limit), newest first so that long-warm sandboxes stay.
+// caps, newest first so that long-warm sandboxes stay: per function
+// incarnation above its reservation (any pool: a reservation caps them
+// all), then the unreserved pool above what reservations leave, then the
+// account above its limit. Sandboxes are judged by the pool that admitted
+// them, like the counts.
 func (l *Ledger) Excess(account string) map[string][]string {
-	byFn := map[string][]*Sandbox{}
-	var unreserved []*Sandbox
+	var all []*Sandbox
 	for _, sb := range l.s.Sandboxes {
-		if sb.Account != account {
+		if sb.Account == account {
+			all = append(all, sb)
+		}
+	}
+	sort.Slice(all, func(i, j int) bool {
+		if all[i].CreatedNs != all[j].CreatedNs {
+			return all[i].CreatedNs > all[j].CreatedNs
+		}
+		return all[i].ID < all[j].ID
+	})
+	dropped := map[string]bool{}
+	out := map[string][]string{}
+	drop := func(sb *Sandbox) {
+		dropped[sb.ID] = true
+		out[sb.Worker] = append(out[sb.Worker], sb.ID)
+	}
+	// Per function: sandboxes of its current incarnation above its
+	// reservation.
+	perFn := map[string]int{}
+	for i := len(all) - 1; i >= 0; i-- { // oldest first: they are kept
+		sb := all[i]
+		f := l.s.Functions[FunctionKey(sb.Account, sb.Function)]
+		if f == nil || f.Reserved == nil || f.Created != sb.Incarnation {
 			continue
 		}
-		fk := FunctionKey(sb.Account, sb.Function)
-		if f := l.s.Functions[fk]; f != nil && f.Reserved != nil {
-			byFn[fk] = append(byFn[fk], sb)
-		} else {
-			unreserved = append(unreserved, sb)
-		}
-	}
-	newest := func(s []*Sandbox) {
-		sort.Slice(s, func(i, j int) bool {
-			if s[i].CreatedNs != s[j].CreatedNs {
-				return s[i].CreatedNs > s[j].CreatedNs
-			}
-			return s[i].ID < s[j].ID
-		})
-	}
-	out := map[string][]string{}
-	drop := func(s []*Sandbox, n int) {
-		newest(s)
-		for i := 0; i < n && i < len(s); i++ {
-			out[s[i].Worker] = append(out[s[i].Worker], s[i].ID)
-		}
-	}
-	reservedHeld := 0
-	for fk, s := range byFn {
-		r := *l.s.Functions[fk].Reserved
-		if len(s) > r {
-			drop(s, len(s)-r)
-			reservedHeld += r
-		} else {
-			reservedHeld += len(s)
+		if perFn[sb.Function]++; perFn[sb.Function] > *f.Reserved {
+			drop(sb)
 		}
 	}
 	limit := l.Limit(account)
 	capU := limit - l.reservedTotal(account, "")
-	if room := limit - reservedHeld; room < capU {
-		capU = room
+	unres, total := 0, 0
+	for i := len(all) - 1; i >= 0; i-- {
+		sb := all[i]
+		if dropped[sb.ID] {
+			continue
+		}
+		if sb.Pool == quota.PoolUnreserved {
+			if unres++; unres > capU {
+				drop(sb)
+				continue
+			}
+		}
+		if total++; total > limit {
+			drop(sb)
+		}
 	}
-	if capU < 0 {
-		capU = 0
-	}
-	if len(unreserved) > capU {
-		drop(unreserved, len(unreserved)-capU)
+	for w := range out {
+		sort.Strings(out[w])
 	}
 	return out
 }

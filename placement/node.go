@@ -697,14 +697,17 @@ func (n *Node) Snapshot() *Snapshot {
 		}
 		for k, f := range l.s.Functions {
 			s.Functions = append(s.Functions, *f)
-			s.Counts[k] = l.fnCount[k]
+			s.Counts[k] = l.FunctionSandboxes(f.Account, f.Name)
 		}
 		for _, w := range l.s.Workers {
 			s.Workers = append(s.Workers, *w)
 		}
-		for a, c := range l.acctCount {
-			s.Accounted[a] = c
+		for _, sb := range l.s.Sandboxes {
+			s.Accounted[sb.Account] = l.AccountSandboxes(sb.Account)
 		}
+		s.ClusterID = l.s.ClusterID
+		s.Digest = l.Digest()
+		s.Index = n.raft.AppliedIndex()
 	})
 	sort.Slice(s.Functions, func(i, j int) bool {
 		return FunctionKey(s.Functions[i].Account, s.Functions[i].Name) < FunctionKey(s.Functions[j].Account, s.Functions[j].Name)
