@@ -27,7 +27,7 @@ const (
 
 func (g *Gateway) handleCreate(w http.ResponseWriter, r *http.Request) {
 	var in api.CreateFunctionInput
-	if e := decodeJSON(r, &in); e != nil {
+	if e := g.decodeJSON(w, r, &in); e != nil {
 		writeError(w, e)
 		return
 	}
@@ -138,7 +138,7 @@ func (g *Gateway) function(w http.ResponseWriter, r *http.Request) (*fnEntry, st
 		writeError(w, errNotFound("Function not found: arn:aws:lambda:us-east-1:"+ref.Account+":function:"+ref.Name))
 		return nil, "", false
 	}
-	g.refreshFresh() // control reads should see this gateway's own writes
+	g.refreshFresh(0) // control reads should see this gateway's own writes
 	e := g.cache.get(acct, ref.Name)
 	if e == nil {
 		writeError(w, errNotFound("Function not found: arn:aws:lambda:us-east-1:"+acct+":function:"+ref.Name))
@@ -193,7 +193,7 @@ func (g *Gateway) setReserved(w http.ResponseWriter, r *http.Request, n *int) {
 
 func (g *Gateway) handlePutConcurrency(w http.ResponseWriter, r *http.Request) {
 	var in api.Concurrency
-	if e := decodeJSON(r, &in); e != nil {
+	if e := g.decodeJSON(w, r, &in); e != nil {
 		writeError(w, e)
 		return
 	}
@@ -249,7 +249,7 @@ func (g *Gateway) handleAccountSettings(w http.ResponseWriter, r *http.Request) 
 
 func (g *Gateway) handleSetLimit(w http.ResponseWriter, r *http.Request) {
 	var in api.SetLimitInput
-	if e := decodeJSON(r, &in); e != nil {
+	if e := g.decodeJSON(w, r, &in); e != nil {
 		writeError(w, e)
 		return
 	}
@@ -259,10 +259,8 @@ func (g *Gateway) handleSetLimit(w http.ResponseWriter, r *http.Request) {
 		writeError(w, placementError(err))
 		return
 	}
-	g.cache.mu.Lock()
-	g.cache.observe(resp.Index)
-	g.cache.mu.Unlock()
-	g.refreshFresh()
+	g.cache.wrote(resp.Index)
+	g.refreshFresh(resp.Index)
 	sn := g.cache.snapshot()
 	if sn == nil {
 		writeError(w, errService("no placement snapshot"))
@@ -360,6 +358,13 @@ func (g *Gateway) workerStats(ctx context.Context, sn *placement.Snapshot) []wor
 	return out
 }
 
+// Pending limits of a records stream's subscription: its callback only
+// hands batches (up to 256 records each) to the stream without blocking.
+const (
+	recordsPendingMsgs  = 4096
+	recordsPendingBytes = 64 << 20
+)
+
 // handleRecords streams finished-invocation records as NDJSON until the
 // client goes away.
 func (g *Gateway) handleRecords(w http.ResponseWriter, r *http.Request) {
@@ -381,6 +386,13 @@ func (g *Gateway) handleRecords(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer sub.Unsubscribe()
+	if err := sub.SetPendingLimits(recordsPendingMsgs, recordsPendingBytes); err != nil {
+		writeError(w, errService(err.Error()))
+		return
+	}
+	watch := dropWatch{sub: sub}
+	// The stream lasts as long as its reader wants, past WriteTimeout.
+	_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.WriteHeader(http.StatusOK)
 	fl.Flush()
@@ -409,6 +421,7 @@ func (g *Gateway) handleRecords(w http.ResponseWriter, r *http.Request) {
 				dirty = true
 			}
 		case <-tick.C:
+			watch.check(g.log)
 			if dirty {
 				fl.Flush()
 				dirty = false

@@ -38,6 +38,17 @@ func errThrottle(reason string) *lambdaError {
 	return &lambdaError{http.StatusTooManyRequests, "TooManyRequestsException", "Rate Exceeded.", reason}
 }
 
+// errOverloaded answers a request past the gateway's in-flight cap.
+func errOverloaded() *lambdaError {
+	return &lambdaError{http.StatusServiceUnavailable, "ServiceException", "gateway overloaded, retry", ""}
+}
+
+// errBodyTimeout answers a request whose body did not arrive in time.
+// RequestTimeoutException is the AWS-wide name the SDKs treat as transient.
+func errBodyTimeout(msg string) *lambdaError {
+	return &lambdaError{http.StatusRequestTimeout, "RequestTimeoutException", msg, ""}
+}
+
 // statusOf maps a Lambda exception name to its HTTP status.
 func statusOf(t string) int {
 	switch t {
@@ -51,6 +62,8 @@ func statusOf(t string) int {
 		return http.StatusTooManyRequests
 	case "RequestTooLargeException":
 		return http.StatusRequestEntityTooLarge
+	case "RequestTimeoutException":
+		return http.StatusRequestTimeout
 	}
 	return http.StatusInternalServerError
 }
@@ -69,7 +82,7 @@ func writeError(w http.ResponseWriter, e *lambdaError) {
 	h := w.Header()
 	h.Set(api.HeaderErrorType, e.Type)
 	h.Set("Content-Type", "application/json")
-	if e.Status == http.StatusTooManyRequests {
+	if e.Status == http.StatusTooManyRequests || e.Status == http.StatusServiceUnavailable {
 		h.Set("Retry-After", "1")
 	}
 	w.WriteHeader(e.Status)

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -48,21 +49,59 @@ type Config struct {
 	Registry     *prometheus.Registry
 	Gatherer     prometheus.Gatherer // what /metrics serves; default Registry
 	Logger       *slog.Logger
+
+	// MaxInFlight caps concurrent HTTP requests; past it requests are
+	// answered 503 ServiceException at once (default DefaultMaxInFlight).
+	MaxInFlight int
+	// HTTP server bounds; zero means the Default* constant of the same
+	// name. WriteTimeout is fixed (it must outlast the longest function).
+	ReadHeaderTimeout time.Duration
+	BodyReadTimeout   time.Duration
+	IdleTimeout       time.Duration
+	MaxHeaderBytes    int
+	// RateFactor is the invocation rate allowed per unit of account
+	// concurrency, requests per second (default DefaultRateFactor, Lambda's
+	// quota); negative disables the rate limit.
+	RateFactor float64
+	// Gateways is how many gateways share each account's rate; 0 counts
+	// the alive gateways in Members (1 without Members).
+	Gateways int
+	// Now is the clock of the rate limiter and the cache's time bounds
+	// (default time.Now).
+	Now func() time.Time
 }
 
 // Gateway is a running gateway.
 type Gateway struct {
-	cfg   Config
-	log   *slog.Logger
-	nc    *nats.Conn
-	pl    Placer
-	cache *cache
-	m     *metrics
-	srv   *http.Server
-	ln    net.Listener
-	sub   *nats.Subscription
-	done  chan struct{}
+	cfg      Config
+	log      *slog.Logger
+	nc       *nats.Conn
+	pl       Placer
+	cache    *cache
+	m        *metrics
+	srv      *http.Server
+	ln       net.Listener
+	sub      *nats.Subscription
+	subWatch dropWatch
+	inflight inFlight
+	rate     *rateLimiter
+	gateways atomic.Int64 // gateways sharing each account's rate
+	recs     *throttleRecords
+	// hint is the highest index an event announced since the event loop
+	// last looked; kick wakes the loop.
+	hint atomic.Uint64
+	kick chan struct{}
+	done chan struct{}
 }
+
+// Pending limits of the events subscription: events are a few hundred
+// bytes and handled without blocking, so reaching these means the
+// connection itself is starved; later events are dropped (and logged) and
+// the periodic refresh catches up.
+const (
+	eventsPendingMsgs  = 4096
+	eventsPendingBytes = 4 << 20
+)
 
 // Start listens and serves.
 func Start(cfg Config) (*Gateway, error) {
@@ -78,22 +117,65 @@ func Start(cfg Config) (*Gateway, error) {
 	if cfg.Gatherer == nil {
 		cfg.Gatherer = cfg.Registry
 	}
-	g := &Gateway{cfg: cfg, log: cfg.Logger.With("node", cfg.ID, "role", "gateway"), nc: cfg.NATS, pl: cfg.Placement, cache: newCache(cfg.Placement), done: make(chan struct{})}
+	if cfg.MaxInFlight <= 0 {
+		cfg.MaxInFlight = DefaultMaxInFlight
+	}
+	if cfg.ReadHeaderTimeout <= 0 {
+		cfg.ReadHeaderTimeout = DefaultReadHeaderTimeout
+	}
+	if cfg.BodyReadTimeout <= 0 {
+		cfg.BodyReadTimeout = DefaultBodyReadTimeout
+	}
+	if cfg.IdleTimeout <= 0 {
+		cfg.IdleTimeout = DefaultIdleTimeout
+	}
+	if cfg.MaxHeaderBytes <= 0 {
+		cfg.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if cfg.RateFactor == 0 {
+		cfg.RateFactor = DefaultRateFactor
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	g := &Gateway{cfg: cfg, log: cfg.Logger.With("node", cfg.ID, "role", "gateway"), nc: cfg.NATS, pl: cfg.Placement, cache: newCache(cfg.Placement, cfg.Now), done: make(chan struct{}), kick: make(chan struct{}, 1)}
+	g.inflight.max = int64(cfg.MaxInFlight)
+	g.rate = newRateLimiter(cfg.RateFactor, cfg.Now)
+	g.recs = newThrottleRecords(cfg.NATS)
 	g.m = newMetrics(cfg.Registry, cfg.ID)
+	g.countGateways()
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
 		return nil, err
 	}
 	g.ln = ln
 	g.sub, err = g.nc.Subscribe(placement.SubjectEvents, g.handleEvent)
+	if err == nil {
+		err = g.sub.SetPendingLimits(eventsPendingMsgs, eventsPendingBytes)
+	}
 	if err != nil {
+		if g.sub != nil {
+			g.sub.Unsubscribe()
+		}
 		ln.Close()
 		return nil, err
 	}
+	g.subWatch = dropWatch{sub: g.sub}
 	g.refresh()
-	g.srv = &http.Server{Handler: g.routes(), ReadHeaderTimeout: 10 * time.Second}
+	g.srv = &http.Server{
+		Handler:           g.limitInFlight(g.routes()),
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		// Handlers that read a body set their own deadline (readBody);
+		// this one ends a body nobody reads, which the server drains
+		// after the handler.
+		ReadTimeout:    cfg.ReadHeaderTimeout + cfg.BodyReadTimeout,
+		WriteTimeout:   WriteTimeout,
+		IdleTimeout:    cfg.IdleTimeout,
+		MaxHeaderBytes: cfg.MaxHeaderBytes,
+	}
 	go g.srv.Serve(ln)
 	go g.refreshLoop()
+	go g.eventLoop()
 	return g, nil
 }
 
@@ -113,6 +195,7 @@ func (g *Gateway) Stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	g.srv.Shutdown(ctx)
+	g.recs.stop()
 }
 
 func (g *Gateway) refresh() {
@@ -123,31 +206,76 @@ func (g *Gateway) refresh() {
 	}
 }
 
-// handleEvent refreshes the cache after a control-plane change, refusing
-// snapshots older than the change (a lagging follower's).
+// handleEvent takes a control-plane change notice as a hint to refresh:
+// the event loop reads the leader until the cache reaches the announced
+// index, a few attempts at most. The notice itself changes nothing, so a
+// bogus or foreign event costs a few reads, never a frozen cache.
 func (g *Gateway) handleEvent(m *nats.Msg) {
-	var ev placement.Event
-	if json.Unmarshal(m.Data, &ev) != nil {
+	ev, ok := decodeEvent(m.Data)
+	if !ok {
 		return
 	}
-	g.cache.mu.Lock()
-	g.cache.observe(ev.Index)
-	g.cache.mu.Unlock()
-	go g.refreshFresh()
+	for {
+		cur := g.hint.Load()
+		if ev.Index <= cur || g.hint.CompareAndSwap(cur, ev.Index) {
+			break
+		}
+	}
+	select {
+	case g.kick <- struct{}{}:
+	default: // a refresh is pending already; it reads the hint
+	}
 }
 
-// refreshFresh retries a refresh a few times when the answering placement
-// node lags behind a write this gateway already saw.
-func (g *Gateway) refreshFresh() {
-	t0 := time.Now()
+// maxEvent bounds an event message; placement's are a few hundred bytes.
+const maxEvent = 64 << 10
+
+// decodeEvent parses a placement event, rejecting what is not one.
+func decodeEvent(data []byte) (placement.Event, bool) {
+	var ev placement.Event
+	if len(data) == 0 || len(data) > maxEvent || json.Unmarshal(data, &ev) != nil || ev.Kind == "" {
+		return placement.Event{}, false
+	}
+	return ev, true
+}
+
+// eventLoop serves event hints one refresh at a time: an event storm costs
+// at most one chain of reads in flight.
+func (g *Gateway) eventLoop() {
+	for {
+		select {
+		case <-g.done:
+			return
+		case <-g.kick:
+			g.refreshFresh(g.hint.Swap(0))
+		}
+	}
+}
+
+// refreshFresh reads the leader (any node when there is none) until the
+// cache holds a snapshot at index want or later, a few attempts at most: a
+// placement node may lag a write this gateway heard of. want 0 asks for one
+// successful refresh. Stale refusals count towards the cache's resync from
+// the leader, so a cache that refuses every snapshot recovers here too.
+func (g *Gateway) refreshFresh(want uint64) {
 	for i := 0; i < 5; i++ {
+		t0 := g.cache.now()
 		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		err := g.cache.refreshSince(ctx, t0)
 		cancel()
-		if !errors.Is(err, errStale) {
+		switch {
+		case err == nil:
+			if _, _, idx := g.cache.position(); idx >= want {
+				return
+			}
+		case !errors.Is(err, errStale):
 			return
 		}
-		time.Sleep(time.Duration(i+1) * 5 * time.Millisecond)
+		select {
+		case <-g.done:
+			return
+		case <-time.After(time.Duration(i+1) * 5 * time.Millisecond):
+		}
 	}
 }
 
@@ -160,8 +288,51 @@ func (g *Gateway) refreshLoop() {
 			return
 		case <-t.C:
 			g.refresh()
+			g.countGateways()
+			g.subWatch.check(g.log)
 		}
 	}
+}
+
+// countGateways sets how many gateways share each account's rate: the
+// configured number, or the gateways membership shows alive (this one
+// included, even before gossip lists it).
+func (g *Gateway) countGateways() {
+	n := g.cfg.Gateways
+	if n <= 0 {
+		n = 0
+		if g.cfg.Members != nil {
+			for _, m := range g.cfg.Members.Nodes() {
+				if m.Role == "gateway" && m.State != "dead" {
+					n++
+				}
+			}
+		}
+		if n < 1 {
+			n = 1
+		}
+	}
+	g.gateways.Store(int64(n))
+}
+
+// dropWatch logs the messages a subscription dropped as a slow consumer
+// since the last check; dropping is the answer to a slow consumer, the
+// node goes on.
+type dropWatch struct {
+	sub  *nats.Subscription
+	last int
+}
+
+func (d *dropWatch) check(log *slog.Logger) {
+	if d.sub == nil {
+		return
+	}
+	n, err := d.sub.Dropped()
+	if err != nil || n <= d.last {
+		return
+	}
+	log.Warn("slow consumer: NATS messages dropped", "subject", d.sub.Subject, "dropped", n-d.last)
+	d.last = n
 }
 
 func (g *Gateway) routes() http.Handler {
@@ -202,13 +373,10 @@ func newRequestID() string {
 	return s[0:8] + "-" + s[8:12] + "-" + s[12:16] + "-" + s[16:20] + "-" + s[20:32]
 }
 
-func decodeJSON(r *http.Request, v any) *lambdaError {
-	body, err := io.ReadAll(io.LimitReader(r.Body, 1<<20+1))
-	if err != nil {
-		return errInvalidContent("could not read request body: " + err.Error())
-	}
-	if len(body) > 1<<20 {
-		return errTooLarge("request body is larger than 1 MiB")
+func (g *Gateway) decodeJSON(w http.ResponseWriter, r *http.Request, v any) *lambdaError {
+	body, lerr := g.readBody(w, r, 1<<20, "request body is larger than 1 MiB")
+	if lerr != nil {
+		return lerr
 	}
 	if err := json.Unmarshal(body, v); err != nil {
 		return errInvalidContent("Could not parse request body into json: " + err.Error())

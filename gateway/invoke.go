@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"errors"
-	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -54,29 +53,29 @@ func (g *Gateway) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errNotFound("Function not found: arn:aws:lambda:us-east-1:"+acct+":function:"+ref.Name))
 		return
 	}
+	key := pool.Key{Account: acct, Function: ref.Name, Version: version}
 	if e.fn.Reserved != nil && *e.fn.Reserved == 0 {
 		// Reserved concurrency 0 stops every invocation at once, warm
 		// sandboxes included (placement also drops them).
-		g.m.throttles.Inc()
-		writeError(w, errThrottle(string(quota.ReasonReservedConcurrency)))
+		g.throttle(w, reqID, key, errThrottle(string(quota.ReasonReservedConcurrency)))
 		return
 	}
 	if r.Header.Get(api.HeaderInvocationType) == "DryRun" {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	if r.ContentLength > MaxSyncPayload {
-		writeError(w, errTooLarge("Request must be smaller than 6291456 bytes for the InvokeFunction operation"))
+	if !g.rate.allow(acct, g.cache.limit(acct), int(g.gateways.Load())) {
+		g.throttle(w, reqID, key, errThrottle(string(quota.ReasonFunctionRate)))
 		return
 	}
-	payload, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxSyncPayload))
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			writeError(w, errTooLarge("Request must be smaller than 6291456 bytes for the InvokeFunction operation"))
-			return
-		}
-		writeError(w, errInvalidContent("could not read the request body: "+err.Error()))
+	const tooLarge = "Request must be smaller than 6291456 bytes for the InvokeFunction operation"
+	if r.ContentLength > MaxSyncPayload {
+		writeError(w, errTooLarge(tooLarge))
+		return
+	}
+	payload, lerr := g.readBody(w, r, MaxSyncPayload, tooLarge)
+	if lerr != nil {
+		writeError(w, lerr)
 		return
 	}
 	msg := &nats.Msg{Data: payload, Header: nats.Header{}}
@@ -93,20 +92,29 @@ func (g *Gateway) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	// longer (cold-start phases included) so the worker's Sandbox.Timedout
 	// answer arrives first. A worker that dies mid-invocation costs the
 	// caller this wait: NATS does not tell a requester its responder died.
-	wait := time.Duration(e.fn.TimeoutMs)*time.Millisecond + 5*time.Second
+	wait := time.Duration(e.fn.TimeoutMs)*time.Millisecond + invokeMargin
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
 
-	reply, lerr := g.route(ctx, msg, pool.Key{Account: acct, Function: ref.Name, Version: version}, e.spec)
+	reply, lerr := g.route(ctx, msg, key, e.spec)
 	if lerr != nil {
 		if lerr.Status == http.StatusTooManyRequests {
-			g.m.throttles.Inc()
+			g.throttle(w, reqID, key, lerr)
+			return
 		}
 		writeError(w, lerr)
 		return
 	}
 	g.writeInvokeReply(w, reply, version)
 	g.m.latency.Observe(time.Since(start).Seconds())
+}
+
+// throttle answers a 429 and publishes its record: every throttle the
+// gateway answers can be checked against the limits at that instant.
+func (g *Gateway) throttle(w http.ResponseWriter, reqID string, k pool.Key, lerr *lambdaError) {
+	g.m.throttles.Inc()
+	g.recs.add(api.Record{RequestID: reqID, Account: k.Account, Function: k.Function, Version: k.Version, ReceivedNs: time.Now().UnixNano(), Outcome: api.OutcomeThrottled, Reason: lerr.Reason, Gateway: g.cfg.ID})
+	writeError(w, lerr)
 }
 
 // route sends the invocation to an idle warm sandbox if any worker has one,
@@ -257,6 +265,6 @@ func (g *Gateway) lookup(ctx context.Context, account, name string) *fnEntry {
 	if e := g.cache.get(account, name); e != nil {
 		return e
 	}
-	g.refreshFresh()
+	g.refreshFresh(0)
 	return g.cache.get(account, name)
 }

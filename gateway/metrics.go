@@ -8,8 +8,8 @@ import (
 )
 
 type metrics struct {
-	invocations, throttles, errors, cold, warm, busy, placementFail prometheus.Counter
-	latency                                                         prometheus.Histogram
+	invocations, throttles, errors, cold, warm, busy, placementFail, overloaded prometheus.Counter
+	latency                                                                     prometheus.Histogram
 }
 
 func newMetrics(reg prometheus.Registerer, node string) *metrics {
@@ -25,10 +25,11 @@ func newMetrics(reg prometheus.Registerer, node string) *metrics {
 		warm:          c("warm_starts_total", "Invocations served by a warm sandbox."),
 		busy:          c("warm_busy_total", "Warm attempts answered busy by a worker."),
 		placementFail: c("placement_unavailable_total", "Cold starts refused because placement had no quorum."),
+		overloaded:    c("overloaded_total", "Requests answered 503 past the gateway's in-flight cap."),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "coldstart", Subsystem: "gateway", Name: "invoke_latency_seconds", Help: "Invoke latency at the gateway.", ConstLabels: l,
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}),
 	}
-	for _, col := range []prometheus.Collector{m.invocations, m.throttles, m.errors, m.cold, m.warm, m.busy, m.placementFail, m.latency} {
+	for _, col := range []prometheus.Collector{m.invocations, m.throttles, m.errors, m.cold, m.warm, m.busy, m.placementFail, m.overloaded, m.latency} {
 		_ = reg.Register(col)
 	}
 	return m
