@@ -28,6 +28,7 @@ var commands = map[string]command{
 	"account":     {"account settings: set-limit, show", runAccount},
 	"load":        {"open-loop load generator", runLoad},
 	"records":     {"stream one JSON line per finished invocation", runRecords},
+	"check":       {"check invocation records against the limits and invariants (file, stdin or live)", runCheck},
 	"status":      {"cluster status: nodes, leader, sandboxes, in-flight against limits", runStatus},
 	"sim":         {"trace-driven simulator on the same policy code", runSim},
 	"chaos":       {"kill and restart nodes of a running `coldstart up`", runChaos},

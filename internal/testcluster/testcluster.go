@@ -20,6 +20,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/coldstart-dev/coldstart/internal/api"
+	"github.com/coldstart-dev/coldstart/internal/check"
 	"github.com/coldstart-dev/coldstart/internal/membership"
 	"github.com/coldstart-dev/coldstart/internal/natsutil"
 	"github.com/coldstart-dev/coldstart/internal/ports"
@@ -347,51 +348,15 @@ func (r *Recorder) Len() int {
 	return len(r.recs)
 }
 
-// MaxInFlight is the sweep-line maximum of overlapping handler runs among
-// records that match keep.
+// MaxInFlight is the sweep-line maximum of capacity held at once among
+// records that match keep (see check.MaxInFlight).
 func MaxInFlight(recs []api.Record, keep func(api.Record) bool) int {
-	type ev struct {
-		t int64
-		d int
-	}
-	var evs []ev
-	for _, r := range recs {
-		if keep != nil && !keep(r) {
-			continue
-		}
-		// From the grant (or receipt) to the end of the handler: the
-		// sandbox is certainly held for the invocation all that time.
-		evs = append(evs, ev{HeldFrom(r), 1}, ev{r.EndNs, -1})
-	}
-	sort.Slice(evs, func(i, j int) bool {
-		if evs[i].t != evs[j].t {
-			return evs[i].t < evs[j].t
-		}
-		return evs[i].d < evs[j].d // ends before starts at the same instant
-	})
-	cur, max := 0, 0
-	for _, e := range evs {
-		cur += e.d
-		if cur > max {
-			max = cur
-		}
-	}
-	return max
+	return check.MaxInFlight(recs, keep)
 }
 
 // HeldUntil is when a record's sandbox was given back to its pool.
-func HeldUntil(r api.Record) int64 {
-	if r.ReleasedNs > r.EndNs {
-		return r.ReleasedNs
-	}
-	return r.EndNs
-}
+func HeldUntil(r api.Record) int64 { return check.HeldUntil(r) }
 
 // HeldFrom is when a record's sandbox started being held for it: the grant
 // of a cold start, or the worker's receipt of a warm request.
-func HeldFrom(r api.Record) int64 {
-	if r.GrantedNs != 0 && r.GrantedNs < r.ReceivedNs {
-		return r.GrantedNs
-	}
-	return r.ReceivedNs
-}
+func HeldFrom(r api.Record) int64 { return check.HeldFrom(r) }
