@@ -6,6 +6,10 @@
 #                        their shared libraries (only if redis-server is
 #                        installed: apt-get install -y redis-server)
 #
+# It also generates the cluster secret docker-compose.yml mounts into every
+# container, deployments/secrets/cluster-secret, when there is none (an
+# existing one is kept: see deployments/README.md, "Cluster secret").
+#
 # Idempotent: rerunning with unchanged sources reuses Go's build cache and
 # Docker's layer cache and leaves the same image IDs.
 #
@@ -24,7 +28,7 @@ for arg in "$@"; do
 	--redis) redis=yes ;;
 	--no-redis) redis=no ;;
 	-h | --help)
-		sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	*)
@@ -54,6 +58,35 @@ command -v docker >/dev/null 2>&1 || {
 	echo "build-images.sh: docker is not installed" >&2
 	exit 1
 }
+
+# --- cluster secret ------------------------------------------------------------
+# 32 random bytes as hex. The directory is private (0700); the file itself
+# is 0644 so that the containers' user (uid 65532) can read it through the
+# bind mount. Never printed.
+secrets="$root/deployments/secrets"
+secret_file="$secrets/cluster-secret"
+if [ -d "$secret_file" ]; then
+	# `docker-compose up` before this script makes an empty directory of
+	# the missing bind-mount source.
+	rmdir "$secret_file" 2>/dev/null || {
+		echo "build-images.sh: $secret_file is a directory, not a secret file" >&2
+		exit 1
+	}
+fi
+if [ ! -s "$secret_file" ]; then
+	mkdir -p "$secrets"
+	chmod 700 "$secrets"
+	tmp="$secret_file.new.$$"
+	(umask 077 && od -An -tx1 -N32 /dev/urandom | tr -d ' \n' >"$tmp" && echo >>"$tmp")
+	[ "$(wc -c <"$tmp")" -eq 65 ] || {
+		rm -f "$tmp"
+		echo "build-images.sh: could not read 32 random bytes from /dev/urandom" >&2
+		exit 1
+	}
+	chmod 644 "$tmp"
+	mv -f "$tmp" "$secret_file"
+	echo "generated $secret_file"
+fi
 
 # Legacy builder or BuildKit both work: FROM scratch pulls nothing.
 build() { # tag dockerfile context

@@ -6,18 +6,23 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/coldstart-dev/coldstart/internal/secret"
 )
 
 // TestRolesAsSeparateProcesses starts NATS, 3 placement nodes, a worker and
 // a gateway as separate coldstart processes on loopback and checks that
 // they form one cluster: a function created through the gateway runs cold,
-// then warm.
+// then warm. Every process reads the cluster secret from the file named by
+// COLDSTART_CLUSTER_SECRET_FILE, so NATS authenticates them and gossip is
+// encrypted.
 func TestRolesAsSeparateProcesses(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the binary")
@@ -35,10 +40,15 @@ func TestRolesAsSeparateProcesses(t *testing.T) {
 	natsURL := "nats://" + addr(0)
 	peers := "p1=" + addr(1) + ",p2=" + addr(2) + ",p3=" + addr(3)
 	seeds := addr(4) + "," + addr(5)
+	secretFile := filepath.Join(dir, "cluster-secret")
+	if _, _, err := secret.LoadOrCreate(secretFile); err != nil {
+		t.Fatal(err)
+	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	start := func(args ...string) {
 		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Env = append(os.Environ(), "COLDSTART_CLUSTER_SECRET_FILE="+secretFile)
 		out, _ := cmd.StdoutPipe()
 		var stderr bytes.Buffer
 		cmd.Stderr = &stderr

@@ -20,12 +20,14 @@ import (
 	"github.com/coldstart-dev/coldstart/internal/membership"
 	"github.com/coldstart-dev/coldstart/internal/natsutil"
 	"github.com/coldstart-dev/coldstart/internal/roles"
+	"github.com/coldstart-dev/coldstart/internal/secret"
 	"github.com/coldstart-dev/coldstart/placement"
 )
 
 // nodeFlags are the flags every role shares.
 type nodeFlags struct {
 	id, nats, gossip, join, http, advertise string
+	secretFile, passwordFile, gossipKeyFile string
 	verbose                                 bool
 }
 
@@ -38,14 +40,55 @@ func (f *nodeFlags) register(fs *flag.FlagSet, role string) {
 	fs.StringVar(&f.advertise, "advertise", envOr("COLDSTART_ADVERTISE", ""), "memberlist address others reach this node at, host[:port] (hostnames resolved; default: the --gossip host, or a private IP when it is 0.0.0.0)")
 	fs.StringVar(&f.http, "http", envOr("COLDSTART_HTTP", ""), "address for /metrics and /healthz (empty: none)")
 	fs.BoolVar(&f.verbose, "verbose", false, "debug logs")
+	registerSecretFlag(fs, &f.secretFile)
+	fs.StringVar(&f.passwordFile, "nats-password-file", "", "file holding only this node's NATS password, instead of --cluster-secret-file (see deployments/README.md)")
+	fs.StringVar(&f.gossipKeyFile, "gossip-key-file", "", "file holding only the memberlist key (hex), with --nats-password-file")
 }
 
-func (f *nodeFlags) common(reg *prometheus.Registry, stderr io.Writer) roles.Common {
+func registerSecretFlag(fs *flag.FlagSet, p *string) {
+	fs.StringVar(p, "cluster-secret-file", "", "file holding the cluster secret (hex); empty: no NATS authentication, plaintext gossip")
+}
+
+// readSecret reads --cluster-secret-file (nil when not given).
+func readSecret(path string) ([]byte, error) {
+	if path == "" {
+		return nil, nil
+	}
+	s, err := secret.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("--cluster-secret-file: %w", err)
+	}
+	return s, nil
+}
+
+func (f *nodeFlags) common(reg *prometheus.Registry, stderr io.Writer) (roles.Common, error) {
 	level := slog.LevelInfo
 	if f.verbose {
 		level = slog.LevelDebug
 	}
-	return roles.Common{ID: f.id, NATSURL: f.nats, GossipAddr: f.gossip, Advertise: f.advertise, Seeds: splitList(f.join), Timing: membership.Fast, Registry: reg, Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))}
+	c := roles.Common{ID: f.id, NATSURL: f.nats, GossipAddr: f.gossip, Advertise: f.advertise, Seeds: splitList(f.join), Timing: membership.Fast, Registry: reg, Logger: slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))}
+	var err error
+	if c.Secret, err = readSecret(f.secretFile); err != nil {
+		return c, err
+	}
+	if c.Secret != nil && (f.passwordFile != "" || f.gossipKeyFile != "") {
+		return c, errors.New("--cluster-secret-file derives every key: give it alone, or --nats-password-file and --gossip-key-file")
+	}
+	if f.passwordFile != "" {
+		b, err := os.ReadFile(f.passwordFile)
+		if err != nil {
+			return c, fmt.Errorf("--nats-password-file: %w", err)
+		}
+		if c.NATSPassword = strings.TrimSpace(string(b)); c.NATSPassword == "" {
+			return c, fmt.Errorf("--nats-password-file: %s is empty", f.passwordFile)
+		}
+	}
+	if f.gossipKeyFile != "" {
+		if c.GossipKey, err = secret.ReadFile(f.gossipKeyFile); err != nil {
+			return c, fmt.Errorf("--gossip-key-file: %w", err)
+		}
+	}
+	return c, nil
 }
 
 func newRegistry() *prometheus.Registry {
@@ -133,7 +176,12 @@ func runPlacement(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return 2
 	}
 	reg := newRegistry()
-	n, err := roles.StartPlacement(roles.PlacementOptions{Common: nf.common(reg, stderr), RaftAddr: *raftAddr, DataDir: *data, Peers: ps, Raft: placement.Tuned, Rate: sr})
+	common, err := nf.common(reg, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "coldstart placement:", err)
+		return 2
+	}
+	n, err := roles.StartPlacement(roles.PlacementOptions{Common: common, RaftAddr: *raftAddr, DataDir: *data, Peers: ps, Raft: placement.Tuned, Rate: sr})
 	if err != nil {
 		fmt.Fprintln(stderr, "coldstart placement:", err)
 		return 1
@@ -173,7 +221,12 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		return code
 	}
 	reg := newRegistry()
-	n, err := roles.StartWorker(roles.WorkerOptions{Common: nf.common(reg, stderr), Capacity: *capacity, MemoryMB: *memory, KeepAlive: *keep, TimeScale: *scale, LogInvocations: *logInv})
+	common, err := nf.common(reg, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "coldstart worker:", err)
+		return 2
+	}
+	n, err := roles.StartWorker(roles.WorkerOptions{Common: common, Capacity: *capacity, MemoryMB: *memory, KeepAlive: *keep, TimeScale: *scale, LogInvocations: *logInv})
 	if err != nil {
 		fmt.Fprintln(stderr, "coldstart worker:", err)
 		return 1
@@ -194,7 +247,12 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return code
 	}
 	reg := newRegistry()
-	n, err := roles.StartGateway(roles.GatewayOptions{Common: nf.common(reg, stderr), Listen: *listen})
+	common, err := nf.common(reg, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "coldstart gateway:", err)
+		return 2
+	}
+	n, err := roles.StartGateway(roles.GatewayOptions{Common: common, Listen: *listen})
 	if err != nil {
 		fmt.Fprintln(stderr, "coldstart gateway:", err)
 		return 1
@@ -209,7 +267,9 @@ func runNATS(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("nats", flag.ContinueOnError)
 	listen := fs.String("listen", envOr("COLDSTART_LISTEN", "127.0.0.1:4222"), "client address host:port")
 	store := fs.String("store", envOr("COLDSTART_DATA", "./.coldstart/nats"), "JetStream storage directory")
-	if code := parseFlags(fs, args, stderr, "Usage: coldstart nats [flags]\n\nRuns an embedded NATS server with JetStream on disk.\n\nExample:\n  coldstart nats --listen 0.0.0.0:4222 --store /data/nats"); code >= 0 {
+	var secretFile string
+	registerSecretFlag(fs, &secretFile)
+	if code := parseFlags(fs, args, stderr, "Usage: coldstart nats [flags]\n\nRuns an embedded NATS server with JetStream on disk. With --cluster-secret-file it\nadmits only nodes logging in with a password derived from that secret, each limited\nto its role's subjects; give every node the same file.\n\nExample:\n  coldstart nats --listen 0.0.0.0:4222 --store /data/nats --cluster-secret-file /run/secrets/cluster-secret"); code >= 0 {
 		return code
 	}
 	host, port, err := splitHostPort(*listen)
@@ -217,7 +277,12 @@ func runNATS(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "coldstart nats:", err)
 		return 2
 	}
-	s, err := natsutil.StartServer(natsutil.ServerConfig{Host: host, Port: port, JetStream: true, StoreDir: *store})
+	sec, err := readSecret(secretFile)
+	if err != nil {
+		fmt.Fprintln(stderr, "coldstart nats:", err)
+		return 2
+	}
+	s, err := natsutil.StartServer(natsutil.ServerConfig{Host: host, Port: port, JetStream: true, StoreDir: *store, Secret: sec})
 	if err != nil {
 		fmt.Fprintln(stderr, "coldstart nats:", err)
 		return 1

@@ -23,6 +23,7 @@ import (
 	"github.com/coldstart-dev/coldstart/internal/natsutil"
 	"github.com/coldstart-dev/coldstart/internal/ports"
 	"github.com/coldstart-dev/coldstart/internal/roles"
+	"github.com/coldstart-dev/coldstart/internal/secret"
 	"github.com/coldstart-dev/coldstart/placement"
 	"github.com/coldstart-dev/coldstart/quota"
 )
@@ -85,10 +86,18 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "coldstart up:", err)
 		return 1
 	}
+	// The cluster secret stays in the data directory (mode 0600) so that a
+	// restart on it comes back as the same cluster; it is never printed.
+	secretPath := filepath.Join(*data, "cluster-secret")
+	clusterSecret, _, err := secret.LoadOrCreate(secretPath)
+	if err != nil {
+		fmt.Fprintln(stderr, "coldstart up: cluster secret:", err)
+		return 1
+	}
 
 	c := &embedded{log: logger}
 	defer c.stop()
-	ns, err := natsutil.StartServer(natsutil.ServerConfig{Host: host, Port: lay.NATS, JetStream: true, StoreDir: filepath.Join(*data, "nats")})
+	ns, err := natsutil.StartServer(natsutil.ServerConfig{Host: host, Port: lay.NATS, JetStream: true, StoreDir: filepath.Join(*data, "nats"), Secret: clusterSecret})
 	if err != nil {
 		fmt.Fprintln(stderr, "coldstart up: nats:", err)
 		return 1
@@ -109,7 +118,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		seeds = append(seeds, net.JoinHostPort(host, strconv.Itoa(lay.Gossip[i])))
 	}
 	common := func(id string, gossip int) roles.Common {
-		return roles.Common{ID: id, NATSURL: natsURL, GossipAddr: net.JoinHostPort(host, strconv.Itoa(gossip)), Seeds: seeds, Timing: membership.Fast, Registry: reg, Logger: logger}
+		return roles.Common{ID: id, NATSURL: natsURL, GossipAddr: net.JoinHostPort(host, strconv.Itoa(gossip)), Seeds: seeds, Timing: membership.Fast, Registry: reg, Logger: logger, Secret: clusterSecret}
 	}
 	var peers []placement.Peer
 	for i := 0; i < 3; i++ {
@@ -171,6 +180,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "nats       %s\n", natsURL)
 	fmt.Fprintf(stdout, "redis      redis://%s\n", redisAddr)
 	fmt.Fprintf(stdout, "data       %s\n", *data)
+	fmt.Fprintf(stdout, "secret     %s   (cluster secret: NATS logins, gossip encryption; keep it private)\n", secretPath)
 	fmt.Fprintf(stdout, "admin      http://%s   (chaos: coldstart chaos kill NODE; token in %s)\n", *admin, filepath.Join(*data, "admin-token"))
 	_ = token
 	fmt.Fprintln(stdout, "mode       development: unsigned requests act as account 123456789012")

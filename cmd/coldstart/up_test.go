@@ -5,6 +5,8 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -31,6 +33,13 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 // after it printed "ready".
 func startUp(t *testing.T, args ...string) (stop func()) {
 	t.Helper()
+	stop, _ = startUpOut(t, args...)
+	return stop
+}
+
+// startUpOut is startUp that also returns what `coldstart up` printed.
+func startUpOut(t *testing.T, args ...string) (stop func(), stdout *syncBuffer) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	var out, errb syncBuffer
 	done := make(chan int, 1)
@@ -53,7 +62,7 @@ func startUp(t *testing.T, args ...string) (stop func()) {
 		if code := <-done; code != 0 {
 			t.Errorf("up exited with %d: %s", code, errb.String())
 		}
-	}
+	}, &out
 }
 
 func httpDo(t *testing.T, method, url, body string) (int, string) {
@@ -70,7 +79,8 @@ func httpDo(t *testing.T, method, url, body string) (int, string) {
 
 // TestUpRestartKeepsState: `coldstart up` prints its URLs and "ready", shuts
 // down on cancel (Ctrl-C), and a restart on the same data directory keeps
-// functions and limits (Raft state reloads, no second bootstrap).
+// functions and limits (Raft state reloads, no second bootstrap) and its
+// cluster secret, which it writes with mode 0600 and never prints.
 func TestUpRestartKeepsState(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a whole cluster twice")
@@ -82,7 +92,25 @@ func TestUpRestartKeepsState(t *testing.T) {
 	}
 	gw := "http://127.0.0.1:" + strconv.Itoa(p[0])
 	args := []string{"--data", data, "--listen", "127.0.0.1:" + strconv.Itoa(p[0]), "--admin", "127.0.0.1:" + strconv.Itoa(p[2])}
-	stop := startUp(t, args...)
+	stop, out := startUpOut(t, args...)
+	secretPath := filepath.Join(data, "cluster-secret")
+	fi, err := os.Stat(secretPath)
+	if err != nil {
+		t.Fatalf("no cluster secret file: %v", err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Fatalf("%s has mode %v, want 0600", secretPath, fi.Mode().Perm())
+	}
+	first, err := os.ReadFile(secretPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), secretPath) {
+		t.Errorf("the secret's path is not printed:\n%s", out.String())
+	}
+	if hexSecret := strings.TrimSpace(string(first)); len(hexSecret) != 64 || strings.Contains(out.String(), hexSecret) {
+		t.Fatalf("secret of %d hex digits, or printed:\n%s", len(hexSecret), out.String())
+	}
 	if code, body := httpDo(t, "POST", gw+"/2015-03-31/functions", `{"FunctionName":"keep","Runtime":"synthetic","MemorySize":256,"Timeout":3,"Coldstart":{"Duration":"2ms","ColdStart":"5ms"}}`); code != 201 {
 		t.Fatalf("create: %d %s", code, body)
 	}
@@ -97,6 +125,9 @@ func TestUpRestartKeepsState(t *testing.T) {
 
 	stop = startUp(t, args...)
 	defer stop()
+	if again, err := os.ReadFile(secretPath); err != nil || !bytes.Equal(again, first) {
+		t.Fatalf("cluster secret not kept across restart: %v", err)
+	}
 	if code, body := httpDo(t, "GET", gw+"/2015-03-31/functions/keep", ""); code != 200 || !strings.Contains(body, `"MemorySize":256`) {
 		t.Fatalf("function lost across restart: %d %s", code, body)
 	}

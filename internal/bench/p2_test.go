@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/coldstart-dev/coldstart/internal/api"
+	"github.com/coldstart-dev/coldstart/internal/natsutil"
 	"github.com/coldstart-dev/coldstart/internal/testcluster"
 )
 
@@ -81,7 +82,7 @@ func BenchmarkP2WarmThroughput(b *testing.B) {
 	// out answers busy and the gateway tries another.
 	prewarm(b, hc, gws, "p2", 3*p2Clients, 300*time.Millisecond)
 	base := echoServer(b).URL + "/echo"
-	requester, responder := natsPair(b, c.URL)
+	requester, responder := natsPair(b, c)
 
 	var cold atomic.Int64
 	invokeOp := func(cl int) error {
@@ -105,7 +106,7 @@ func BenchmarkP2WarmThroughput(b *testing.B) {
 		return err
 	}
 	natsOp := func(int) error {
-		_, err := requester.Request("bench.echo", payload100, 5*time.Second)
+		_, err := requester.Request(echoSubject, payload100, 5*time.Second)
 		return err
 	}
 	ops := []func(int) error{invokeOp, httpOp, natsOp}
@@ -151,20 +152,17 @@ func BenchmarkP2WarmThroughput(b *testing.B) {
 	b.ReportMetric(ht.cpuPerOp()/(ht.cpuPerOp()+nt.cpuPerOp()), "floor-of-http")
 }
 
-// natsPair connects a requester and a responder that echoes bench.echo.
-func natsPair(b *testing.B, url string) (*nats.Conn, *nats.Subscription) {
+// echoSubject is a warm-invoke subject no function uses: the requester
+// and the responder connect as a gateway and a worker, with those roles'
+// permissions, as on the invoke path.
+const echoSubject = "cs.warm.bench.echo.LATEST"
+
+// natsPair connects a requester and a responder that echoes echoSubject.
+func natsPair(b *testing.B, c *testcluster.Cluster) (*nats.Conn, *nats.Subscription) {
 	b.Helper()
-	req, err := nats.Connect(url)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(req.Close)
-	rsp, err := nats.Connect(url)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(rsp.Close)
-	sub, err := rsp.Subscribe("bench.echo", func(m *nats.Msg) { m.Respond(m.Data) })
+	req := c.Client(natsutil.RoleGateway, "bench")
+	rsp := c.Client(natsutil.RoleWorker, "bench")
+	sub, err := rsp.Subscribe(echoSubject, func(m *nats.Msg) { m.Respond(m.Data) })
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -172,7 +170,7 @@ func natsPair(b *testing.B, url string) (*nats.Conn, *nats.Subscription) {
 	if err := rsp.Flush(); err != nil {
 		b.Fatal(err)
 	}
-	if _, err := req.Request("bench.echo", nil, time.Second); err != nil {
+	if _, err := req.Request(echoSubject, nil, time.Second); err != nil {
 		b.Fatal(errors.Join(errors.New("nats echo"), err))
 	}
 	return req, sub

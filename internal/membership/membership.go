@@ -74,6 +74,10 @@ type Config struct {
 	Timing    Timing
 	Observer  Observer
 	Logger    io.Writer // nil discards
+	// SecretKey encrypts and authenticates all gossip (AES-GCM; 16, 24 or
+	// 32 bytes). Members with another key, or none, are not admitted. Nil:
+	// plaintext gossip, open to anyone who can reach the port.
+	SecretKey []byte
 }
 
 // List is a running member.
@@ -123,6 +127,10 @@ func Join(cfg Config) (*List, error) {
 	mc.DeadNodeReclaimTime = time.Second // a restarted node may rejoin under its name at once
 	mc.Delegate = l
 	mc.Events = l
+	if cfg.SecretKey != nil {
+		// memberlist then verifies incoming and encrypts outgoing gossip.
+		mc.SecretKey = append([]byte(nil), cfg.SecretKey...)
+	}
 	w := cfg.Logger
 	if w == nil {
 		w = io.Discard

@@ -18,6 +18,7 @@ import (
 	"github.com/coldstart-dev/coldstart/internal/api"
 	"github.com/coldstart-dev/coldstart/internal/membership"
 	"github.com/coldstart-dev/coldstart/internal/natsutil"
+	"github.com/coldstart-dev/coldstart/internal/secret"
 	"github.com/coldstart-dev/coldstart/placement"
 	"github.com/coldstart-dev/coldstart/quota"
 	"github.com/coldstart-dev/coldstart/worker"
@@ -34,6 +35,48 @@ type Common struct {
 	Timing     membership.Timing
 	Registry   *prometheus.Registry
 	Logger     *slog.Logger
+	// Secret is the cluster secret (internal/secret): the node derives its
+	// NATS password, the gossip key and the grant key from it. Nil: the
+	// node uses NATSPassword and GossipKey, or none (an open cluster).
+	Secret []byte
+	// NATSPassword and GossipKey, for a node given its own keys instead
+	// of the cluster secret (ignored when Secret is set).
+	NATSPassword string
+	GossipKey    []byte
+}
+
+// natsOptions are the node's NATS credentials as user "<role>.<id>".
+func (c Common) natsOptions(role string) (natsutil.ConnectOptions, error) {
+	pw := c.NATSPassword
+	if c.Secret != nil {
+		pw = natsutil.Password(c.Secret, natsutil.UserName(role, c.ID))
+	}
+	if pw == "" {
+		return natsutil.ConnectOptions{Logger: c.Logger}, nil
+	}
+	if err := natsutil.ValidID(c.ID); err != nil {
+		return natsutil.ConnectOptions{}, err
+	}
+	o := natsutil.NodeConnectOptions(role, c.ID, pw)
+	o.Logger = c.Logger
+	return o, nil
+}
+
+// gossipKey is the memberlist encryption key (nil: plaintext gossip).
+func (c Common) gossipKey() []byte {
+	if c.Secret != nil {
+		return secret.DeriveKey(c.Secret, secret.PurposeMemberlist)
+	}
+	return c.GossipKey
+}
+
+// GrantKey is the key placement signs sandbox grants with and workers
+// verify them with: HMAC(secret, "grant"). Nil without a cluster secret.
+func (c Common) GrantKey() []byte {
+	if c.Secret == nil {
+		return nil
+	}
+	return secret.DeriveKey(c.Secret, secret.PurposeGrant)
 }
 
 // Node is a started node of any role.
@@ -52,7 +95,11 @@ type Node struct {
 }
 
 func connect(c Common, role string) (*nats.Conn, error) {
-	return natsutil.Connect(c.NATSURL, role+"-"+c.ID)
+	o, err := c.natsOptions(role)
+	if err != nil {
+		return nil, err
+	}
+	return natsutil.Connect(c.NATSURL, role+"-"+c.ID, o)
 }
 
 // PlacementOptions configures a placement node.
@@ -74,7 +121,7 @@ func StartPlacement(o PlacementOptions) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{ID: o.ID, Role: membership.RolePlacement, NC: nc, obs: &observerMux{}}
-	ml, err := membership.Join(membership.Config{Meta: membership.Meta{ID: o.ID, Role: membership.RolePlacement, Addr: o.RaftAddr}, BindAddr: o.GossipAddr, Advertise: o.Advertise, Seeds: o.Seeds, Timing: o.Timing, Observer: n.obs})
+	ml, err := membership.Join(membership.Config{Meta: membership.Meta{ID: o.ID, Role: membership.RolePlacement, Addr: o.RaftAddr}, BindAddr: o.GossipAddr, Advertise: o.Advertise, Seeds: o.Seeds, Timing: o.Timing, Observer: n.obs, SecretKey: o.gossipKey()})
 	if err != nil {
 		nc.Close()
 		return nil, err
@@ -119,7 +166,7 @@ func StartWorker(o WorkerOptions) (*Node, error) {
 	n.Worker = wn
 	// Join membership last: placement registers the worker as soon as it
 	// sees it, and it must already answer on its subjects.
-	ml, err := membership.Join(membership.Config{Meta: membership.Meta{ID: o.ID, Role: membership.RoleWorker, Capacity: o.Capacity, MemoryMB: o.MemoryMB}, BindAddr: o.GossipAddr, Advertise: o.Advertise, Seeds: o.Seeds, Timing: o.Timing})
+	ml, err := membership.Join(membership.Config{Meta: membership.Meta{ID: o.ID, Role: membership.RoleWorker, Capacity: o.Capacity, MemoryMB: o.MemoryMB}, BindAddr: o.GossipAddr, Advertise: o.Advertise, Seeds: o.Seeds, Timing: o.Timing, SecretKey: o.gossipKey()})
 	if err != nil {
 		wn.Stop()
 		nc.Close()
@@ -143,7 +190,7 @@ func StartGateway(o GatewayOptions) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{ID: o.ID, Role: membership.RoleGateway, NC: nc}
-	ml, err := membership.Join(membership.Config{Meta: membership.Meta{ID: o.ID, Role: membership.RoleGateway, Addr: o.Listen}, BindAddr: o.GossipAddr, Advertise: o.Advertise, Seeds: o.Seeds, Timing: o.Timing})
+	ml, err := membership.Join(membership.Config{Meta: membership.Meta{ID: o.ID, Role: membership.RoleGateway, Addr: o.Listen}, BindAddr: o.GossipAddr, Advertise: o.Advertise, Seeds: o.Seeds, Timing: o.Timing, SecretKey: o.gossipKey()})
 	if err != nil {
 		nc.Close()
 		return nil, err

@@ -7,6 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/coldstart-dev/coldstart/internal/natsutil"
 	"github.com/coldstart-dev/coldstart/internal/testcluster"
 	"github.com/coldstart-dev/coldstart/placement"
 	"github.com/coldstart-dev/coldstart/worker"
@@ -19,11 +20,8 @@ func TestGarbageOnNATSSubjects(t *testing.T) {
 	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 1})
 	url := c.GatewayURL(0)
 	createFunction(t, url, synthetic("f", "1ms", "1ms"))
-	nc, err := nats.Connect(c.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
+	// As a placement node: the one role allowed on every subject below.
+	nc := c.Client(natsutil.RolePlacement, "garbage")
 	junk := [][]byte{nil, []byte("\x00\xff"), []byte(`{"op":"create_sandbox"}`), []byte(`{"op":"nope"}`), []byte(`[1,2,3]`), []byte(`{"op":"create_function","function":{"name":""}}`)}
 	for _, subj := range []string{placement.SubjectLeader, placement.SubjectRead} {
 		for _, j := range junk {

@@ -25,6 +25,7 @@ import (
 	"github.com/coldstart-dev/coldstart/internal/natsutil"
 	"github.com/coldstart-dev/coldstart/internal/ports"
 	"github.com/coldstart-dev/coldstart/internal/roles"
+	"github.com/coldstart-dev/coldstart/internal/secret"
 	"github.com/coldstart-dev/coldstart/placement"
 	"github.com/coldstart-dev/coldstart/quota"
 	"github.com/coldstart-dev/coldstart/worker"
@@ -76,6 +77,10 @@ type Cluster struct {
 	specs map[string]spec
 	order []string
 	seeds []string
+
+	// Secret is the cluster's secret: its NATS server admits only nodes
+	// and clients whose credentials derive from it (see Client).
+	Secret []byte
 }
 
 // New starts a cluster and waits until placement has a leader and every
@@ -100,11 +105,15 @@ func New(t testing.TB, o Options) *Cluster {
 	if o.Grace == 0 {
 		o.Grace = 2 * time.Second
 	}
-	ns, err := natsutil.StartServer(natsutil.ServerConfig{})
+	sec, err := secret.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Cluster{t: t, NATS: ns, URL: natsutil.URL(ns), opts: o, nodes: map[string]*roles.Node{}, specs: map[string]spec{}}
+	ns, err := natsutil.StartServer(natsutil.ServerConfig{Secret: sec})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := &Cluster{t: t, NATS: ns, URL: natsutil.URL(ns), Secret: sec, opts: o, nodes: map[string]*roles.Node{}, specs: map[string]spec{}}
 	t.Cleanup(c.Stop)
 	dir := t.TempDir()
 	var peers []placement.Peer
@@ -162,7 +171,7 @@ func New(t testing.TB, o Options) *Cluster {
 }
 
 func (c *Cluster) common(id, gossip string) roles.Common {
-	cm := roles.Common{ID: id, NATSURL: c.URL, GossipAddr: gossip, Seeds: c.seeds, Timing: c.opts.Member}
+	cm := roles.Common{ID: id, NATSURL: c.URL, GossipAddr: gossip, Seeds: c.seeds, Timing: c.opts.Member, Secret: c.Secret}
 	if c.opts.Verbose {
 		cm.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -312,12 +321,23 @@ type Recorder struct {
 	nc   *nats.Conn
 }
 
-// Records starts collecting records.
-func (c *Cluster) Records() *Recorder {
-	nc, err := nats.Connect(c.URL)
+// Client connects to the cluster's NATS server as node id of role
+// (natsutil.RoleTool, or a node role for a test that acts as one), with
+// that role's permissions. It is closed by t.Cleanup.
+func (c *Cluster) Client(role, id string) *nats.Conn {
+	c.t.Helper()
+	nc, err := natsutil.Connect(c.URL, role+"-"+id, natsutil.NodeConnectOptions(role, id, natsutil.Password(c.Secret, natsutil.UserName(role, id))))
 	if err != nil {
 		c.t.Fatal(err)
 	}
+	c.t.Cleanup(nc.Close)
+	return nc
+}
+
+// Records starts collecting records.
+func (c *Cluster) Records() *Recorder {
+	nc := c.Client(natsutil.RoleTool, "recorder")
+	var err error
 	r := &Recorder{nc: nc}
 	r.sub, err = nc.Subscribe(worker.SubjectRecords, func(m *nats.Msg) {
 		recs := worker.SplitRecords(m.Data)
@@ -330,7 +350,6 @@ func (c *Cluster) Records() *Recorder {
 	}
 	r.sub.SetPendingLimits(-1, -1)
 	nc.Flush()
-	c.t.Cleanup(func() { nc.Close() })
 	return r
 }
 

@@ -1,0 +1,168 @@
+package natsutil
+
+import (
+	"crypto/hmac"
+	"encoding/hex"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/coldstart-dev/coldstart/internal/membership"
+	"github.com/coldstart-dev/coldstart/internal/secret"
+)
+
+// NATS roles. The three node roles are membership's; RoleTool is a
+// read-only observer of invocation records (internal/testcluster's
+// Recorder, an operator's tap). The CLI talks to gateways over HTTP only
+// and needs no NATS identity.
+const (
+	RolePlacement = membership.RolePlacement
+	RoleGateway   = membership.RoleGateway
+	RoleWorker    = membership.RoleWorker
+	RoleTool      = "tool"
+)
+
+// WorkerMayUseLeaderSubject lets workers publish on cs.placement.leader.
+// Workers send release and reconcile there until they use their own
+// cs.placement.worker.<id>.<op> subjects (placement.WorkerOpSubject); the
+// leader subject is otherwise gateway-only, since it also takes
+// create_sandbox, function and limit writes. Set it to false once workers
+// no longer send anything on the leader subject. It is read when a worker
+// connects.
+var WorkerMayUseLeaderSubject = true
+
+// responseWindow bounds how long a node may answer a request it received:
+// a warm or cold invoke answers when the handler ends, after at most the
+// 900 s Lambda timeout plus the cold start.
+const responseWindow = 20 * time.Minute
+
+// UserName is the NATS user of node id of role: "<role>.<id>".
+func UserName(role, id string) string { return role + "." + id }
+
+// Password is the NATS password of user: hex(HMAC-SHA256(secret, user)).
+// The server recomputes it from the secret, so it keeps no user list, and
+// one node's password says nothing about another's.
+func Password(clusterSecret []byte, user string) string {
+	return hex.EncodeToString(secret.DeriveKey(clusterSecret, user))
+}
+
+// InboxPrefix is the reply-inbox prefix of a node: "_INBOX.<role>_<id>". A
+// node may subscribe only below its own, so it cannot read replies meant
+// for another node.
+func InboxPrefix(role, id string) string { return "_INBOX." + role + "_" + id }
+
+// ValidID says whether id can name a node on an authenticating server: it
+// must be one subject token (no '.', '*', '>' or white space), or a node
+// could widen its own subject grants into another node's.
+func ValidID(id string) error {
+	if id == "" {
+		return fmt.Errorf("node id is empty")
+	}
+	if i := strings.IndexFunc(id, func(r rune) bool {
+		return r == '.' || r == '*' || r == '>' || r <= ' ' || r == 0x7f
+	}); i >= 0 {
+		return fmt.Errorf("node id %q: %q is not allowed (it must be one NATS subject token)", id, id[i])
+	}
+	return nil
+}
+
+// Permissions is the subject table of node id of role, or nil for an
+// unknown role or an invalid id. It is the one place the cluster's trust
+// boundary is written down; each entry names what needs it. Subjects are
+// spelled out rather than taken from placement and worker (which this
+// package may not import); TestPermissionsMatchProtocol checks them
+// against those packages' subject functions.
+func Permissions(role, id string) *server.Permissions {
+	if ValidID(id) != nil {
+		return nil
+	}
+	inbox := InboxPrefix(role, id) + ".>" // replies to this node's requests
+	switch role {
+	case RolePlacement:
+		// Placement is the control plane: it serves cs.placement.leader,
+		// .read, .worker.*.* and .gateway.*.*, publishes
+		// cs.placement.events and asks workers on cs.worker.<id>.<op>
+		// (idle, retire, drop, stats). No role uses JetStream, so there is
+		// no $JS grant.
+		return &server.Permissions{
+			Publish:   allow("cs.>"),
+			Subscribe: allow("cs.>", inbox),
+			Response:  responses(), // answers to every request it serves
+		}
+	case RoleGateway:
+		return &server.Permissions{
+			Publish: allow(
+				"cs.placement.leader",           // placement.Client.Do, ReadLeader: writes, create_sandbox, suspect, fresh snapshots
+				"cs.placement.read",             // placement.Client.Read: snapshots from any placement node
+				"cs.placement.gateway."+id+".>", // placement.GatewayOpSubject: its own ops (cancel)
+				"cs.warm.>",                     // worker.WarmSubject: warm invokes, any idle sandbox
+				"cs.worker.*.invoke",            // worker.InvokeSubject: cold invokes on a sandbox placement granted
+				"cs.worker.*.stats",             // status page: every worker's stats
+				"cs.records", "cs.records.>",    // records of the throttled invocations it answers
+			),
+			Subscribe: allow(
+				"cs.placement.events",        // cache invalidation
+				"cs.records", "cs.records.>", // /coldstart/v1/records streams them to the CLI
+				inbox,
+			),
+		}
+	case RoleWorker:
+		pub := []string{
+			"cs.placement.worker." + id + ".>", // placement.WorkerOpSubject: release, reconcile, renew
+			"cs.records", "cs.records.>",       // worker.SubjectRecords: finished invocations
+		}
+		if WorkerMayUseLeaderSubject {
+			pub = append(pub, "cs.placement.leader") // release and reconcile, until they move (see the variable)
+		}
+		return &server.Permissions{
+			Publish: allow(pub...),
+			Subscribe: allow(
+				"cs.warm.>",           // worker.WarmSubject: its idle sandboxes (queue group)
+				"cs.worker."+id+".>",  // worker.InvokeSubject and placement.WorkerSubject: invoke, idle, retire, drop, stats
+				"cs.placement.events", // placement's change notices
+				inbox,
+			),
+			Response: responses(), // answers to invokes and placement's and gateways' queries
+		}
+	case RoleTool:
+		return &server.Permissions{
+			Publish:   &server.SubjectPermission{Deny: []string{">"}},
+			Subscribe: allow("cs.records", "cs.records.>", inbox),
+		}
+	}
+	return nil
+}
+
+func allow(subjects ...string) *server.SubjectPermission {
+	return &server.SubjectPermission{Allow: subjects}
+}
+
+// responses lets a node answer each request delivered to it once, within
+// responseWindow, whatever the reply subject.
+func responses() *server.ResponsePermission {
+	return &server.ResponsePermission{MaxMsgs: 1, Expires: responseWindow}
+}
+
+// nodeAuth is the server's authentication hook: a client is admitted as
+// user "<role>.<id>" when its password is Password(secret, user), and gets
+// Permissions(role, id).
+type nodeAuth struct{ secret []byte }
+
+func (a nodeAuth) Check(c server.ClientAuthentication) bool {
+	o := c.GetOpts()
+	role, id, ok := strings.Cut(o.Username, ".")
+	if !ok {
+		return false
+	}
+	perms := Permissions(role, id)
+	if perms == nil {
+		return false
+	}
+	if !hmac.Equal([]byte(o.Password), []byte(Password(a.secret, o.Username))) {
+		return false
+	}
+	c.RegisterUser(&server.User{Username: o.Username, Permissions: perms})
+	return true
+}
