@@ -56,6 +56,9 @@ type Config struct {
 	// ApplyTimeout bounds a Raft apply; past it the request fails with
 	// ServiceException rather than hang.
 	ApplyTimeout time.Duration
+	// StreamLayer, when set, carries Raft instead of plain TCP on RaftAddr
+	// (internal/faultnet injects network faults through it).
+	StreamLayer raft.StreamLayer
 	// Members, when set, lets placement react to workers joining and dying.
 	Members  MemberSource
 	Registry prometheus.Registerer
@@ -124,7 +127,12 @@ func Start(cfg Config) (*Node, error) {
 		store.Close()
 		return nil, fmt.Errorf("placement raft addr: %w", err)
 	}
-	trans, err := raft.NewTCPTransport(cfg.RaftAddr, addr, 4, 2*time.Second, io.Discard)
+	var trans *raft.NetworkTransport
+	if cfg.StreamLayer != nil {
+		trans = raft.NewNetworkTransport(cfg.StreamLayer, 4, 2*time.Second, io.Discard)
+	} else {
+		trans, err = raft.NewTCPTransport(cfg.RaftAddr, addr, 4, 2*time.Second, io.Discard)
+	}
 	if err != nil {
 		store.Close()
 		return nil, fmt.Errorf("placement raft transport: %w", err)

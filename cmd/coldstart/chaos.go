@@ -11,15 +11,19 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/coldstart-dev/coldstart/internal/faultnet"
+	"github.com/coldstart-dev/coldstart/internal/roles"
 )
 
 // serveAdmin starts the loopback admin endpoint of `coldstart up`: list,
-// kill and restart nodes. Every request needs the token, which is written to
+// kill and restart nodes, pause, resume, partition and heal them. Every request needs the token, which is written to
 // DATA/admin-token (mode 0600) so the CLI on the same machine can read it.
 func (c *embedded) serveAdmin(addr, dataDir string) (string, error) {
 	token := os.Getenv("COLDSTART_ADMIN_TOKEN")
@@ -47,11 +51,20 @@ func (c *embedded) serveAdmin(addr, dataDir string) (string, error) {
 		out := map[string]string{}
 		for _, id := range c.order {
 			out[id] = "stopped"
-			if c.nodes[id] != nil {
+			if n := c.nodes[id]; n != nil {
 				out[id] = "running"
+				if n.Placement != nil && n.Placement.IsLeader() {
+					out[id] += ", leader"
+				}
+			}
+			if d := c.fault.Describe(id); d != "" {
+				out[id] += ", " + d
 			}
 		}
 		c.mu.Unlock()
+		if d := c.fault.Describe(faultnet.NATS); d != "" {
+			out[faultnet.NATS] = "running, " + d
+		}
 		json.NewEncoder(w).Encode(out)
 	}))
 	for _, verb := range []string{"kill", "restart"} {
@@ -72,6 +85,18 @@ func (c *embedded) serveAdmin(addr, dataDir string) (string, error) {
 			fmt.Fprintf(w, "%s %s\n", verb, id)
 		}))
 	}
+	for _, verb := range []string{"pause", "resume", "partition", "heal"} {
+		verb := verb
+		mux.HandleFunc("POST /coldstart/v1/chaos/"+verb+"/{node}", auth(func(w http.ResponseWriter, r *http.Request) {
+			msg, err := c.applyFault(verb, r.PathValue("node"), r.URL.Query().Get("from"))
+			if err != nil {
+				http.Error(w, err.Error(), http.StatusConflict)
+				return
+			}
+			c.log.Warn("chaos: " + msg)
+			fmt.Fprintln(w, msg)
+		}))
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return "", err
@@ -86,14 +111,49 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
 	admin := fs.String("admin", envOr("COLDSTART_ADMIN", "127.0.0.1:9100"), "admin address of `coldstart up`")
 	data := fs.String("data", envOr("COLDSTART_DATA", "./.coldstart"), "data directory of `coldstart up` (holds admin-token)")
-	pos, code := parseCmd(fs, args, stdout, stderr, "coldstart chaos <list|kill NODE|restart NODE>",
-		"Kill and restart nodes of a running `coldstart up` (a kill is a crash: no goodbye to the cluster).\nThe token is read from $COLDSTART_ADMIN_TOKEN or DATA/admin-token.",
-		"coldstart chaos kill placement-1 && coldstart status && coldstart chaos restart placement-1")
+	from := fs.String("from", "", "partition only: comma-separated `nodes` to cut NODE from (ids, aliases, nats); default everyone, NATS included")
+	pid := fs.Int("pid", 0, "pause|resume process `PID` with SIGSTOP|SIGCONT instead of asking coldstart up (roles run as separate processes)")
+	pos, code := parseCmd(fs, args, stdout, stderr, "coldstart chaos list | kill|restart|pause|resume|heal NODE | partition NODE [--from a,b] | --pid PID pause|resume",
+		`Faults for the nodes of a running `+"`coldstart up`"+`:
+  kill NODE        a crash: no goodbye to the cluster; restart NODE brings it back
+  pause NODE       freeze the network around NODE: its connections stay open and carry
+                   nothing, its dials hang, its gossip is lost; resume NODE delivers what
+                   was held. Its goroutines keep running (a paused leader campaigns).
+  partition NODE   drop all traffic, both ways, between NODE and the --from nodes (default:
+                   every other node and NATS); heal NODE removes its partitions
+NODE is a node id, nats (the NATS server: a hub, so cutting a node from it cuts it from
+everything sent over NATS), or an alias resolved when the command runs: leader (the Raft
+leader), follower (the first placement node that is not leader), placement, worker,
+gateway (the first running node of that role). The output names the node. resume and heal
+with an alias act on the node the same alias named for pause or partition.
+Roles run as separate processes (coldstart placement|worker|gateway) have no fault layer:
+there pause and resume are SIGSTOP and SIGCONT, which freeze the whole process, timers
+included: coldstart chaos --pid PID pause (kill -STOP PID), --pid PID resume (kill -CONT PID).
+The token is read from $COLDSTART_ADMIN_TOKEN or DATA/admin-token.`,
+		"coldstart chaos pause leader && coldstart status && coldstart chaos resume leader\n  coldstart chaos partition worker-1 --from placement-1,placement-2,placement-3\n  coldstart chaos --pid 4242 pause")
 	if code >= 0 {
 		return code
 	}
-	if len(pos) == 0 || (pos[0] != "list" && len(pos) != 2) {
-		fmt.Fprintln(stderr, "coldstart chaos: want list, kill NODE or restart NODE (see --help)")
+	if *pid != 0 {
+		if len(pos) != 1 || (pos[0] != "pause" && pos[0] != "resume") {
+			fmt.Fprintln(stderr, "coldstart chaos: --pid goes with pause or resume (see --help)")
+			return 2
+		}
+		sig, err := signalPID(*pid, pos[0])
+		if err != nil {
+			fmt.Fprintf(stderr, "coldstart chaos: %s pid %d: %v\n", pos[0], *pid, err)
+			return 1
+		}
+		fmt.Fprintf(stdout, "%s pid %d (%s)\n", pos[0], *pid, sig)
+		return 0
+	}
+	verbs := map[string]bool{"kill": true, "restart": true, "pause": true, "resume": true, "partition": true, "heal": true}
+	if len(pos) == 0 || (pos[0] == "list" && len(pos) != 1) || (pos[0] != "list" && (!verbs[pos[0]] || len(pos) != 2)) {
+		fmt.Fprintln(stderr, "coldstart chaos: want list, or kill, restart, pause, resume, partition or heal NODE (see --help)")
+		return 2
+	}
+	if *from != "" && pos[0] != "partition" {
+		fmt.Fprintln(stderr, "coldstart chaos: --from goes with partition")
 		return 2
 	}
 	token := os.Getenv("COLDSTART_ADMIN_TOKEN")
@@ -107,7 +167,10 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	method, path := http.MethodGet, "/coldstart/v1/nodes"
 	if pos[0] != "list" {
-		method, path = http.MethodPost, "/coldstart/v1/chaos/"+pos[0]+"/"+pos[1]
+		method, path = http.MethodPost, "/coldstart/v1/chaos/"+pos[0]+"/"+url.PathEscape(pos[1])
+		if *from != "" {
+			path += "?from=" + url.QueryEscape(*from)
+		}
 	}
 	req, _ := http.NewRequestWithContext(ctx, method, "http://"+*admin+path, nil)
 	req.Header.Set("Authorization", "Bearer "+token)
@@ -137,4 +200,96 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	stdout.Write(body)
 	return 0
+}
+
+// applyFault applies a fault verb to the node name designates and says
+// which node that was.
+func (c *embedded) applyFault(verb, name, from string) (string, error) {
+	id, err := c.resolveFault(verb, name)
+	if err != nil {
+		return "", err
+	}
+	label := id
+	if id != name {
+		label += " (" + name + ")"
+	}
+	switch verb {
+	case "pause":
+		c.fault.Pause(id)
+	case "resume":
+		c.fault.Resume(id)
+	case "heal":
+		c.fault.Heal(id)
+	case "partition":
+		var cut []string
+		for _, f := range strings.Split(from, ",") {
+			if f = strings.TrimSpace(f); f == "" {
+				continue
+			}
+			fid, err := c.resolve(f)
+			if err != nil {
+				return "", fmt.Errorf("--from: %w", err)
+			}
+			if fid == id {
+				return "", fmt.Errorf("--from %s: that is %s itself", f, id)
+			}
+			cut = append(cut, fid)
+		}
+		c.fault.Partition(id, cut...)
+		if len(cut) == 0 {
+			return "partition " + label + " from everyone, nats included", nil
+		}
+		return "partition " + label + " from " + strings.Join(cut, ","), nil
+	}
+	return verb + " " + label, nil
+}
+
+// resolveFault resolves NODE for a fault verb. An alias given to resume or
+// heal names the node it named when the fault began (the paused leader is
+// leader no more), as long as that node still has the fault.
+func (c *embedded) resolveFault(verb, name string) (string, error) {
+	kind := map[string]string{"pause": "pause", "resume": "pause", "partition": "partition", "heal": "partition"}[verb]
+	if verb == "resume" || verb == "heal" {
+		c.mu.Lock()
+		id, ok := c.picked[kind+" "+name]
+		c.mu.Unlock()
+		if ok {
+			from, all := c.fault.Partitioned(id)
+			if (kind == "pause" && c.fault.Paused(id)) || (kind == "partition" && (all || len(from) > 0)) {
+				return id, nil
+			}
+		}
+	}
+	id, err := c.resolve(name)
+	if err == nil && roles.IsAlias(name) && (verb == "pause" || verb == "partition") {
+		c.mu.Lock()
+		if c.picked == nil {
+			c.picked = map[string]string{}
+		}
+		c.picked[kind+" "+name] = id
+		c.mu.Unlock()
+	}
+	return id, err
+}
+
+// resolve turns a node id, nats or an alias (roles.Pick) into a node id.
+func (c *embedded) resolve(name string) (string, error) {
+	if name == faultnet.NATS {
+		return name, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !roles.IsAlias(name) {
+		if _, ok := c.starters[name]; !ok {
+			return "", fmt.Errorf("no node %q (want a node id, nats, or one of %s)", name, strings.Join(roles.Aliases, ", "))
+		}
+		return name, nil
+	}
+	var nodes []*roles.Node
+	for _, id := range c.order {
+		if n := c.nodes[id]; n != nil {
+			nodes = append(nodes, n)
+		}
+	}
+	return roles.Pick(name, nodes)
 }

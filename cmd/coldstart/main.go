@@ -31,7 +31,7 @@ var commands = map[string]command{
 	"check":       {"check invocation records against the limits and invariants (file, stdin or live)", runCheck},
 	"status":      {"cluster status: nodes, leader, sandboxes, in-flight against limits", runStatus},
 	"sim":         {"trace-driven simulator on the same policy code", runSim},
-	"chaos":       {"kill and restart nodes of a running `coldstart up`", runChaos},
+	"chaos":       {"kill, restart, pause and partition nodes of a running `coldstart up`", runChaos},
 	"healthcheck": {"exit 0 when a node's /healthz answers (for container probes)", runHealthcheck},
 }
 

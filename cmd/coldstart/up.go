@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/coldstart-dev/coldstart/internal/faultnet"
 	"github.com/coldstart-dev/coldstart/internal/membership"
 	"github.com/coldstart-dev/coldstart/internal/natsutil"
 	"github.com/coldstart-dev/coldstart/internal/ports"
@@ -95,7 +96,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 
-	c := &embedded{log: logger}
+	c := &embedded{log: logger, fault: faultnet.New()}
 	defer c.stop()
 	ns, err := natsutil.StartServer(natsutil.ServerConfig{Host: host, Port: lay.NATS, JetStream: true, StoreDir: filepath.Join(*data, "nats"), Secret: clusterSecret})
 	if err != nil {
@@ -118,7 +119,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		seeds = append(seeds, net.JoinHostPort(host, strconv.Itoa(lay.Gossip[i])))
 	}
 	common := func(id string, gossip int) roles.Common {
-		return roles.Common{ID: id, NATSURL: natsURL, GossipAddr: net.JoinHostPort(host, strconv.Itoa(gossip)), Seeds: seeds, Timing: membership.Fast, Registry: reg, Logger: logger, Secret: clusterSecret}
+		return roles.Common{ID: id, NATSURL: natsURL, GossipAddr: net.JoinHostPort(host, strconv.Itoa(gossip)), Seeds: seeds, Timing: membership.Fast, Registry: reg, Logger: logger, Secret: clusterSecret, Fault: c.fault}
 	}
 	var peers []placement.Peer
 	for i := 0; i < 3; i++ {
@@ -181,7 +182,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "redis      redis://%s\n", redisAddr)
 	fmt.Fprintf(stdout, "data       %s\n", *data)
 	fmt.Fprintf(stdout, "secret     %s   (cluster secret: NATS logins, gossip encryption; keep it private)\n", secretPath)
-	fmt.Fprintf(stdout, "admin      http://%s   (chaos: coldstart chaos kill NODE; token in %s)\n", *admin, filepath.Join(*data, "admin-token"))
+	fmt.Fprintf(stdout, "admin      http://%s   (chaos: coldstart chaos kill|pause|partition NODE; token in %s)\n", *admin, filepath.Join(*data, "admin-token"))
 	_ = token
 	fmt.Fprintln(stdout, "mode       development: unsigned requests act as account 123456789012")
 	fmt.Fprintln(stdout, "ready")
@@ -199,6 +200,11 @@ type embedded struct {
 	stopNATS  func()
 	stopRedis func()
 	stopAdmin func()
+	// fault carries every node's sockets, for chaos pause and partition.
+	fault *faultnet.Layer
+	// picked remembers which node an alias named when a fault began, so
+	// that "resume leader" resumes the node "pause leader" paused.
+	picked map[string]string
 }
 
 // define registers how to start a node, so chaos can restart it later with
@@ -253,6 +259,7 @@ func (c *embedded) stop() {
 	if c.stopAdmin != nil {
 		c.stopAdmin()
 	}
+	c.fault.Reset() // a paused node would stall its goodbye
 	c.mu.Lock()
 	var nodes []*roles.Node
 	for i := len(c.order) - 1; i >= 0; i-- {

@@ -78,6 +78,10 @@ type Config struct {
 	// 32 bytes). Members with another key, or none, are not admitted. Nil:
 	// plaintext gossip, open to anyone who can reach the port.
 	SecretKey []byte
+	// Transport, when set, carries gossip instead of memberlist's own UDP
+	// and TCP listeners on BindAddr (internal/faultnet injects network
+	// faults through it). Shutting the member down shuts it down.
+	Transport memberlist.Transport
 }
 
 // List is a running member.
@@ -127,6 +131,7 @@ func Join(cfg Config) (*List, error) {
 	mc.DeadNodeReclaimTime = time.Second // a restarted node may rejoin under its name at once
 	mc.Delegate = l
 	mc.Events = l
+	mc.Transport = cfg.Transport
 	if cfg.SecretKey != nil {
 		// memberlist then verifies incoming and encrypts outgoing gossip.
 		mc.SecretKey = append([]byte(nil), cfg.SecretKey...)

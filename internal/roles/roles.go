@@ -16,6 +16,7 @@ import (
 
 	"github.com/coldstart-dev/coldstart/gateway"
 	"github.com/coldstart-dev/coldstart/internal/api"
+	"github.com/coldstart-dev/coldstart/internal/faultnet"
 	"github.com/coldstart-dev/coldstart/internal/membership"
 	"github.com/coldstart-dev/coldstart/internal/natsutil"
 	"github.com/coldstart-dev/coldstart/internal/secret"
@@ -43,6 +44,10 @@ type Common struct {
 	// of the cluster secret (ignored when Secret is set).
 	NATSPassword string
 	GossipKey    []byte
+	// Fault, when set, carries every socket of the node (NATS, gossip,
+	// Raft) through a fault layer that tests and chaos pause and
+	// partition.
+	Fault *faultnet.Layer
 }
 
 // natsOptions are the node's NATS credentials as user "<role>.<id>".
@@ -99,6 +104,7 @@ func connect(c Common, role string) (*nats.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	o.Extra = append(o.Extra, c.faultNATS()...)
 	return natsutil.Connect(c.NATSURL, role+"-"+c.ID, o)
 }
 
@@ -121,14 +127,23 @@ func StartPlacement(o PlacementOptions) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{ID: o.ID, Role: membership.RolePlacement, NC: nc, obs: &observerMux{}}
-	ml, err := membership.Join(membership.Config{Meta: membership.Meta{ID: o.ID, Role: membership.RolePlacement, Addr: o.RaftAddr}, BindAddr: o.GossipAddr, Advertise: o.Advertise, Seeds: o.Seeds, Timing: o.Timing, Observer: n.obs, SecretKey: o.gossipKey()})
+	ml, err := join(o.Common, membership.Config{Meta: membership.Meta{ID: o.ID, Role: membership.RolePlacement, Addr: o.RaftAddr}, BindAddr: o.GossipAddr, Advertise: o.Advertise, Seeds: o.Seeds, Timing: o.Timing, Observer: n.obs, SecretKey: o.gossipKey()})
 	if err != nil {
 		nc.Close()
 		return nil, err
 	}
 	n.Members = ml
-	pn, err := placement.Start(placement.Config{ID: o.ID, RaftAddr: o.RaftAddr, DataDir: o.DataDir, Peers: o.Peers, Timing: o.Raft, NATS: nc, Rate: o.Rate, DefaultLimit: o.DefaultLimit, Grace: o.Grace, Members: ml, Registry: registerer(o.Registry), Logger: o.Logger})
+	layer, err := o.raftLayer()
 	if err != nil {
+		ml.Kill()
+		nc.Close()
+		return nil, err
+	}
+	pn, err := placement.Start(placement.Config{StreamLayer: layer, ID: o.ID, RaftAddr: o.RaftAddr, DataDir: o.DataDir, Peers: o.Peers, Timing: o.Raft, NATS: nc, Rate: o.Rate, DefaultLimit: o.DefaultLimit, Grace: o.Grace, Members: ml, Registry: registerer(o.Registry), Logger: o.Logger})
+	if err != nil {
+		if layer != nil {
+			layer.Close() // placement closes it only once its transport exists
+		}
 		ml.Kill()
 		nc.Close()
 		return nil, err
@@ -166,7 +181,7 @@ func StartWorker(o WorkerOptions) (*Node, error) {
 	n.Worker = wn
 	// Join membership last: placement registers the worker as soon as it
 	// sees it, and it must already answer on its subjects.
-	ml, err := membership.Join(membership.Config{Meta: membership.Meta{ID: o.ID, Role: membership.RoleWorker, Capacity: o.Capacity, MemoryMB: o.MemoryMB}, BindAddr: o.GossipAddr, Advertise: o.Advertise, Seeds: o.Seeds, Timing: o.Timing, SecretKey: o.gossipKey()})
+	ml, err := join(o.Common, membership.Config{Meta: membership.Meta{ID: o.ID, Role: membership.RoleWorker, Capacity: o.Capacity, MemoryMB: o.MemoryMB}, BindAddr: o.GossipAddr, Advertise: o.Advertise, Seeds: o.Seeds, Timing: o.Timing, SecretKey: o.gossipKey()})
 	if err != nil {
 		wn.Stop()
 		nc.Close()
@@ -190,7 +205,7 @@ func StartGateway(o GatewayOptions) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{ID: o.ID, Role: membership.RoleGateway, NC: nc}
-	ml, err := membership.Join(membership.Config{Meta: membership.Meta{ID: o.ID, Role: membership.RoleGateway, Addr: o.Listen}, BindAddr: o.GossipAddr, Advertise: o.Advertise, Seeds: o.Seeds, Timing: o.Timing, SecretKey: o.gossipKey()})
+	ml, err := join(o.Common, membership.Config{Meta: membership.Meta{ID: o.ID, Role: membership.RoleGateway, Addr: o.Listen}, BindAddr: o.GossipAddr, Advertise: o.Advertise, Seeds: o.Seeds, Timing: o.Timing, SecretKey: o.gossipKey()})
 	if err != nil {
 		nc.Close()
 		return nil, err

@@ -21,6 +21,7 @@ import (
 
 	"github.com/coldstart-dev/coldstart/internal/api"
 	"github.com/coldstart-dev/coldstart/internal/check"
+	"github.com/coldstart-dev/coldstart/internal/faultnet"
 	"github.com/coldstart-dev/coldstart/internal/membership"
 	"github.com/coldstart-dev/coldstart/internal/natsutil"
 	"github.com/coldstart-dev/coldstart/internal/ports"
@@ -81,6 +82,9 @@ type Cluster struct {
 	// Secret is the cluster's secret: its NATS server admits only nodes
 	// and clients whose credentials derive from it (see Client).
 	Secret []byte
+	// Fault carries every node's sockets; Pause, Partition and friends
+	// flip it.
+	Fault *faultnet.Layer
 }
 
 // New starts a cluster and waits until placement has a leader and every
@@ -113,7 +117,7 @@ func New(t testing.TB, o Options) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c := &Cluster{t: t, NATS: ns, URL: natsutil.URL(ns), Secret: sec, opts: o, nodes: map[string]*roles.Node{}, specs: map[string]spec{}}
+	c := &Cluster{t: t, NATS: ns, URL: natsutil.URL(ns), Secret: sec, Fault: faultnet.New(), opts: o, nodes: map[string]*roles.Node{}, specs: map[string]spec{}}
 	t.Cleanup(c.Stop)
 	dir := t.TempDir()
 	var peers []placement.Peer
@@ -171,7 +175,7 @@ func New(t testing.TB, o Options) *Cluster {
 }
 
 func (c *Cluster) common(id, gossip string) roles.Common {
-	cm := roles.Common{ID: id, NATSURL: c.URL, GossipAddr: gossip, Seeds: c.seeds, Timing: c.opts.Member, Secret: c.Secret}
+	cm := roles.Common{ID: id, NATSURL: c.URL, GossipAddr: gossip, Seeds: c.seeds, Timing: c.opts.Member, Secret: c.Secret, Fault: c.Fault}
 	if c.opts.Verbose {
 		cm.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -295,6 +299,7 @@ func (c *Cluster) WaitFor(cond func() bool, timeout time.Duration) error {
 
 // Stop stops every node and the NATS server.
 func (c *Cluster) Stop() {
+	c.Fault.Reset() // a paused node would stall its own shutdown
 	c.mu.Lock()
 	nodes := c.nodes
 	c.nodes = map[string]*roles.Node{}
