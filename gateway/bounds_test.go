@@ -42,6 +42,10 @@ func (p *livePlacer) Do(ctx context.Context, req placement.Request) (placement.R
 	return do(ctx, req)
 }
 
+func (p *livePlacer) GatewayOp(ctx context.Context, gw, op string, req placement.Request) (placement.Response, error) {
+	return p.Do(ctx, req)
+}
+
 func (p *livePlacer) Read(ctx context.Context) (*placement.Snapshot, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -27,6 +27,9 @@ import (
 // Placer is what the gateway needs from placement.
 type Placer interface {
 	Do(ctx context.Context, req placement.Request) (placement.Response, error)
+	// GatewayOp sends this gateway's own requests (cold-start grants and
+	// their cancels) on its subject, so placement knows who asked.
+	GatewayOp(ctx context.Context, gateway, op string, req placement.Request) (placement.Response, error)
 	Read(ctx context.Context) (*placement.Snapshot, error)
 	ReadLeader(ctx context.Context) (*placement.Snapshot, error)
 }

@@ -106,6 +106,9 @@ type fakePlacer struct{ sn *placement.Snapshot }
 func (f fakePlacer) Do(ctx context.Context, req placement.Request) (placement.Response, error) {
 	return placement.Response{}, errors.Join(placement.ErrUnavailable, errors.New("fake: no leader"))
 }
+func (f fakePlacer) GatewayOp(ctx context.Context, gw, op string, req placement.Request) (placement.Response, error) {
+	return f.Do(ctx, req)
+}
 func (f fakePlacer) Read(ctx context.Context) (*placement.Snapshot, error)       { return f.sn, nil }
 func (f fakePlacer) ReadLeader(ctx context.Context) (*placement.Snapshot, error) { return f.sn, nil }
 

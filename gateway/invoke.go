@@ -140,60 +140,98 @@ func (g *Gateway) route(ctx context.Context, msg *nats.Msg, k pool.Key, spec str
 			return nil, workerError(reply)
 		}
 	}
-	return g.cold(ctx, msg, k, spec, false)
+	reply, lerr, warm := g.cold(ctx, msg, k, spec, false)
+	for round := 0; warm && round < warmRounds; round++ {
+		// Placement found an idle sandbox of this very function and version
+		// at the limit: it never reclaims one for a new one of itself, so
+		// the request goes back to the warm path.
+		g.m.busy.Inc()
+		msg.Subject = worker.WarmSubject(k)
+		r, err := g.nc.RequestMsgWithContext(ctx, msg)
+		if err == nil && r.Header.Get(worker.HdrStatus) == worker.StatusOK {
+			g.m.warm.Inc()
+			return r, nil
+		}
+		if err == nil && r.Header.Get(worker.HdrStatus) != worker.StatusBusy {
+			return nil, workerError(r)
+		}
+		reply, lerr, warm = g.cold(ctx, msg, k, spec, false)
+	}
+	return reply, lerr
 }
 
-func (g *Gateway) cold(ctx context.Context, msg *nats.Msg, k pool.Key, spec string, retried bool) (*nats.Msg, *lambdaError) {
+// warmRounds bounds how often a request is sent back from placement to the
+// warm path before it is throttled.
+const warmRounds = 3
+
+// cold asks placement for a new sandbox and cold-starts the invocation in
+// it. warm reports that placement sent the request back to the warm path.
+func (g *Gateway) cold(ctx context.Context, msg *nats.Msg, k pool.Key, spec string, retried bool) (reply *nats.Msg, lerr *lambdaError, warm bool) {
 	id := "sb-" + newRequestID()
-	resp, err := g.askPlacement(ctx, placement.Request{Op: placement.OpCreateSandbox, Sandbox: &placement.CreateSandbox{ID: id, Account: k.Account, Function: k.Function, Version: k.Version}}, placementBudget)
+	resp, err := g.askPlacementOp(ctx, placement.OpCreateSandbox, placement.Request{Op: placement.OpCreateSandbox, Sandbox: &placement.CreateSandbox{ID: id, Account: k.Account, Function: k.Function, Version: k.Version}}, placementBudget)
 	if err != nil {
 		if errors.Is(err, placement.ErrUnavailable) {
 			// The request may still be granted after we gave up: cancel it,
 			// or its sandbox would hold capacity nobody uses.
 			go g.cancelGrant(id)
 			g.m.placementFail.Inc()
-			return nil, errService("Cold start refused: the placement service is unavailable (no Raft quorum). Warm sandboxes keep serving. " + err.Error())
+			return nil, errService("Cold start refused: the placement service is unavailable (no Raft quorum). Warm sandboxes keep serving. " + err.Error()), false
 		}
-		return nil, placementError(err)
+		return nil, placementError(err), false
 	}
 	gr := resp.Grant
 	switch {
 	case gr == nil:
-		return nil, errService("placement returned no grant")
+		return nil, errService("placement returned no grant"), false
+	case gr.Warm:
+		reason := gr.Reason
+		if reason == quota.ReasonNone {
+			reason = quota.ReasonAccountConcurrency
+		}
+		return nil, errThrottle(string(reason)), true
 	case gr.Reason != quota.ReasonNone:
-		return nil, errThrottle(string(gr.Reason))
+		return nil, errThrottle(string(gr.Reason)), false
 	case gr.Err != "":
 		if gr.Err == placement.ErrNotFound.Error() {
 			g.cache.drop(k.Account, k.Function, 0)
-			return nil, errNotFound("Function not found: arn:aws:lambda:us-east-1:" + k.Account + ":function:" + k.Function)
+			return nil, errNotFound("Function not found: arn:aws:lambda:us-east-1:" + k.Account + ":function:" + k.Function), false
 		}
-		return nil, errService("no worker can host a new sandbox: " + gr.Err)
+		return nil, errService("no worker can host a new sandbox: " + gr.Err), false
 	case gr.Sandbox == nil:
-		return nil, errService("placement returned an empty grant")
+		return nil, errService("placement returned an empty grant"), false
 	}
 	msg.Subject = worker.InvokeSubject(gr.Sandbox.Worker)
 	msg.Header.Set(worker.HdrSandbox, gr.Sandbox.ID)
 	msg.Header.Set(worker.HdrSpec, spec)
 	msg.Header.Set(worker.HdrGranted, strconv.FormatInt(gr.Sandbox.CreatedNs, 10))
-	reply, err := g.nc.RequestMsgWithContext(ctx, msg)
+	msg.Header.Set(worker.HdrWorkerInc, strconv.FormatUint(gr.Sandbox.WorkerInc, 10))
+	msg.Header.Set(worker.HdrGrantToken, gr.Token)
+	reply, err = g.nc.RequestMsgWithContext(ctx, msg)
+	if err == nil && reply.Header.Get(worker.HdrStatus) == worker.StatusBusy {
+		// The worker holds no lease (it is starting, or lost contact with
+		// placement): it started nothing. Same as an unreachable worker.
+		err = nats.ErrNoResponders
+	}
 	if errors.Is(err, nats.ErrNoResponders) {
-		// The worker died before membership noticed. Report it (placement
-		// confirms and releases its sandboxes, this grant included) and
-		// place the invocation once more, elsewhere.
-		g.askPlacement(ctx, placement.Request{Op: placement.OpSuspect, Worker: gr.Sandbox.Worker}, placementBudget)
+		// The worker's connection is gone, or it holds no lease. Its
+		// capacity comes back when its lease expires (placement never
+		// trusts a single observation); the invocation is placed once more,
+		// elsewhere if there is room.
+		go g.cancelGrant(gr.Sandbox.ID)
+		g.askPlacementOp(ctx, placement.OpSuspect, placement.Request{Op: placement.OpSuspect, Worker: gr.Sandbox.Worker}, placementBudget)
 		if !retried {
 			return g.cold(ctx, msg, k, spec, true)
 		}
-		return nil, errService("the worker chosen for the sandbox (" + gr.Sandbox.Worker + ") is not reachable")
+		return nil, errService("the worker chosen for the sandbox (" + gr.Sandbox.Worker + ") is not reachable"), false
 	}
 	if err != nil {
-		return nil, errService("invocation failed in transit: " + err.Error())
+		return nil, errService("invocation failed in transit: " + err.Error()), false
 	}
 	if reply.Header.Get(worker.HdrStatus) != worker.StatusOK {
-		return nil, workerError(reply)
+		return nil, workerError(reply), false
 	}
 	g.m.cold.Inc()
-	return reply, nil
+	return reply, nil, false
 }
 
 // placementBudget bounds the cold path's wait for placement: a leader
@@ -207,10 +245,19 @@ const (
 // askPlacement retries while placement is between leaders. The sandbox id
 // in the request makes a retry that follows a lost answer idempotent.
 func (g *Gateway) askPlacement(ctx context.Context, req placement.Request, budget time.Duration) (placement.Response, error) {
+	return retryPlacement(ctx, budget, func(ctx context.Context) (placement.Response, error) { return g.pl.Do(ctx, req) })
+}
+
+// askPlacementOp is askPlacement on this gateway's own subject.
+func (g *Gateway) askPlacementOp(ctx context.Context, op string, req placement.Request, budget time.Duration) (placement.Response, error) {
+	return retryPlacement(ctx, budget, func(ctx context.Context) (placement.Response, error) { return g.pl.GatewayOp(ctx, g.cfg.ID, op, req) })
+}
+
+func retryPlacement(ctx context.Context, budget time.Duration, do func(context.Context) (placement.Response, error)) (placement.Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	for wait := 20 * time.Millisecond; ; wait *= 2 {
-		resp, err := g.pl.Do(ctx, req)
+		resp, err := do(ctx)
 		if err == nil || !errors.Is(err, placement.ErrUnavailable) {
 			return resp, err
 		}
@@ -225,7 +272,7 @@ func (g *Gateway) askPlacement(ctx context.Context, req placement.Request, budge
 // cancelGrant releases (or, if not granted yet, cancels) a sandbox id the
 // gateway asked for but will not use.
 func (g *Gateway) cancelGrant(id string) {
-	g.askPlacement(context.Background(), placement.Request{Op: placement.OpRelease, Release: []string{id}}, controlBudget)
+	g.askPlacementOp(context.Background(), placement.OpCancel, placement.Request{Op: placement.OpCancel, Release: []string{id}}, controlBudget)
 }
 
 func workerError(reply *nats.Msg) *lambdaError {

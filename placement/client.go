@@ -14,6 +14,10 @@ import (
 // placement node is down. Callers answer ServiceException, never 429.
 var ErrUnavailable = errors.New("placement unavailable")
 
+// ErrNoLeader is the ErrUnavailable that NATS itself reports: nothing
+// subscribes the leader's subjects, so no placement node serves as leader.
+var ErrNoLeader = fmt.Errorf("%w: no placement leader (Raft has no quorum)", ErrUnavailable)
+
 // Client sends requests to the placement service over NATS.
 type Client struct {
 	nc      *nats.Conn
@@ -33,6 +37,18 @@ func NewClient(nc *nats.Conn, timeout time.Duration) *Client {
 // *Error; a missing or silent leader as ErrUnavailable.
 func (c *Client) Do(ctx context.Context, req Request) (Response, error) {
 	return c.do(ctx, SubjectLeader, req)
+}
+
+// WorkerOp sends a worker's own request (release, reconcile, renew) on its
+// subject, where NATS lets only that worker publish.
+func (c *Client) WorkerOp(ctx context.Context, worker, op string, req Request) (Response, error) {
+	return c.do(ctx, WorkerOpSubject(worker, op), req)
+}
+
+// GatewayOp sends a gateway's own request (create_sandbox, cancel) on its
+// subject, so placement knows which gateway asked.
+func (c *Client) GatewayOp(ctx context.Context, gateway, op string, req Request) (Response, error) {
+	return c.do(ctx, GatewayOpSubject(gateway, op), req)
 }
 
 // Read asks any placement node for its snapshot; it works without a leader.
@@ -67,7 +83,7 @@ func (c *Client) do(ctx context.Context, subject string, req Request) (Response,
 	m, err := c.nc.RequestWithContext(ctx, subject, b)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
-		return Response{}, fmt.Errorf("%w: no placement leader (Raft has no quorum)", ErrUnavailable)
+		return Response{}, ErrNoLeader
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, nats.ErrTimeout):
 		return Response{}, fmt.Errorf("%w: placement did not answer in time", ErrUnavailable)
 	case err != nil:

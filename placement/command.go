@@ -94,6 +94,10 @@ type CreateSandbox struct {
 	// Requester is the gateway that asked, taken by the leader from the
 	// subject the request came on (never from a caller's body).
 	Requester string `json:"requester,omitempty"`
+	// Avoid lists workers the leader suspects (unreachable, silent): the
+	// grant goes elsewhere when another worker has room. It is part of the
+	// command, so every replica picks the same worker.
+	Avoid []string `json:"avoid,omitempty"`
 }
 
 // ReleaseSandboxes gives capacity back. An id the ledger does not hold is

@@ -3,6 +3,7 @@ package placement
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -76,7 +77,9 @@ type Account struct {
 // State is everything placement replicates. Counts are derived on load.
 type State struct {
 	// ClusterID is set once by the first leader (CmdSetClusterID).
-	ClusterID string                   `json:"cluster_id,omitempty"`
+	ClusterID string `json:"cluster_id,omitempty"`
+	// Applied is the Raft index of the last entry applied.
+	Applied uint64 `json:"applied,omitempty"`
 	Accounts  map[string]*Account      `json:"accounts"`
 	Functions map[string]*Function     `json:"functions"` // by FunctionKey
 	Workers   map[string]*Worker       `json:"workers"`
@@ -108,6 +111,12 @@ type Grant struct {
 	Reclaim quota.Scope  `json:"reclaim,omitempty"` // scope a victim may come from
 	Err     string       `json:"err,omitempty"`
 	Dropped []string     `json:"dropped,omitempty"` // reconcile: sandboxes the worker must drop
+	// Warm tells the caller that an idle sandbox of the very function and
+	// version asking exists: it must take the warm path, not a new sandbox.
+	Warm bool `json:"warm,omitempty"`
+	// Token is placement's signature over the grant (GrantToken), checked
+	// by the worker before it creates the sandbox.
+	Token string `json:"token,omitempty"`
 }
 
 // Ledger applies commands to State. It is deterministic: every replica that
@@ -278,6 +287,9 @@ func (l *Ledger) WorkersWith(account string) []string {
 // on nothing but the state and the command: no clock, no configuration of
 // this node, no map iteration order.
 func (l *Ledger) Apply(t CmdType, body []byte, idx uint64) (any, error) {
+	if idx > l.s.Applied {
+		l.s.Applied = idx
+	}
 	switch t {
 	case CmdCreateFunction:
 		var f Function
@@ -604,7 +616,7 @@ func (l *Ledger) createSandbox(c CreateSandbox) *Grant {
 	if !b.Available(l.rate, now) {
 		return &Grant{Reason: quota.RateReason(fn)}
 	}
-	w := l.pickWorker(f.MemoryMB)
+	w := l.pickWorker(f.MemoryMB, c.Avoid)
 	if w == "" {
 		return &Grant{Err: ErrNoCapacity.Error()}
 	}
@@ -619,9 +631,10 @@ func (l *Ledger) createSandbox(c CreateSandbox) *Grant {
 }
 
 // pickWorker spreads sandboxes: the alive worker with room and the fewest
-// sandboxes, ties by id so every replica agrees.
-func (l *Ledger) pickWorker(memMB int) string {
-	best, bestN := "", 0
+// sandboxes, ties by id so every replica agrees. Workers in avoid are taken
+// only when no other has room.
+func (l *Ledger) pickWorker(memMB int, avoid []string) string {
+	best, bestN, bestAvoided := "", 0, true
 	for id, w := range l.s.Workers {
 		if !w.Alive {
 			continue
@@ -633,8 +646,12 @@ func (l *Ledger) pickWorker(memMB int) string {
 		if w.MemoryMB > 0 && l.wkMem[id]+memMB > w.MemoryMB {
 			continue
 		}
-		if best == "" || n < bestN || (n == bestN && id < best) {
-			best, bestN = id, n
+		avoided := slices.Contains(avoid, id)
+		better := best == "" ||
+			(bestAvoided && !avoided) ||
+			(avoided == bestAvoided && (n < bestN || (n == bestN && id < best)))
+		if better {
+			best, bestN, bestAvoided = id, n, avoided
 		}
 	}
 	return best

@@ -50,6 +50,7 @@ const (
 	OpSnapshot       = "snapshot" // read
 	OpRenew          = "renew"    // a worker renews its lease (WorkerOpSubject)
 	OpCancel         = "cancel"   // a gateway gives up on its own grant (GatewayOpSubject)
+	OpIdle           = "idle"     // a worker's idle report (WorkerOpSubject, no reply)
 )
 
 // Request is the envelope of every placement request.
@@ -63,6 +64,59 @@ type Request struct {
 	Release   []string         `json:"release,omitempty"`
 	Reconcile *ReconcileWorker `json:"reconcile,omitempty"`
 	Worker    string           `json:"worker,omitempty"` // suspect
+	Renew     *Renew           `json:"renew,omitempty"`
+	// Incarnation is the sender's worker incarnation (release).
+	Incarnation uint64 `json:"incarnation,omitempty"`
+}
+
+// Renew is a worker's lease renewal (on WorkerOpSubject(id, OpRenew)). It
+// registers the worker when placement does not know this incarnation.
+type Renew struct {
+	Seq         uint64 `json:"seq"`
+	Incarnation uint64 `json:"incarnation"` // 0: a fresh start
+	Capacity    int    `json:"capacity"`
+	MemoryMB    int    `json:"memory_mb"`
+}
+
+// Lease answers a Renew. The worker may start invocations until its own
+// clock passes the time it sent the renewal plus TTL, and only while
+// Incarnation is the one its sandboxes were granted under.
+type Lease struct {
+	Seq         uint64 `json:"seq"`
+	Incarnation uint64 `json:"incarnation"`
+	TTLNs       int64  `json:"ttl_ns"`
+}
+
+// IdleReport is a worker's view of its idle sandboxes, published (no
+// reply) on WorkerOpSubject(id, OpIdle). The leader chooses reclaim
+// victims from these reports instead of asking every worker on every
+// throttle. A full report replaces the worker's whole view; otherwise only
+// the keys listed are replaced (a worker reports a key at once when its
+// idle count changes while it is low, the case a throttle decision hinges
+// on).
+type IdleReport struct {
+	Incarnation uint64    `json:"incarnation"`
+	Full        bool      `json:"full,omitempty"`
+	Keys        []KeyIdle `json:"keys"`
+}
+
+// KeyIdle is one function version's idle sandboxes on a worker: the count,
+// and the least recently used few.
+type KeyIdle struct {
+	Account  string      `json:"account"`
+	Function string      `json:"function"`
+	Version  string      `json:"version"`
+	Count    int         `json:"count"`
+	Idle     []IdleEntry `json:"idle,omitempty"`
+}
+
+// IdleEntry is one idle sandbox.
+type IdleEntry struct {
+	ID         string `json:"id"`
+	Account    string `json:"account"`
+	Function   string `json:"function"`
+	Version    string `json:"version"`
+	LastUsedNs int64  `json:"last_used_ns"`
 }
 
 // Error is a typed error in a Response; Type is the Lambda exception name.
@@ -80,6 +134,7 @@ type Response struct {
 	Account  *Account  `json:"account,omitempty"`
 	Grant    *Grant    `json:"grant,omitempty"`
 	Snapshot *Snapshot `json:"snapshot,omitempty"`
+	Lease    *Lease    `json:"lease,omitempty"`
 	Index    uint64    `json:"index,omitempty"` // Raft index of a committed write
 }
 
@@ -122,6 +177,7 @@ func WorkerSubject(worker, op string) string { return "cs.worker." + worker + ".
 type IdleQuery struct {
 	Account  string      `json:"account"`
 	Function string      `json:"function"`
+	Version  string      `json:"version,omitempty"` // never retire this function's own version for it
 	Scope    quota.Scope `json:"scope"`
 	Reserved []string    `json:"reserved,omitempty"` // the account's functions with reservations
 }

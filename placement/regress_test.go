@@ -152,7 +152,7 @@ func FuzzRestore(f *testing.F) {
 			fsm.l.Apply(ty, cmd, uint64(100+i))
 		}
 		fsm.l.Excess("a")
-		fsm.l.pickWorker(128)
+		fsm.l.pickWorker(128, []string{"w1"})
 		if d := fsm.l.Accounting().Diff(fsm.l.Recount()); d != "" {
 			t.Fatalf("counts inconsistent after commands: %s", d)
 		}

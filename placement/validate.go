@@ -73,8 +73,11 @@ func Validate(s *State) error {
 // Digest is a short hash of the replicated state. Replicas that applied the
 // same log report the same digest at the same index; JSON encodes maps with
 // sorted keys, so the encoding is canonical.
+// The applied index is left out: it is reported beside the digest.
 func (l *Ledger) Digest() string {
-	b, err := json.Marshal(&l.s)
+	s := l.s
+	s.Applied = 0
+	b, err := json.Marshal(&s)
 	if err != nil {
 		return "error:" + err.Error()
 	}

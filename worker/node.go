@@ -35,10 +35,13 @@ type Config struct {
 	// TimeScale divides every modelled delay (cold-start phases, handler
 	// durations); 1 is real time.
 	TimeScale float64
-	// FenceAfter is the pause after which the worker fences itself (see
-	// fence.go); 0 means DefaultFenceAfter.
-	FenceAfter time.Duration
-	Registry   prometheus.Registerer
+	// RenewEvery is how often the worker renews its lease (see lease.go);
+	// 0 means placement.DefaultLease.RenewEvery().
+	RenewEvery time.Duration
+	// GrantKey, when set, is the key placement signs grants with: a cold
+	// start without a valid grant token is refused.
+	GrantKey []byte
+	Registry prometheus.Registerer
 	Logger     *slog.Logger
 	// LogInvocations prints START/END/REPORT lines to Logger.
 	LogInvocations bool
@@ -60,13 +63,15 @@ type Node struct {
 	inflight int
 	rnd      *rand.Rand
 
-	fence   fence
-	unsubAt map[pool.Key]*time.Timer // pending warm unsubscriptions
+	lease     lease
+	running   map[string]chan struct{} // busy sandbox id -> closed to fence its invocation
+	idleDirty bool             // the idle set changed since the last full report
+	idleCount map[pool.Key]int // idle sandboxes per key, as last reported
+	unsubAt   map[pool.Key]*time.Timer // pending warm unsubscriptions
 	records *recordBatcher
 
 	subs         []*nats.Subscription
 	wake         chan struct{}
-	reconcileNow chan struct{}
 	done         chan struct{}
 	closed       bool
 	wg           sync.WaitGroup
@@ -87,6 +92,9 @@ func Start(cfg Config) (*Node, error) {
 	if cfg.TimeScale <= 0 {
 		cfg.TimeScale = 1
 	}
+	if cfg.RenewEvery == 0 {
+		cfg.RenewEvery = placement.DefaultLease.RenewEvery()
+	}
 	n := &Node{
 		cfg:          cfg,
 		log:          cfg.Logger.With("node", cfg.ID, "role", "worker"),
@@ -94,10 +102,11 @@ func Start(cfg Config) (*Node, error) {
 		pool:         pool.New(pool.Config{Reuse: cfg.Reuse, TTL: cfg.KeepAlive}),
 		warmSubs:     map[pool.Key]*nats.Subscription{},
 		dropping:     map[string]bool{},
+		running:      map[string]chan struct{}{},
+		idleCount:    map[pool.Key]int{},
 		unsubAt:      map[pool.Key]*time.Timer{},
 		rnd:          newRand(),
 		wake:         make(chan struct{}, 1),
-		reconcileNow: make(chan struct{}, 1),
 		done:         make(chan struct{}),
 	}
 	n.specs.m = map[string]*Spec{}
@@ -105,7 +114,6 @@ func Start(cfg Config) (*Node, error) {
 	n.m = newMetrics(cfg.Registry, cfg.ID)
 	for subj, h := range map[string]nats.MsgHandler{
 		InvokeSubject(cfg.ID):                     n.handleCold,
-		placement.WorkerSubject(cfg.ID, "idle"):   n.handleIdle,
 		placement.WorkerSubject(cfg.ID, "retire"): n.handleRetire,
 		placement.WorkerSubject(cfg.ID, "stats"):  n.handleStats,
 		placement.WorkerSubject(cfg.ID, "drop"):   n.handleDrop,
@@ -117,14 +125,15 @@ func Start(cfg Config) (*Node, error) {
 			n.Stop()
 			return nil, err
 		}
-		s.SetPendingLimits(-1, -1)
+		s.SetPendingLimits(pendingMsgs, pendingBytes)
 		n.subs = append(n.subs, s)
 	}
-	n.fence.init(cfg.FenceAfter)
-	n.wg.Add(3)
+	n.wg.Add(5)
 	go n.expireLoop()
 	go n.reconcileLoop()
-	go n.fenceLoop()
+	go n.renewLoop()
+	go n.watchdogLoop()
+	go n.idleReportLoop()
 	return n, nil
 }
 
@@ -180,6 +189,7 @@ func (n *Node) updateWarmSub(k pool.Key) {
 		return
 	}
 	idle, total := n.pool.Counts(k)
+	n.noteIdleLocked(k, idle)
 	sub := n.warmSubs[k]
 	switch {
 	case total == 0 && sub != nil:
@@ -196,7 +206,7 @@ func (n *Node) updateWarmSub(k pool.Key) {
 			n.log.Error("warm subscribe", "err", err)
 			return
 		}
-		s.SetPendingLimits(-1, -1)
+		s.SetPendingLimits(pendingMsgs, pendingBytes)
 		n.warmSubs[k] = s
 	case idle > 0:
 		if t := n.unsubAt[k]; t != nil {
@@ -249,10 +259,10 @@ func keyOf(h nats.Header) pool.Key {
 // busy so the gateway tries elsewhere.
 func (n *Node) handleWarm(m *nats.Msg) {
 	received := time.Now()
-	if n.fence.check(received) {
+	ok, gen := n.mayStart(received)
+	if !ok {
 		n.m.fenced.Inc()
 		n.replyStatus(m, StatusBusy, "", "")
-		n.kickReconcile()
 		return
 	}
 	k := keyOf(m.Header)
@@ -268,8 +278,11 @@ func (n *Node) handleWarm(m *nats.Msg) {
 		n.pending = append(n.pending, sb.ID)
 		n.kick()
 	}
+	var fc chan struct{}
 	if sb != nil {
 		n.inflight++
+		fc = make(chan struct{})
+		n.running[sb.ID] = fc
 	}
 	n.updateWarmSub(k)
 	if sb == nil {
@@ -282,7 +295,7 @@ func (n *Node) handleWarm(m *nats.Msg) {
 		n.replyStatus(m, StatusBusy, "", "")
 		return
 	}
-	go n.run(m, sb, specOf(sb), false, received)
+	go n.run(m, sb, specOf(sb), false, received, gen, fc)
 }
 
 // specOf is the Spec a sandbox was created with.
@@ -303,6 +316,18 @@ func (n *Node) handleCold(m *nats.Msg) {
 		n.replyStatus(m, StatusError, "InvalidRequestContentException", msg)
 		return
 	}
+	ok, gen := n.mayStart(received)
+	if !ok {
+		n.m.fenced.Inc()
+		// Busy, like a full warm sandbox: the gateway gives the grant
+		// back and places the invocation elsewhere.
+		n.replyStatus(m, StatusBusy, "ServiceException", "worker "+n.cfg.ID+" holds no valid lease from placement; the grant is void")
+		return
+	}
+	if err := n.checkGrant(m.Header, id, k); err != nil {
+		n.replyStatus(m, StatusError, "AccessDeniedException", err.Error())
+		return
+	}
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
@@ -316,8 +341,10 @@ func (n *Node) handleCold(m *nats.Msg) {
 	sb := n.pool.Add(id, k, n.now(), spec.KeepAlive)
 	sb.Value = spec
 	n.inflight++
+	fc := make(chan struct{})
+	n.running[id] = fc
 	n.mu.Unlock()
-	go n.run(m, sb, spec, true, received)
+	go n.run(m, sb, spec, true, received, gen, fc)
 }
 
 // finish returns a sandbox to the pool after an invocation (or drops it
@@ -327,6 +354,7 @@ func (n *Node) finish(sb *pool.Sandbox, reset bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.inflight--
+	delete(n.running, sb.ID)
 	if reset || n.dropping[sb.ID] || n.closed {
 		delete(n.dropping, sb.ID)
 		if n.pool.Remove(sb) {
@@ -359,24 +387,6 @@ func (n *Node) replyStatus(m *nats.Msg, status, etype, msg string) {
 	_ = m.RespondMsg(r)
 }
 
-// handleIdle answers placement's reclaim query with this worker's least
-// recently used idle sandbox in scope.
-func (n *Node) handleIdle(m *nats.Msg) {
-	var q placement.IdleQuery
-	if err := json.Unmarshal(m.Data, &q); err != nil {
-		n.respondJSON(m, placement.IdleAnswer{})
-		return
-	}
-	n.mu.Lock()
-	sb := n.lruIdle(q)
-	var a placement.IdleAnswer
-	if sb != nil {
-		a = placement.IdleAnswer{ID: sb.ID, Function: sb.Key.Function, LastUsedNs: int64(sb.LastUsed)}
-	}
-	n.mu.Unlock()
-	n.respondJSON(m, a)
-}
-
 // lruIdle is this worker's least recently used idle sandbox in q's scope.
 // Called with n.mu held.
 func (n *Node) lruIdle(q placement.IdleQuery) *pool.Sandbox {
@@ -384,7 +394,14 @@ func (n *Node) lruIdle(q placement.IdleQuery) *pool.Sandbox {
 	for _, f := range q.Reserved {
 		reserved[f] = true
 	}
-	return n.pool.LeastRecentlyUsed(func(k pool.Key) bool { return inScope(k, q, reserved) })
+	return n.pool.LeastRecentlyUsed(func(k pool.Key) bool {
+		// Never the requester's own function and version: placement sends
+		// such a request back to the warm path instead.
+		if q.Version != "" && k.Function == q.Function && k.Version == q.Version {
+			return false
+		}
+		return inScope(k, q, reserved)
+	})
 }
 
 // handleRetire removes an idle sandbox so that placement can give its slot
@@ -542,7 +559,7 @@ func (n *Node) expireLoop() {
 func (n *Node) releaseOrRequeue(ids []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	if _, err := n.cfg.Placement.Do(ctx, placement.Request{Op: placement.OpRelease, Release: ids}); err != nil {
+	if _, err := n.cfg.Placement.WorkerOp(ctx, n.cfg.ID, placement.OpRelease, placement.Request{Op: placement.OpRelease, Release: ids, Incarnation: n.lease.incarnation()}); err != nil {
 		// Placement unreachable: keep the capacity counted (safe) and retry
 		// on the next reconcile.
 		n.mu.Lock()
@@ -562,35 +579,9 @@ func (n *Node) reconcileLoop() {
 		select {
 		case <-n.done:
 			return
-		case <-t.C:
-		case <-n.reconcileNow:
+			case <-t.C:
 		}
 		n.reconcileOnce()
-	}
-}
-
-// kickReconcile asks for a reconcile now (a fenced worker wants one).
-func (n *Node) kickReconcile() {
-	select {
-	case n.reconcileNow <- struct{}{}:
-	default:
-	}
-}
-
-// fenceLoop ticks the fence clock.
-func (n *Node) fenceLoop() {
-	defer n.wg.Done()
-	t := time.NewTicker(fenceTick)
-	defer t.Stop()
-	for {
-		select {
-		case <-n.done:
-			return
-		case now := <-t.C:
-			if n.fence.tick(now); n.fence.fenced.Load() {
-				n.kickReconcile()
-			}
-		}
 	}
 }
 
@@ -606,15 +597,16 @@ func (n *Node) reconcileOnce() {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	resp, err := n.cfg.Placement.Do(ctx, placement.Request{Op: placement.OpReconcile, Reconcile: &placement.ReconcileWorker{Worker: n.cfg.ID, Present: present}})
-	if err != nil || resp.Grant == nil {
+	inc := n.lease.incarnation()
+	if inc == 0 {
+		return
+	}
+	resp, err := n.cfg.Placement.WorkerOp(ctx, n.cfg.ID, placement.OpReconcile, placement.Request{Op: placement.OpReconcile, Reconcile: &placement.ReconcileWorker{Worker: n.cfg.ID, Incarnation: inc, Present: present}})
+	if err != nil || resp.Grant == nil || resp.Grant.Err != "" {
 		return
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	// Placement has answered for every sandbox reported: those it does not
-	// know are dropped below, the rest are this worker's to use again.
-	defer n.fence.lift()
 	for _, id := range resp.Grant.Dropped {
 		sb := n.pool.Get(id)
 		if sb == nil {

@@ -17,12 +17,18 @@ import (
 	"github.com/coldstart-dev/coldstart/worker/synthetic"
 )
 
-// fakePlacement answers the leader subject and remembers released ids.
+// fakePlacement answers a worker's own subjects (renew, release,
+// reconcile) and remembers released ids. It grants leases of ttl under
+// incarnation inc, unless silent.
 type fakePlacement struct {
 	mu       sync.Mutex
 	released []string
 	dropped  []string // named back on reconcile
 	recons   int
+	renewals int
+	inc      uint64
+	ttl      time.Duration
+	silent   bool
 }
 
 func (f *fakePlacement) has(id string) bool {
@@ -36,13 +42,25 @@ func (f *fakePlacement) has(id string) bool {
 	return false
 }
 
+func (f *fakePlacement) set(fn func(f *fakePlacement)) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	fn(f)
+}
+
 type harness struct {
 	nc   *nats.Conn
 	w    *Node
 	fake *fakePlacement
 }
 
-func newHarness(t *testing.T, keep time.Duration) *harness {
+type harnessOpt func(*Config, *fakePlacement)
+
+func withLease(ttl time.Duration) harnessOpt {
+	return func(c *Config, f *fakePlacement) { f.ttl = ttl; c.RenewEvery = ttl / 4 }
+}
+
+func newHarness(t *testing.T, keep time.Duration, opts ...harnessOpt) *harness {
 	ns, err := natsutil.StartServer(natsutil.ServerConfig{})
 	if err != nil {
 		t.Fatal(err)
@@ -53,29 +71,43 @@ func newHarness(t *testing.T, keep time.Duration) *harness {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	fake := &fakePlacement{}
-	nc.Subscribe(placement.SubjectLeader, func(m *nats.Msg) {
+	fake := &fakePlacement{inc: 7, ttl: 2 * time.Second}
+	cfg := Config{ID: "w1", NATS: nc, Placement: placement.NewClient(nc, time.Second), KeepAlive: keep, ReconcileEvery: time.Hour}
+	for _, o := range opts {
+		o(&cfg, fake)
+	}
+	nc.Subscribe(placement.SubjectWorkerOps, func(m *nats.Msg) {
 		var req placement.Request
 		json.Unmarshal(m.Data, &req)
 		fake.mu.Lock()
-		grant := &placement.Grant{}
-		switch req.Op {
-		case placement.OpRelease:
+		defer fake.mu.Unlock()
+		resp := placement.Response{Grant: &placement.Grant{}}
+		switch {
+		case m.Subject == placement.WorkerOpSubject("w1", placement.OpRelease):
 			fake.released = append(fake.released, req.Release...)
-		case placement.OpReconcile:
+		case m.Subject == placement.WorkerOpSubject("w1", placement.OpReconcile):
 			fake.recons++
-			grant.Dropped = fake.dropped
+			resp.Grant.Dropped = fake.dropped
+		case m.Subject == placement.WorkerOpSubject("w1", placement.OpRenew):
+			if fake.silent {
+				return
+			}
+			fake.renewals++
+			resp.Lease = &placement.Lease{Seq: req.Renew.Seq, Incarnation: fake.inc, TTLNs: int64(fake.ttl)}
+		default:
+			return
 		}
-		fake.mu.Unlock()
-		b, _ := json.Marshal(placement.Response{Grant: grant})
+		b, _ := json.Marshal(resp)
 		m.Respond(b)
 	})
-	w, err := Start(Config{ID: "w1", NATS: nc, Placement: placement.NewClient(nc, time.Second), KeepAlive: keep, ReconcileEvery: time.Hour})
+	w, err := Start(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(w.Stop)
-	return &harness{nc: nc, w: w, fake: fake}
+	h := &harness{nc: nc, w: w, fake: fake}
+	waitFor(t, "a lease", func() bool { ok, _ := w.mayStart(time.Now()); return ok })
+	return h
 }
 
 var testKey = pool.Key{Account: "123456789012", Function: "f", Version: "$LATEST"}
@@ -95,6 +127,9 @@ func (h *harness) send(t *testing.T, subject, sandbox, specHdr, payload string) 
 	if sandbox != "" {
 		m.Header.Set(HdrSandbox, sandbox)
 	}
+	h.fake.mu.Lock()
+	m.Header.Set(HdrWorkerInc, strconv.FormatUint(h.fake.inc, 10))
+	h.fake.mu.Unlock()
 	m.Data = []byte(payload)
 	r, err := h.nc.RequestMsg(m, 5*time.Second)
 	if err != nil {
@@ -180,7 +215,7 @@ func TestGarbageIsAnsweredAndTheWorkerKeepsServing(t *testing.T) {
 	if r.Header.Get(HdrStatus) != StatusError {
 		t.Fatalf("cold invoke without sandbox id: %v", r.Header)
 	}
-	for _, subj := range []string{"idle", "retire"} {
+	for _, subj := range []string{"retire", "drop", "stats"} {
 		if _, err := h.nc.Request(placement.WorkerSubject("w1", subj), []byte("\x00garbage"), time.Second); err != nil {
 			t.Fatalf("%s with garbage: %v", subj, err)
 		}
@@ -269,42 +304,148 @@ func TestBilledIncludesInitAndRoundsUp(t *testing.T) {
 	}
 }
 
-// TestPausedWorkerFencesItself: after a pause longer than its fence time a
-// worker starts nothing on its existing sandboxes until placement has
-// confirmed which are still its own; one placement released meanwhile is
-// dropped, and the others serve again.
-func TestPausedWorkerFencesItself(t *testing.T) {
-	h := newHarness(t, time.Minute)
-	for _, id := range []string{"kept", "released"} {
-		if r := h.send(t, InvokeSubject("w1"), id, spec(time.Millisecond, time.Second), `{}`); r.Header.Get(HdrStatus) != StatusOK {
-			t.Fatalf("cold %s: %v", id, r.Header)
+// TestNoLeaseNoInvocation: once placement stops answering renewals and
+// the lease runs out by the worker's own clock, nothing starts, warm or
+// cold; a renewal answered again brings the same sandboxes back.
+func TestNoLeaseNoInvocation(t *testing.T) {
+	h := newHarness(t, time.Minute, withLease(300*time.Millisecond))
+	if r := h.send(t, InvokeSubject("w1"), "kept", spec(time.Millisecond, time.Second), `{}`); r.Header.Get(HdrStatus) != StatusOK {
+		t.Fatalf("cold: %v", r.Header)
+	}
+	h.fake.set(func(f *fakePlacement) { f.silent = true })
+	waitFor(t, "the lease to run out", func() bool { ok, _ := h.w.mayStart(time.Now()); return !ok })
+	if r := h.send(t, WarmSubject(testKey), "", "", `{}`); r.Header.Get(HdrStatus) != StatusBusy {
+		t.Fatalf("a worker without a lease ran a warm invocation: %v", r.Header)
+	}
+	if r := h.send(t, InvokeSubject("w1"), "new", spec(time.Millisecond, time.Second), `{}`); r.Header.Get(HdrStatus) != StatusBusy || r.Header.Get(HdrErrorType) != "ServiceException" {
+		t.Fatalf("a worker without a lease started a cold sandbox: %v", r.Header)
+	}
+	h.fake.set(func(f *fakePlacement) { f.silent = false })
+	waitFor(t, "the lease back", func() bool { ok, _ := h.w.mayStart(time.Now()); return ok })
+	if r := h.send(t, WarmSubject(testKey), "", "", `{}`); r.Header.Get(HdrStatus) != StatusOK || r.Header.Get(HdrSandbox) != "kept" {
+		t.Fatalf("same incarnation: the sandbox should serve again: %v", r.Header)
+	}
+}
+
+// TestInvocationFencedAtLeaseExpiry: an invocation running when the lease
+// runs out is killed, its result never delivered, and its record ends at
+// the lease's expiry.
+func TestInvocationFencedAtLeaseExpiry(t *testing.T) {
+	h := newHarness(t, time.Minute, withLease(400*time.Millisecond))
+	recs := make(chan api.Record, 16)
+	sub, _ := h.nc.Subscribe(SubjectRecords, func(m *nats.Msg) {
+		for _, r := range SplitRecords(m.Data) {
+			recs <- r
 		}
-	}
-	h.fake.mu.Lock()
-	h.fake.dropped = []string{"released"} // placement gave its slot away during the pause
-	before := h.fake.recons
-	h.fake.mu.Unlock()
-	// A pause: the fence clock stops for longer than the fence time.
-	h.w.fence.lastNs.Store(time.Now().Add(-2 * DefaultFenceAfter).UnixNano())
-	r := h.send(t, WarmSubject(testKey), "", "", `{}`)
-	if r.Header.Get(HdrStatus) != StatusBusy {
-		t.Fatalf("a fenced worker ran a warm invocation: %v", r.Header)
-	}
-	waitFor(t, "reconcile after the pause", func() bool {
-		h.fake.mu.Lock()
-		defer h.fake.mu.Unlock()
-		// The ticker has run since the pause (it re-fences on seeing the
-		// gap) and a reconcile has lifted the fence after it.
-		fresh := time.Since(time.Unix(0, h.w.fence.lastNs.Load())) < DefaultFenceAfter/2
-		return h.fake.recons > before && fresh && !h.w.fence.fenced.Load()
 	})
-	for i := 0; i < 3; i++ {
-		r = h.send(t, WarmSubject(testKey), "", "", `{}`)
-		if r.Header.Get(HdrStatus) != StatusOK || r.Header.Get(HdrSandbox) != "kept" {
-			t.Fatalf("after reconcile: %v (the released sandbox must be gone)", r.Header)
+	defer sub.Unsubscribe()
+	h.nc.Flush()
+	done := make(chan *nats.Msg, 1)
+	go func() { done <- h.send(t, InvokeSubject("w1"), "long", spec(3*time.Second, 10*time.Second), `{}`) }()
+	waitFor(t, "the invocation to run", func() bool { return h.w.Stats().Busy == 1 })
+	h.fake.set(func(f *fakePlacement) { f.silent = true })
+	expiry := h.w.lease.expiry()
+	var r *nats.Msg
+	select {
+	case r = <-done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no answer for a fenced invocation")
+	}
+	if r.Header.Get(HdrStatus) != StatusError || r.Header.Get(HdrErrorType) != "ServiceException" || !strings.Contains(r.Header.Get(HdrError), "fenced") {
+		t.Fatalf("fenced invocation answered %v %q", r.Header, r.Data)
+	}
+	var rec api.Record
+	select {
+	case rec = <-recs:
+	case <-time.After(5 * time.Second):
+		t.Fatal("no record")
+	}
+	if rec.Outcome != api.OutcomeFenced || rec.Sandbox != "long" {
+		t.Fatalf("record %+v", rec)
+	}
+	// The lease was extended by renewals until the fake went silent; the
+	// record ends at the last lease's expiry, never later.
+	if end := time.Unix(0, rec.EndNs); end.Before(expiry) || end.After(expiry.Add(time.Second)) || rec.ReleasedNs != rec.EndNs {
+		t.Fatalf("fenced record ends %v, lease expiry %v", end, expiry)
+	}
+	if st := h.w.Stats(); st.Idle+st.Busy != 0 {
+		t.Fatalf("the fenced sandbox is still pooled: %+v", st)
+	}
+}
+
+// TestNewIncarnationVoidsSandboxes: when placement answers with another
+// incarnation (it gave up on this worker), every sandbox is dropped and a
+// grant for the old incarnation is refused.
+func TestNewIncarnationVoidsSandboxes(t *testing.T) {
+	h := newHarness(t, time.Minute, withLease(400*time.Millisecond))
+	if r := h.send(t, InvokeSubject("w1"), "old", spec(time.Millisecond, time.Second), `{}`); r.Header.Get(HdrStatus) != StatusOK {
+		t.Fatalf("cold: %v", r.Header)
+	}
+	h.fake.set(func(f *fakePlacement) { f.inc = 8 })
+	waitFor(t, "the new incarnation", func() bool { return h.w.lease.incarnation() == 8 && h.w.Stats().Idle == 0 })
+	m := nats.NewMsg(InvokeSubject("w1"))
+	for k, v := range map[string]string{HdrRequestID: "r", HdrAccount: testKey.Account, HdrFunction: testKey.Function, HdrVersion: testKey.Version, HdrSpec: spec(0, time.Second), HdrSandbox: "stale", HdrWorkerInc: "7"} {
+		m.Header.Set(k, v)
+	}
+	r, err := h.nc.RequestMsg(m, 5*time.Second)
+	if err != nil || r.Header.Get(HdrErrorType) != "AccessDeniedException" {
+		t.Fatalf("grant for the old incarnation: %v %v", err, r)
+	}
+}
+
+// TestColdStartNeedsPlacementsSignature: with a grant key, only a grant
+// placement signed starts a sandbox.
+func TestColdStartNeedsPlacementsSignature(t *testing.T) {
+	key := []byte("grant-key")
+	h := newHarness(t, time.Minute, func(c *Config, f *fakePlacement) { c.GrantKey = key })
+	send := func(id, token string) *nats.Msg {
+		m := nats.NewMsg(InvokeSubject("w1"))
+		for k, v := range map[string]string{HdrRequestID: "r", HdrAccount: testKey.Account, HdrFunction: testKey.Function, HdrVersion: testKey.Version, HdrSpec: spec(0, time.Second), HdrSandbox: id, HdrWorkerInc: "7", HdrGranted: "42", HdrGrantToken: token} {
+			m.Header.Set(k, v)
 		}
+		r, err := h.nc.RequestMsg(m, 5*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
 	}
-	if st := h.w.Stats(); st.Idle+st.Busy != 1 {
-		t.Fatalf("pool holds %d sandboxes, want 1", st.Idle+st.Busy)
+	if r := send("forged", "00"); r.Header.Get(HdrErrorType) != "AccessDeniedException" {
+		t.Fatalf("forged grant answered %v", r.Header)
 	}
+	good := placement.GrantToken(key, &placement.Sandbox{ID: "real", Account: testKey.Account, Function: testKey.Function, Version: testKey.Version, Worker: "w1", WorkerInc: 7, CreatedNs: 42})
+	if r := send("real", good); r.Header.Get(HdrStatus) != StatusOK {
+		t.Fatalf("signed grant answered %v", r.Header)
+	}
+	if r := send("other", good); r.Header.Get(HdrErrorType) != "AccessDeniedException" {
+		t.Fatalf("a token replayed for another sandbox answered %v", r.Header)
+	}
+}
+
+// TestLeaseGenerations covers the lease clock alone: a lapse noticed by a
+// later renewal still fences what started before it.
+func TestLeaseGenerations(t *testing.T) {
+	var l lease
+	t0 := time.Now()
+	seq, _ := l.next()
+	l.renewed(seq, t0, 5, time.Second)
+	ok, gen := l.valid(t0.Add(100 * time.Millisecond))
+	if !ok {
+		t.Fatal("fresh lease not valid")
+	}
+	// A pause: the next renewal is sent after the expiry and answered.
+	seq, _ = l.next()
+	l.renewed(seq, t0.Add(3*time.Second), 5, time.Second)
+	if ok, g := l.valid(t0.Add(3100 * time.Millisecond)); !ok || g == gen {
+		t.Fatalf("after the renewal: valid %v, generation %d (was %d)", ok, g, gen)
+	}
+	if held, at := l.holds(gen, t0.Add(3200*time.Millisecond)); held || !at.Equal(t0.Add(time.Second)) {
+		t.Fatalf("an invocation started before the lapse: held %v, ends %v (want the old expiry)", held, at)
+	}
+	// An answer to an older renewal extends nothing.
+	old, _ := l.next()
+	seq, _ = l.next()
+	if l.renewed(old, t0.Add(10*time.Second), 5, time.Hour); l.expiry().After(t0.Add(5 * time.Second)) {
+		t.Fatal("a stale answer extended the lease")
+	}
+	_ = seq
 }

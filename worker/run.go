@@ -55,8 +55,10 @@ func (n *Node) plan(spec *Spec, payload []byte) invocation {
 	return inv
 }
 
-// run executes one invocation on sb (busy) and replies to the gateway.
-func (n *Node) run(m *nats.Msg, sb *pool.Sandbox, spec *Spec, cold bool, received time.Time) {
+// run executes one invocation on sb (busy) and replies to the gateway. gen
+// is the lease generation it started in; fenced is closed when the lease
+// runs out under it.
+func (n *Node) run(m *nats.Msg, sb *pool.Sandbox, spec *Spec, cold bool, received time.Time, gen uint64, fenced <-chan struct{}) {
 	reqID := m.Header.Get(HdrRequestID)
 	var initDur time.Duration
 	if cold {
@@ -64,9 +66,9 @@ func (n *Node) run(m *nats.Msg, sb *pool.Sandbox, spec *Spec, cold bool, receive
 		ph := spec.Profile.DrawCold(n.rnd)
 		n.mu.Unlock()
 		initDur = ph.Total()
-		sleep(n.scaled(ph.SandboxCreate))
-		sleep(n.scaled(ph.RuntimeInit))
-		sleep(n.scaled(ph.FunctionInit))
+		_ = waitOrFence(n.scaled(ph.SandboxCreate), fenced) &&
+			waitOrFence(n.scaled(ph.RuntimeInit), fenced) &&
+			waitOrFence(n.scaled(ph.FunctionInit), fenced)
 		n.m.cold.Inc()
 		n.m.initDur.Observe(initDur.Seconds())
 	} else {
@@ -80,8 +82,12 @@ func (n *Node) run(m *nats.Msg, sb *pool.Sandbox, spec *Spec, cold bool, receive
 		run = timeout
 	}
 	start := time.Now()
-	sleep(n.scaled(run))
+	waitOrFence(n.scaled(run), fenced)
 	end := time.Now()
+	if ok, lapsed := n.lease.holds(gen, end); !ok {
+		n.fence(m, sb, spec, cold, received, start, lapsed, initDur)
+		return
+	}
 	elapsed := end.Sub(start)
 	if n.cfg.TimeScale != 1 {
 		elapsed = time.Duration(float64(elapsed) * n.cfg.TimeScale)
@@ -162,10 +168,27 @@ func reportLines(r api.Record, memMB int, timedOut bool, timeout time.Duration) 
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
-func sleep(d time.Duration) {
-	if d > 0 {
-		time.Sleep(d)
+// fence ends an invocation whose worker lost its lease under it: the
+// sandbox is reset, the result never delivered, the caller told with a
+// typed 5xx, and the record ends at the lease's expiry, when the platform
+// stopped counting it.
+func (n *Node) fence(m *nats.Msg, sb *pool.Sandbox, spec *Spec, cold bool, received, start, lapsed time.Time, initDur time.Duration) {
+	n.m.fenced.Inc()
+	n.finish(sb, true)
+	if start.After(lapsed) {
+		start = lapsed // the cold start itself was cut short
 	}
+	rec := api.Record{
+		RequestID: m.Header.Get(HdrRequestID), Account: sb.Key.Account, Function: sb.Key.Function, Version: sb.Key.Version,
+		Sandbox: sb.ID, Worker: n.cfg.ID, ReceivedNs: received.UnixNano(), StartNs: start.UnixNano(), EndNs: lapsed.UnixNano(),
+		ReleasedNs: lapsed.UnixNano(), Cold: cold, InitMs: ms(initDur), DurationMs: ms(lapsed.Sub(start)), MemoryMB: spec.MemoryMB,
+		Outcome: api.OutcomeFenced,
+	}
+	if cold {
+		rec.GrantedNs, _ = strconv.ParseInt(m.Header.Get(HdrGranted), 10, 64)
+	}
+	n.replyStatus(m, StatusError, "ServiceException", "the invocation was fenced: worker "+n.cfg.ID+" lost its lease from placement while it ran, and its result is discarded")
+	n.records.add(rec)
 }
 
 // inScope reports whether an idle sandbox of k may be reclaimed for q.

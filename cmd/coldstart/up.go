@@ -296,8 +296,7 @@ func (c *embedded) waitReady(ctx context.Context, workers int, timeout time.Dura
 			if n.Placement == nil || !n.Placement.IsLeader() {
 				continue
 			}
-			alive := 0
-			n.Placement.Read(func(l *placement.Ledger) { alive = l.AliveWorkers() })
+			alive := n.Placement.LeasedWorkers()
 			if alive >= workers {
 				return nil
 			}

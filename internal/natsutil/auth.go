@@ -24,14 +24,6 @@ const (
 	RoleTool      = "tool"
 )
 
-// WorkerMayUseLeaderSubject lets workers publish on cs.placement.leader.
-// Workers send release and reconcile there until they use their own
-// cs.placement.worker.<id>.<op> subjects (placement.WorkerOpSubject); the
-// leader subject is otherwise gateway-only, since it also takes
-// create_sandbox, function and limit writes. Set it to false once workers
-// no longer send anything on the leader subject. It is read when a worker
-// connects.
-var WorkerMayUseLeaderSubject = true
 
 // responseWindow bounds how long a node may answer a request it received:
 // a warm or cold invoke answers when the handler ends, after at most the
@@ -112,9 +104,6 @@ func Permissions(role, id string) *server.Permissions {
 		pub := []string{
 			"cs.placement.worker." + id + ".>", // placement.WorkerOpSubject: release, reconcile, renew
 			"cs.records", "cs.records.>",       // worker.SubjectRecords: finished invocations
-		}
-		if WorkerMayUseLeaderSubject {
-			pub = append(pub, "cs.placement.leader") // release and reconcile, until they move (see the variable)
 		}
 		return &server.Permissions{
 			Publish: allow(pub...),

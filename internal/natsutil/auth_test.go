@@ -284,8 +284,8 @@ func TestWorkerIsConfinedToItsOwnSubjects(t *testing.T) {
 			t.Errorf("worker w1 could not publish on %s", subj)
 		}
 	}
-	if got := sp.published(t, w, placement.SubjectLeader, worker.SubjectRecords); got != natsutil.WorkerMayUseLeaderSubject {
-		t.Errorf("worker w1 published on the leader subject: %v, WorkerMayUseLeaderSubject %v", got, natsutil.WorkerMayUseLeaderSubject)
+	if sp.published(t, w, placement.SubjectLeader, worker.SubjectRecords) {
+		t.Error("worker w1 published on the leader subject")
 	}
 
 	// Subscriptions: its own subjects, not another worker's, not replies
@@ -484,11 +484,9 @@ func TestPermissionsTable(t *testing.T) {
 			t.Errorf("%s may not subscribe to its own inbox", role)
 		}
 	}
-	defer func(v bool) { natsutil.WorkerMayUseLeaderSubject = v }(natsutil.WorkerMayUseLeaderSubject)
-	for _, may := range []bool{true, false} {
-		natsutil.WorkerMayUseLeaderSubject = may
-		if got := slices.Contains(natsutil.Permissions(natsutil.RoleWorker, "w1").Publish.Allow, placement.SubjectLeader); got != may {
-			t.Errorf("WorkerMayUseLeaderSubject %v: worker may publish on the leader subject: %v", may, got)
-		}
+	// A worker's requests go on its own subjects only: the leader subject
+	// takes control-plane writes.
+	if slices.Contains(natsutil.Permissions(natsutil.RoleWorker, "w1").Publish.Allow, placement.SubjectLeader) {
+		t.Error("a worker may publish on the leader subject")
 	}
 }

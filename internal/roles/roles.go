@@ -139,7 +139,7 @@ func StartPlacement(o PlacementOptions) (*Node, error) {
 		nc.Close()
 		return nil, err
 	}
-	pn, err := placement.Start(placement.Config{StreamLayer: layer, ID: o.ID, RaftAddr: o.RaftAddr, DataDir: o.DataDir, Peers: o.Peers, Timing: o.Raft, NATS: nc, Rate: o.Rate, DefaultLimit: o.DefaultLimit, Grace: o.Grace, Members: ml, Registry: registerer(o.Registry), Logger: o.Logger})
+	pn, err := placement.Start(placement.Config{StreamLayer: layer, ID: o.ID, RaftAddr: o.RaftAddr, DataDir: o.DataDir, Peers: o.Peers, Timing: o.Raft, NATS: nc, Rate: o.Rate, DefaultLimit: o.DefaultLimit, Grace: o.Grace, GrantKey: o.GrantKey(), Members: ml, Registry: registerer(o.Registry), Logger: o.Logger})
 	if err != nil {
 		if layer != nil {
 			layer.Close() // placement closes it only once its transport exists
@@ -173,7 +173,7 @@ func StartWorker(o WorkerOptions) (*Node, error) {
 	}
 	n := &Node{ID: o.ID, Role: membership.RoleWorker, NC: nc}
 	reg := registerer(o.Registry)
-	wn, err := worker.Start(worker.Config{ID: o.ID, NATS: nc, Placement: placement.NewClient(nc, time.Second), Capacity: o.Capacity, MemoryMB: o.MemoryMB, KeepAlive: o.KeepAlive, Reuse: o.Reuse, ReconcileEvery: o.ReconcileEvery, TimeScale: o.TimeScale, Registry: reg, Logger: o.Logger, LogInvocations: o.LogInvocations})
+	wn, err := worker.Start(worker.Config{ID: o.ID, NATS: nc, Placement: placement.NewClient(nc, time.Second), Capacity: o.Capacity, MemoryMB: o.MemoryMB, KeepAlive: o.KeepAlive, Reuse: o.Reuse, ReconcileEvery: o.ReconcileEvery, TimeScale: o.TimeScale, Registry: reg, Logger: o.Logger, LogInvocations: o.LogInvocations, GrantKey: o.GrantKey()})
 	if err != nil {
 		nc.Close()
 		return nil, err

@@ -166,10 +166,16 @@ func TestWorkerKillReleasesCapacityAndReroutes(t *testing.T) {
 	}
 	killedAt := time.Now()
 	c.Kill(victim)
-	if err := c.WaitFor(func() bool { return held() == 0 }, 2*time.Second); err != nil {
-		t.Fatalf("dead worker's %d sandboxes not released within 2s", held())
+	// Placement gives a silent worker's capacity away only when its lease
+	// has certainly expired: TTL + margin after its last renewal.
+	within := placement.DefaultLease.Expiry() + time.Second
+	if err := c.WaitFor(func() bool { return held() == 0 }, within); err != nil {
+		t.Fatalf("dead worker's %d sandboxes not released within %s", held(), within)
 	}
 	released := time.Since(killedAt)
+	if released < placement.DefaultLease.Expiry()-placement.DefaultLease.RenewEvery() {
+		t.Fatalf("capacity released %s after the kill, before the lease could have expired", released)
+	}
 	// Traffic flows without the dead worker, through both gateways.
 	for i := 0; i < 20; i++ {
 		r := invoke(t, c.GatewayURL(i%2), "f", `{}`)
@@ -201,9 +207,9 @@ func TestNoWorkersFailsFast(t *testing.T) {
 }
 
 // TestColdStartOnJustDeadWorkerIsPlacedElsewhere: in the moment between a
-// worker's death and membership noticing, a grant can name it; the gateway
-// reports it, placement confirms over NATS and releases it, and the
-// invocation is placed again on a live worker.
+// worker's death and its lease expiring, a grant can name it; the gateway
+// finds nobody listening, cancels the grant and reports the worker, and
+// placement places the invocation again on a worker it does not suspect.
 func TestColdStartOnJustDeadWorkerIsPlacedElsewhere(t *testing.T) {
 	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 2})
 	url := c.GatewayURL(0)

@@ -11,7 +11,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coldstart-dev/coldstart/gateway"
 	"github.com/coldstart-dev/coldstart/internal/api"
+	"github.com/coldstart-dev/coldstart/internal/check"
 	"github.com/coldstart-dev/coldstart/internal/testcluster"
 	"github.com/coldstart-dev/coldstart/placement"
 	"github.com/coldstart-dev/coldstart/quota"
@@ -93,8 +95,12 @@ func TestAccountLimitHoldsUnder5xOverload(t *testing.T) {
 	if code, body := put(t, urls[0], api.PathAccountLimit, api.SetLimitInput{ConcurrentExecutions: limit}); code != 200 {
 		t.Fatalf("set limit: %d %s", code, body)
 	}
-	createFunction(t, urls[0], synthetic("slow", "60ms", "20ms"))
-	createFunction(t, urls[0], synthetic("slow2", "60ms", "20ms"))
+	// 150 ms handlers: 12 sandboxes serve 80 rps, under Lambda's
+	// invocation-rate limit of 10 x 12 per second, so the concurrency limit
+	// binds first (closed-loop clients still meet the rate limit between
+	// throttles, and those 429s say so).
+	createFunction(t, urls[0], synthetic("slow", "150ms", "20ms"))
+	createFunction(t, urls[0], synthetic("slow2", "150ms", "20ms"))
 	rec := c.Records()
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
 	defer cancel()
@@ -111,23 +117,18 @@ func TestAccountLimitHoldsUnder5xOverload(t *testing.T) {
 		statuses[strconv.Itoa(o.Status)+" "+o.ErrorType+" "+o.Body.Text()]++
 	}
 	t.Logf("outcomes: %v", statuses)
-	throttled, overloaded := 0, 0
+	throttled, overloaded, rated := 0, 0, 0
 	for _, o := range out {
 		switch o.Status {
 		case 200:
 		case 429:
+			if o.ErrorType == "TooManyRequestsException" && o.Body.Reason == string(quota.ReasonFunctionRate) {
+				rated++
+				continue
+			}
 			throttled++
 			if o.ErrorType != "TooManyRequestsException" || o.Body.Reason != string(quota.ReasonAccountConcurrency) {
 				t.Fatalf("429 with type %q reason %q", o.ErrorType, o.Body.Reason)
-			}
-			// A 429 is only allowed when no idle sandbox was found: each
-			// worker, asked at its own instant while the request was being
-			// decided, had every sandbox it held busy. (Workers answer at
-			// different instants; no distributed snapshot is atomic.)
-			if busy := busyPerWorker(recs, o.Sent, o.Done, 3*time.Millisecond); busy < limit {
-				t.Errorf("429 at %s while workers held at most %d of %d busy; sandboxes held around it (ms from the request):", o.Sent.Format(time.StampMicro), busy, limit)
-				dumpHolds(t, recs, o.Sent, o.Done)
-				t.FailNow()
 			}
 		case 500:
 			// Placement too slow to answer within its budget: allowed (the
@@ -142,7 +143,21 @@ func TestAccountLimitHoldsUnder5xOverload(t *testing.T) {
 		}
 	}
 	if throttled == 0 {
-		t.Fatalf("5x overload produced no 429 (%d requests)", len(out))
+		t.Fatalf("5x overload produced no concurrency 429 (%d requests, %d rate-limited)", len(out), rated)
+	}
+	// Every 429 is judged by the checker users run: it must come while the
+	// account held its limit, within 50 ms of it (a grant, a release and a
+	// 429 are stamped by different nodes; a victim is in transit between
+	// its retirement and its successor's grant).
+	if err := c.WaitFor(func() bool { return len(rec.Throttles()) >= throttled+rated }, 5*time.Second); err != nil {
+		t.Fatalf("throttle records: have %d, want %d", len(rec.Throttles()), throttled+rated)
+	}
+	rep := check.Run(rec.Everything(), check.Options{DefaultLimit: 1000, Window: 50 * time.Millisecond,
+		Limits: []check.LimitChange{{AtNs: 0, Account: gateway.DefaultAccount, Limit: limit}}})
+	if !rep.OK() {
+		var b strings.Builder
+		rep.WriteTable(&b)
+		t.Fatalf("coldstart check failed:\n%s", b.String())
 	}
 	if overloaded*10 > len(out) {
 		t.Fatalf("%d of %d requests failed with ServiceException", overloaded, len(out))

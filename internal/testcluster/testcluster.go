@@ -253,9 +253,7 @@ func (c *Cluster) registeredWorkers() int {
 	if l == nil {
 		return 0
 	}
-	n := 0
-	l.Placement.Read(func(led *placement.Ledger) { n = led.AliveWorkers() })
-	return n
+	return l.Placement.LeasedWorkers()
 }
 
 // GatewayURL returns the base URL of the i-th gateway (0-based).
@@ -320,9 +318,10 @@ func (c *Cluster) Stop() {
 
 // Recorder collects every invocation record the workers publish.
 type Recorder struct {
-	mu   sync.Mutex
-	recs []api.Record
-	sub  *nats.Subscription
+	mu        sync.Mutex
+	recs      []api.Record
+	throttles []api.Record
+	sub       *nats.Subscription
 	nc   *nats.Conn
 }
 
@@ -347,7 +346,14 @@ func (c *Cluster) Records() *Recorder {
 	r.sub, err = nc.Subscribe(worker.SubjectRecords, func(m *nats.Msg) {
 		recs := worker.SplitRecords(m.Data)
 		r.mu.Lock()
-		r.recs = append(r.recs, recs...)
+		for _, rec := range recs {
+			// Throttles are kept apart: All and Len count invocations.
+			if rec.Outcome == api.OutcomeThrottled {
+				r.throttles = append(r.throttles, rec)
+			} else {
+				r.recs = append(r.recs, rec)
+			}
+		}
 		r.mu.Unlock()
 	})
 	if err != nil {
@@ -356,6 +362,20 @@ func (c *Cluster) Records() *Recorder {
 	r.sub.SetPendingLimits(-1, -1)
 	nc.Flush()
 	return r
+}
+
+// Throttles returns the throttled records (429s the gateways answered).
+func (r *Recorder) Throttles() []api.Record {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]api.Record(nil), r.throttles...)
+}
+
+// Everything returns every record so far, invocations and throttles.
+func (r *Recorder) Everything() []api.Record {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append(append([]api.Record(nil), r.recs...), r.throttles...)
 }
 
 // All returns a copy of the records so far.

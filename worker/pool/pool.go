@@ -6,7 +6,10 @@
 // in the simulator).
 package pool
 
-import "time"
+import (
+	"sort"
+	"time"
+)
 
 // Key identifies sandboxes that are interchangeable for an invocation.
 type Key struct {
@@ -244,6 +247,32 @@ func (p *Pool) LeastRecentlyUsed(match func(Key) bool) *Sandbox {
 		}
 	}
 	return best
+}
+
+// IdleOf appends to dst up to n idle sandboxes of k, least recently used
+// first (ties by id), provisioned ones excluded.
+func (p *Pool) IdleOf(dst []*Sandbox, k Key, n int) []*Sandbox {
+	kp := p.keys[k]
+	if kp == nil {
+		return dst
+	}
+	start := len(dst)
+	for _, s := range kp.idle.s {
+		if !s.Provisioned {
+			dst = append(dst, s)
+		}
+	}
+	got := dst[start:]
+	sort.Slice(got, func(i, j int) bool {
+		if got[i].LastUsed != got[j].LastUsed {
+			return got[i].LastUsed < got[j].LastUsed
+		}
+		return got[i].ID < got[j].ID
+	})
+	if len(got) > n {
+		dst = dst[:start+n]
+	}
+	return dst
 }
 
 // Counts returns the idle and total sandboxes of k.

@@ -1,0 +1,225 @@
+package placement
+
+import (
+	"sort"
+	"time"
+
+	"github.com/coldstart-dev/coldstart/quota"
+)
+
+// createSandbox is the cold-start decision: admit, or retire an idle
+// sandbox of the same account to make room, or send the caller back to the
+// warm path, or throttle. The leader checks its committed state first, so a
+// throttle costs no Raft entry; the authoritative decision is still the one
+// the FSM makes when it applies.
+//
+// Retries are exact: an id already granted is answered from the ledger
+// without looking for a victim, and concurrent requests with one id share a
+// single decision, so a retry never retires a warm sandbox for nothing.
+func (n *Node) createSandbox(c CreateSandbox) Response {
+	n.mu.Lock()
+	if n.inflightGrants == nil {
+		n.inflightGrants = map[string]*grantCall{}
+	}
+	if call, ok := n.inflightGrants[c.ID]; ok {
+		n.mu.Unlock()
+		<-call.done
+		return call.resp
+	}
+	call := &grantCall{done: make(chan struct{})}
+	n.inflightGrants[c.ID] = call
+	n.mu.Unlock()
+	call.resp = n.decideSandbox(c)
+	n.mu.Lock()
+	delete(n.inflightGrants, c.ID)
+	n.mu.Unlock()
+	close(call.done)
+	return call.resp
+}
+
+type grantCall struct {
+	done chan struct{}
+	resp Response
+}
+
+func (n *Node) signed(g *Grant) Response {
+	if g.Sandbox != nil {
+		g.Token = GrantToken(n.cfg.GrantKey, g.Sandbox)
+	}
+	return Response{Grant: g}
+}
+
+func (n *Node) decideSandbox(c CreateSandbox) Response {
+	var d quota.Decision
+	var existing *Sandbox
+	var workers []string
+	n.fsm.Read(func(l *Ledger) {
+		for id := range l.s.Workers {
+			workers = append(workers, id)
+		}
+		if sb, ok := l.s.Sandboxes[c.ID]; ok {
+			cp := *sb
+			existing = &cp
+		}
+		d = l.Check(c.Account, c.Function)
+	})
+	if existing != nil {
+		if existing.Account != c.Account || existing.Function != c.Function || existing.Version != c.Version {
+			return Response{Grant: &Grant{Err: ErrIDInUse}}
+		}
+		return n.signed(&Grant{Sandbox: existing})
+	}
+	var release []string
+	for attempt := 0; attempt < 4; attempt++ {
+		if !d.Admit && len(release) == 0 {
+			if d.Reclaim == quota.ScopeNone {
+				return Response{Grant: &Grant{Reason: d.Reason}}
+			}
+			victim, warm := n.findVictim(c, d.Reclaim)
+			if warm {
+				return Response{Grant: &Grant{Warm: true, Reason: d.Reason}}
+			}
+			if victim == "" {
+				return Response{Grant: &Grant{Reason: d.Reason}}
+			}
+			release = []string{victim}
+		}
+		c.Now = time.Now().UnixNano()
+		c.Release = release
+		c.Avoid = n.leases.avoid(time.Now(), n.cfg.Lease.RenewEvery(), workers)
+		v, err := n.apply(CmdCreateSandbox, c)
+		if err != nil {
+			if len(release) > 0 {
+				// The victim is gone from its worker: its slot must come
+				// back even though this grant failed.
+				go n.releaseEventually(release)
+			}
+			return Response{Error: typedError(err)}
+		}
+		g := v.(*Grant)
+		if g.Sandbox != nil || g.Reclaim == quota.ScopeNone || g.Err != "" {
+			return n.signed(g)
+		}
+		// Committed state moved between the check and the apply (the
+		// victim, if any, is released by now): decide again.
+		d = quota.Decision{Reclaim: g.Reclaim, Reason: g.Reason}
+		release = nil
+	}
+	return Response{Grant: &Grant{Reason: d.Reason}}
+}
+
+// releaseEventually retries a release until it commits or this node stops
+// leading (the worker's reconcile covers the rest).
+func (n *Node) releaseEventually(ids []string) {
+	for wait := 50 * time.Millisecond; n.IsLeader(); wait *= 2 {
+		if _, err := n.apply(CmdReleaseSandboxes, ReleaseSandboxes{IDs: ids}); err == nil {
+			return
+		}
+		select {
+		case <-n.done:
+			return
+		case <-time.After(wait):
+		}
+	}
+}
+
+// maxRetireAttempts bounds the retire requests of one reclaim.
+const maxRetireAttempts = 3
+
+// findVictim chooses, from the idle sandboxes the workers last reported,
+// the least recently used one in scope (quota.ChooseVictim, the rule the
+// simulator applies too) and asks its owner to retire it. No worker is
+// asked anything when the view holds no candidate: a throttle under
+// overload costs no fan-out. An idle sandbox of the very function and
+// version asking is never reclaimed for it: warm is true and the caller
+// takes the warm path instead.
+func (n *Node) findVictim(c CreateSandbox, scope quota.Scope) (victim string, warm bool) {
+	entries, owner, more := n.leases.idleOf(c.Account)
+	pool := map[string]quota.Pool{}
+	var reserved []string
+	n.fsm.Read(func(l *Ledger) {
+		for _, f := range l.s.Functions {
+			if f.Account == c.Account && f.Reserved != nil {
+				reserved = append(reserved, f.Name)
+			}
+		}
+		for _, e := range entries {
+			if sb, ok := l.s.Sandboxes[e.ID]; ok && sb.Worker == owner[e.ID] {
+				pool[e.ID] = sb.Pool
+			}
+		}
+	})
+	var cands []quota.Idle
+	for _, e := range entries {
+		p, known := pool[e.ID]
+		if !known {
+			continue // not (or no longer) granted on that worker
+		}
+		if e.Function == c.Function && e.Version == c.Version {
+			return "", true
+		}
+		cands = append(cands, quota.Idle{ID: e.ID, Account: e.Account, Function: e.Function, Reserved: p == quota.PoolReserved, LastUsed: time.Duration(e.LastUsedNs)})
+	}
+	sort.Strings(reserved)
+	query := IdleQuery{Account: c.Account, Function: c.Function, Version: c.Version, Scope: scope, Reserved: reserved}
+	for attempt := 0; attempt < maxRetireAttempts; attempt++ {
+		v, ok := quota.ChooseVictim(cands, c.Account, c.Function, scope)
+		if !ok {
+			// Reports list a few idle sandboxes per function; a worker
+			// that has more is asked for its least recently used in scope.
+			for _, w := range more {
+				n.leases.takeIdle(w, c.Account, "")
+				if a, err := n.workers.Retire(w, RetireRequest{Query: query}); err == nil && a.OK {
+					return a.ID, false
+				}
+			}
+			return "", false
+		}
+		for i := range cands {
+			if cands[i].ID == v.ID {
+				cands = append(cands[:i], cands[i+1:]...)
+				break
+			}
+		}
+		w := owner[v.ID]
+		n.leases.takeIdle(w, c.Account, v.ID)
+		a, err := n.workers.Retire(w, RetireRequest{ID: v.ID, Query: query})
+		if err != nil {
+			n.log.Warn("reclaim: worker did not answer the retire request", "worker", w, "err", err)
+			continue
+		}
+		if a.OK {
+			return a.ID, false
+		}
+	}
+	return "", false
+}
+
+// trim enforces a lowered limit: sandboxes above the new caps are dropped
+// by their workers (idle ones at once, busy ones when their invocation ends)
+// and released through the usual path. Until then the excess only finishes
+// what it is running: no new invocation starts on it.
+func (n *Node) trim(account string) {
+	var excess map[string][]string
+	n.fsm.Read(func(l *Ledger) { excess = l.Excess(account) })
+	for w, ids := range excess {
+		if err := n.workers.Drop(w, ids); err != nil {
+			n.log.Warn("trim: worker did not answer", "worker", w, "err", err)
+		}
+	}
+}
+
+func (n *Node) reconcile(c ReconcileWorker) Response {
+	c.Now = time.Now().UnixNano()
+	c.GraceNs = int64(n.cfg.Grace)
+	need := false
+	n.fsm.Read(func(l *Ledger) { need = l.NeedsReconcile(c) })
+	if !need {
+		return Response{Grant: &Grant{}}
+	}
+	v, err := n.apply(CmdReconcileWorker, c)
+	if err != nil {
+		return Response{Error: typedError(err)}
+	}
+	return Response{Grant: v.(*Grant)}
+}

@@ -1,0 +1,44 @@
+package placement
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// WorkerAPI is what the leader asks of workers. It is an interface so that
+// the leader's reclaim and trim logic is tested without a cluster.
+type WorkerAPI interface {
+	// Retire asks a worker to retire an idle sandbox for a reclaim.
+	Retire(worker string, req RetireRequest) (RetireAnswer, error)
+	// Drop asks a worker to drop sandboxes above a lowered limit.
+	Drop(worker string, ids []string) error
+}
+
+// reclaimTimeout bounds each worker's answer during a reclaim. A worker that
+// misses it is skipped, which can turn a reclaim into a throttle: it is long
+// enough for a starved worker, short enough for the cold path's budget.
+const reclaimTimeout = 400 * time.Millisecond
+
+type natsWorkers struct{ nc *nats.Conn }
+
+func (w natsWorkers) Retire(worker string, req RetireRequest) (RetireAnswer, error) {
+	b, _ := json.Marshal(req)
+	m, err := w.nc.Request(WorkerSubject(worker, "retire"), b, reclaimTimeout)
+	if err != nil {
+		return RetireAnswer{}, err
+	}
+	var a RetireAnswer
+	if err := json.Unmarshal(m.Data, &a); err != nil {
+		return RetireAnswer{}, fmt.Errorf("retire answer from %s: %w", worker, err)
+	}
+	return a, nil
+}
+
+func (w natsWorkers) Drop(worker string, ids []string) error {
+	b, _ := json.Marshal(DropRequest{IDs: ids})
+	_, err := w.nc.Request(WorkerSubject(worker, "drop"), b, time.Second)
+	return err
+}
