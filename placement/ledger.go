@@ -79,7 +79,7 @@ type State struct {
 	// ClusterID is set once by the first leader (CmdSetClusterID).
 	ClusterID string `json:"cluster_id,omitempty"`
 	// Applied is the Raft index of the last entry applied.
-	Applied uint64 `json:"applied,omitempty"`
+	Applied   uint64                   `json:"applied,omitempty"`
 	Accounts  map[string]*Account      `json:"accounts"`
 	Functions map[string]*Function     `json:"functions"` // by FunctionKey
 	Workers   map[string]*Worker       `json:"workers"`

@@ -96,11 +96,11 @@ type Node struct {
 	leaderSubs     []*nats.Subscription
 	natsEpoch      uint64    // NATS reconnects when the lease table started
 	natsDownSince  time.Time // leader's NATS connection down since
-	leading    bool
-	readSub    *nats.Subscription
-	notify     chan bool
-	done       chan struct{}
-	wg         sync.WaitGroup
+	leading        bool
+	readSub        *nats.Subscription
+	notify         chan bool
+	done           chan struct{}
+	wg             sync.WaitGroup
 }
 
 // Start opens (or creates) the node's data directory, starts Raft and the
@@ -331,4 +331,3 @@ func trimType(err error) string {
 	}
 	return s
 }
-

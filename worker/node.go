@@ -42,7 +42,7 @@ type Config struct {
 	// start without a valid grant token is refused.
 	GrantKey []byte
 	Registry prometheus.Registerer
-	Logger     *slog.Logger
+	Logger   *slog.Logger
 	// LogInvocations prints START/END/REPORT lines to Logger.
 	LogInvocations bool
 }
@@ -65,16 +65,16 @@ type Node struct {
 
 	lease     lease
 	running   map[string]chan struct{} // busy sandbox id -> closed to fence its invocation
-	idleDirty bool             // the idle set changed since the last full report
-	idleCount map[pool.Key]int // idle sandboxes per key, as last reported
+	idleDirty bool                     // the idle set changed since the last full report
+	idleCount map[pool.Key]int         // idle sandboxes per key, as last reported
 	unsubAt   map[pool.Key]*time.Timer // pending warm unsubscriptions
-	records *recordBatcher
+	records   *recordBatcher
 
-	subs         []*nats.Subscription
-	wake         chan struct{}
-	done         chan struct{}
-	closed       bool
-	wg           sync.WaitGroup
+	subs   []*nats.Subscription
+	wake   chan struct{}
+	done   chan struct{}
+	closed bool
+	wg     sync.WaitGroup
 }
 
 // Start subscribes the worker's subjects and starts its keep-alive and
@@ -96,18 +96,18 @@ func Start(cfg Config) (*Node, error) {
 		cfg.RenewEvery = placement.DefaultLease.RenewEvery()
 	}
 	n := &Node{
-		cfg:          cfg,
-		log:          cfg.Logger.With("node", cfg.ID, "role", "worker"),
-		nc:           cfg.NATS,
-		pool:         pool.New(pool.Config{Reuse: cfg.Reuse, TTL: cfg.KeepAlive}),
-		warmSubs:     map[pool.Key]*nats.Subscription{},
-		dropping:     map[string]bool{},
-		running:      map[string]chan struct{}{},
-		idleCount:    map[pool.Key]int{},
-		unsubAt:      map[pool.Key]*time.Timer{},
-		rnd:          newRand(),
-		wake:         make(chan struct{}, 1),
-		done:         make(chan struct{}),
+		cfg:       cfg,
+		log:       cfg.Logger.With("node", cfg.ID, "role", "worker"),
+		nc:        cfg.NATS,
+		pool:      pool.New(pool.Config{Reuse: cfg.Reuse, TTL: cfg.KeepAlive}),
+		warmSubs:  map[pool.Key]*nats.Subscription{},
+		dropping:  map[string]bool{},
+		running:   map[string]chan struct{}{},
+		idleCount: map[pool.Key]int{},
+		unsubAt:   map[pool.Key]*time.Timer{},
+		rnd:       newRand(),
+		wake:      make(chan struct{}, 1),
+		done:      make(chan struct{}),
 	}
 	n.specs.m = map[string]*Spec{}
 	n.records = newRecordBatcher(n.nc)
@@ -579,7 +579,7 @@ func (n *Node) reconcileLoop() {
 		select {
 		case <-n.done:
 			return
-			case <-t.C:
+		case <-t.C:
 		}
 		n.reconcileOnce()
 	}

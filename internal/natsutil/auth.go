@@ -24,7 +24,6 @@ const (
 	RoleTool      = "tool"
 )
 
-
 // responseWindow bounds how long a node may answer a request it received:
 // a warm or cold invoke answers when the handler ends, after at most the
 // 900 s Lambda timeout plus the cold start.

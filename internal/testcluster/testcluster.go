@@ -322,7 +322,7 @@ type Recorder struct {
 	recs      []api.Record
 	throttles []api.Record
 	sub       *nats.Subscription
-	nc   *nats.Conn
+	nc        *nats.Conn
 }
 
 // Client connects to the cluster's NATS server as node id of role
