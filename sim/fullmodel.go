@@ -68,11 +68,12 @@ type fullFn struct {
 	acct    int
 	app     int
 	bucket  quota.Bucket
-	live    int // sandboxes, busy or idle
+	class   quota.Class // what its sandboxes are admitted as
 }
 
 type fullAcct struct {
-	limit, reservedTotal, sandboxes, unreserved int
+	name                 string
+	limit, reservedTotal int
 }
 
 type fullRun struct {
@@ -81,6 +82,7 @@ type fullRun struct {
 	fns      []fullFn
 	byKey    map[pool.Key]*fullFn
 	accts    []fullAcct
+	acc      *quota.Accounting // the placement ledger's counts, kept the same way
 	heap     eventHeap
 	seq      uint64
 	ids      uint64
@@ -119,6 +121,7 @@ func newFullRun(tr *Trace, cfg *FullConfig) (*fullRun, error) {
 		cfg:   cfg,
 		pool:  pool.New(pool.Config{Reuse: pool.ReuseOldest, TTL: cfg.KeepAlive}),
 		byKey: map[pool.Key]*fullFn{},
+		acc:   quota.NewAccounting(),
 		rng:   rand.New(rand.NewPCG(cfg.Seed, 0x636f6c64)),
 	}
 	r.onEvict = r.evicted
@@ -151,7 +154,7 @@ func (r *fullRun) setupFunctions(tr *Trace) error {
 		}
 		if _, ok := accts[f.Account]; !ok {
 			accts[f.Account] = len(r.accts)
-			r.accts = append(r.accts, fullAcct{limit: r.cfg.AccountLimit})
+			r.accts = append(r.accts, fullAcct{name: f.Account, limit: r.cfg.AccountLimit})
 		}
 		if _, ok := apps[f.Account+"/"+f.App]; !ok {
 			apps[f.Account+"/"+f.App] = len(apps)
@@ -161,6 +164,7 @@ func (r *fullRun) setupFunctions(tr *Trace) error {
 			key: pool.Key{Account: f.Account, Function: f.Name}, acct: accts[f.Account], app: apps[f.Account+"/"+f.App],
 			bucket: quota.NewBucket(r.cfg.Rate, 0)}
 		x.Name, x.MemoryMB, x.Provisioned = f.Name, fc.MemoryMB, fc.Provisioned
+		x.class = quota.Class{Account: f.Account, Function: f.Name, Pool: quota.PoolFor(quota.Function{HasReserved: fc.Reserved >= 0})}
 		r.byKey[x.key] = x
 	}
 	if r.cfg.Hybrid != nil {
@@ -223,31 +227,17 @@ func (r *fullRun) newID() string {
 	return strconv.FormatUint(r.ids, 36)
 }
 
-func (a *fullAcct) quota() quota.Account {
-	return quota.Account{Limit: a.limit, ReservedTotal: a.reservedTotal, Sandboxes: a.sandboxes, Unreserved: a.unreserved}
+func (r *fullRun) acctQuota(a *fullAcct) quota.Account {
+	return quota.Account{Limit: a.limit, ReservedTotal: a.reservedTotal, Sandboxes: r.acc.Sandboxes(a.name), Unreserved: r.acc.Unreserved(a.name)}
 }
 
-func (f *fullFn) quota() quota.Function {
-	return quota.Function{Reserved: f.cfg.Reserved, HasReserved: f.cfg.Reserved >= 0, Sandboxes: f.live}
+func (r *fullRun) fnQuota(f *fullFn) quota.Function {
+	return quota.Function{Reserved: f.cfg.Reserved, HasReserved: f.cfg.Reserved >= 0, Sandboxes: r.acc.Function(f.class.Account, f.class.Function, 0)}
 }
 
-func (r *fullRun) created(f *fullFn) {
-	f.live++
-	a := &r.accts[f.acct]
-	a.sandboxes++
-	if f.cfg.Reserved < 0 {
-		a.unreserved++
-	}
-}
+func (r *fullRun) created(f *fullFn) { r.acc.Add(f.class) }
 
-func (r *fullRun) removed(f *fullFn) {
-	f.live--
-	a := &r.accts[f.acct]
-	a.sandboxes--
-	if f.cfg.Reserved < 0 {
-		a.unreserved--
-	}
-}
+func (r *fullRun) removed(f *fullFn) { r.acc.Remove(f.class) }
 
 // advance runs timed events up to now, with evictions in deadline order
 // before each, so capacity and the timeline change at their true times.
@@ -319,18 +309,18 @@ func (r *fullRun) coldStart(f *fullFn) time.Duration {
 // newSandbox asks quota for one more sandbox of f, as placement does.
 func (r *fullRun) newSandbox(f *fullFn, now time.Duration) (*pool.Sandbox, quota.Reason) {
 	a := &r.accts[f.acct]
-	d := quota.Admit(a.quota(), f.quota())
+	d := quota.Admit(r.acctQuota(a), r.fnQuota(f))
 	if !d.Admit && d.Reclaim == quota.ScopeNone {
 		return nil, d.Reason
 	}
 	if !f.bucket.Available(r.cfg.Rate, now) {
-		return nil, quota.RateReason(f.quota())
+		return nil, quota.RateReason(r.fnQuota(f))
 	}
 	if !d.Admit {
 		if !r.reclaim(f, now, d.Reclaim) {
 			return nil, d.Reason
 		}
-		if d = quota.Admit(a.quota(), f.quota()); !d.Admit {
+		if d = quota.Admit(r.acctQuota(a), r.fnQuota(f)); !d.Admit {
 			return nil, d.Reason
 		}
 	}
@@ -417,7 +407,7 @@ func (r *fullRun) complete(ev event) {
 // prewarm loads a sandbox for the hybrid policy if quota admits one now.
 func (r *fullRun) prewarm(ev event) {
 	f := &r.fns[ev.fn]
-	if ev.ttl <= 0 || !quota.Admit(r.accts[f.acct].quota(), f.quota()).Admit || !f.bucket.Take(r.cfg.Rate, ev.at) {
+	if ev.ttl <= 0 || !quota.Admit(r.acctQuota(&r.accts[f.acct]), r.fnQuota(f)).Admit || !f.bucket.Take(r.cfg.Rate, ev.at) {
 		return
 	}
 	sb := r.pool.AddIdle(r.newID(), f.key, ev.at, ev.ttl, false)

@@ -72,6 +72,8 @@ func checkMain(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	window := fs.Duration("window", check.DefaultWindow, "cross-node tolerance: a 429 is excused if the limit was reached this close to it; a lowered limit binds this long after it is made (0: none)")
 	wholeRun := fs.Bool("whole-run", false, "the records cover the whole run (from before its first invocation to after its last): judge throttles at its edges too")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	var unsteady intervals
+	fs.Var(&unsteady, "unsteady", "a span `FROM/TO` (RFC 3339 or Unix ns) that is not steady state (a fault and its settling): 429s inside are not judged, limits still are; repeatable")
 	pos, code := parseCmd(fs, args, stdout, stderr, "coldstart check [--records FILE|-|--follow] [flags]",
 		"Check a run's invocation records against coldstart's invariants, per account:\n"+
 			"  - in-flight (capacity held, a sweep line) never starts above the account limit in force,\n"+
@@ -114,7 +116,7 @@ func checkMain(ctx context.Context, args []string, stdin io.Reader, stdout, stde
 	explicit := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { explicit[f.Name] = true })
 
-	o := check.Options{DefaultLimit: *limit, Window: *window, Partial: !*wholeRun}
+	o := check.Options{DefaultLimit: *limit, Window: *window, Partial: !*wholeRun, Unsteady: unsteady}
 	if *window == 0 {
 		o.Window = -1
 	}
@@ -302,4 +304,40 @@ func follows(ctx context.Context, c *client.Client, d, drain time.Duration, stde
 		}
 		recs = append(recs, r)
 	}
+}
+
+// intervals is a repeatable FROM/TO flag.
+type intervals []check.Interval
+
+func (v *intervals) String() string { return fmt.Sprint(len(*v)) }
+
+func (v *intervals) Set(s string) error {
+	from, to, ok := strings.Cut(s, "/")
+	if !ok {
+		return fmt.Errorf("want FROM/TO, got %q", s)
+	}
+	f, err := parseInstant(from)
+	if err != nil {
+		return err
+	}
+	t, err := parseInstant(to)
+	if err != nil {
+		return err
+	}
+	if t < f {
+		return fmt.Errorf("%q ends before it starts", s)
+	}
+	*v = append(*v, check.Interval{FromNs: f, ToNs: t})
+	return nil
+}
+
+func parseInstant(s string) (int64, error) {
+	if n, err := strconv.ParseInt(s, 10, 64); err == nil {
+		return n, nil
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return 0, fmt.Errorf("%q is neither RFC 3339 nor Unix ns", s)
+	}
+	return t.UnixNano(), nil
 }

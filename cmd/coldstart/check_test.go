@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -54,6 +55,11 @@ func TestCheckCommand(t *testing.T) {
 	garbage := write("garbage.ndjson", "nope\nnot this either\n")
 	limits := write("limits.ndjson", `{"at_ns":`+"1750000000040000000"+`,"account":"A","limit":1}`+"\n")
 	badLimits := write("badlimits.ndjson", `{"account":"A","limt":1}`+"\n")
+	th := api.Record{RequestID: "req-t", Account: "A", Function: "f", ReceivedNs: checkT0 + 50*1e6, Outcome: api.OutcomeThrottled, Reason: "ConcurrentInvocationLimitExceeded"}
+	undeserved := write("undeserved.ndjson", ndjson(t, a, th))
+	span := func(fromMs, toMs int64) string {
+		return strconv.FormatInt(checkT0+fromMs*1e6, 10) + "/" + strconv.FormatInt(checkT0+toMs*1e6, 10)
+	}
 
 	cases := []struct {
 		name    string
@@ -77,6 +83,10 @@ func TestCheckCommand(t *testing.T) {
 		{name: "malformed line", args: []string{"--records", malformed, "--limit", "2"}, code: 0,
 			out: []string{"PASS: 2 records", "1 malformed lines"}, errText: []string{malformed + ":2:"}},
 		{name: "nothing readable", args: []string{"--records", garbage}, code: 2, errText: []string{"no readable record", ":1:", ":2:"}},
+		{name: "undeserved 429", args: []string{"--records", undeserved, "--limit", "2", "--whole-run"}, code: 1, out: []string{"req-t"}},
+		{name: "429 during a fault", args: []string{"--records", undeserved, "--limit", "2", "--whole-run", "--unsteady", span(40, 60)}, code: 0,
+			out: []string{"1 throttles during faults not judged"}},
+		{name: "bad unsteady span", args: []string{"--records", undeserved, "--unsteady", "soon/later"}, code: 2},
 		{name: "missing file", args: []string{"--records", filepath.Join(dir, "nope")}, code: 2},
 		{name: "bad limits file", args: []string{"--records", clean, "--limits", badLimits}, code: 2, errText: []string{"limt"}},
 		{name: "no input", args: nil, code: 2},

@@ -41,6 +41,27 @@ type Options struct {
 	// its edges, where missing records could be what reached the limit,
 	// are then not judged (Report.Unjudged counts them).
 	Partial bool
+	// Unsteady lists the intervals that are not steady state: a fault
+	// was in force, or its effects had not settled (a paused worker's
+	// capacity is counted until its lease expires). Concurrency throttles
+	// inside them are not judged (Report.Unsteady counts them); the limits
+	// are checked throughout.
+	Unsteady []Interval
+}
+
+// Interval is [FromNs, ToNs] in Unix nanoseconds.
+type Interval struct {
+	FromNs int64 `json:"from_ns"`
+	ToNs   int64 `json:"to_ns"`
+}
+
+func (o Options) unsteady(t int64) bool {
+	for _, iv := range o.Unsteady {
+		if t >= iv.FromNs && t <= iv.ToNs {
+			return true
+		}
+	}
+	return false
 }
 
 func (o Options) window() int64 {
@@ -99,6 +120,9 @@ type Report struct {
 	// Unjudged counts the concurrency throttles at the edges of a partial
 	// capture, which were not judged.
 	Unjudged int `json:"unjudged"`
+	// UnsteadyThrottles counts the concurrency throttles inside
+	// Options.Unsteady, not judged.
+	UnsteadyThrottles int `json:"unsteady_throttles,omitempty"`
 }
 
 // OK reports whether the run broke no invariant.
@@ -325,7 +349,7 @@ func Run(recs []api.Record, o Options) Report {
 	}
 	sort.Strings(accounts)
 	for _, a := range accounts {
-		c := &accountCheck{recs: recs, idx: byAccount[a], account: a, w: w, rep: &rep, judge: judge,
+		c := &accountCheck{recs: recs, idx: byAccount[a], account: a, w: w, rep: &rep, judge: judge, opt: o,
 			lim: buildLimits(a, o.defaultLimit(), o.Limits)}
 		c.run()
 	}
@@ -382,6 +406,7 @@ type accountCheck struct {
 	account string
 	w       int64
 	judge   [2]int64 // throttles are judged in this span
+	opt     Options
 	lim     *limits
 	rep     *Report
 	// detailed counts the violations per kind that listed held records.

@@ -177,6 +177,22 @@ func TestCheckRun(t *testing.T) {
 			named: []string{"t", "a"},
 		},
 		{
+			name: "429 below the limit during a fault is not judged",
+			recs: []api.Record{
+				run("a", "f", "s1", 0, 1000), throttle("t", "f", 500, quota.ReasonAccountConcurrency),
+			},
+			opt: Options{DefaultLimit: 3, Unsteady: []Interval{{FromNs: at(400), ToNs: at(600)}}},
+		},
+		{
+			name: "429 below the limit after the fault settled",
+			recs: []api.Record{
+				run("a", "f", "s1", 0, 1000), throttle("t", "f", 500, quota.ReasonAccountConcurrency),
+			},
+			opt:   Options{DefaultLimit: 3, Window: none, Unsteady: []Interval{{FromNs: at(100), ToNs: at(400)}}},
+			kinds: []string{KindThrottle},
+			named: []string{"t"},
+		},
+		{
 			name: "429 at the limit",
 			recs: []api.Record{
 				run("a", "f", "s1", 0, 1000), run("b", "f", "s2", 0, 1000),

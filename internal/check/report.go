@@ -50,6 +50,9 @@ func (r Report) WriteTable(w io.Writer) {
 		sort.Strings(reasons)
 		notes = append(notes, "throttles: "+strings.Join(reasons, ", "))
 	}
+	if r.UnsteadyThrottles > 0 {
+		notes = append(notes, fmt.Sprintf("%d throttles during faults not judged", r.UnsteadyThrottles))
+	}
 	if r.Unjudged > 0 {
 		notes = append(notes, fmt.Sprintf("%d throttles at the edges of the capture not judged", r.Unjudged))
 	}

@@ -42,6 +42,10 @@ func (c *accountCheck) throttleChecks(held, throttled []int) {
 				c.rep.Unjudged++
 				continue
 			}
+			if c.opt.unsteady(t) {
+				c.rep.UnsteadyThrottles++
+				continue
+			}
 		}
 		switch quota.Reason(r.Reason) {
 		case quota.ReasonAccountConcurrency:

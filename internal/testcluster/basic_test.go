@@ -20,6 +20,7 @@ type invokeResult struct {
 	Cold      bool
 	Worker    string
 	Sandbox   string
+	RequestID string
 	Latency   time.Duration
 }
 
@@ -31,7 +32,7 @@ func invoke(t testing.TB, url, fn string, payload string) invokeResult {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	r := invokeResult{Status: resp.StatusCode, ErrorType: resp.Header.Get(api.HeaderErrorType), Payload: b, Cold: resp.Header.Get(api.HeaderCold) == "true", Worker: resp.Header.Get(api.HeaderWorker), Sandbox: resp.Header.Get(api.HeaderSandbox), Latency: time.Since(start)}
+	r := invokeResult{Status: resp.StatusCode, ErrorType: resp.Header.Get(api.HeaderErrorType), Payload: b, Cold: resp.Header.Get(api.HeaderCold) == "true", Worker: resp.Header.Get(api.HeaderWorker), Sandbox: resp.Header.Get(api.HeaderSandbox), RequestID: resp.Header.Get(api.HeaderRequestID), Latency: time.Since(start)}
 	if resp.StatusCode >= 300 {
 		json.Unmarshal(b, &r.Body)
 	}

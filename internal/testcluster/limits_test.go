@@ -28,6 +28,11 @@ type outcome struct {
 // hammer runs clients closed-loop invokers per function until ctx ends and
 // returns every outcome.
 func hammer(ctx context.Context, t testing.TB, urls []string, fns map[string]int, payload string) []outcome {
+	return hammerWith(ctx, t, urls, fns, payload, 2*time.Millisecond)
+}
+
+// hammerWith is hammer with the pause a client takes after a 429.
+func hammerWith(ctx context.Context, t testing.TB, urls []string, fns map[string]int, payload string, backoff time.Duration) []outcome {
 	var mu sync.Mutex
 	var out []outcome
 	var wg sync.WaitGroup
@@ -49,7 +54,7 @@ func hammer(ctx context.Context, t testing.TB, urls []string, fns map[string]int
 					if r.Status == http.StatusTooManyRequests {
 						// Back off a little like an SDK would, so throttled
 						// clients do not spin.
-						time.Sleep(2 * time.Millisecond)
+						time.Sleep(backoff)
 					}
 				}
 			}(fn, url)
@@ -146,13 +151,14 @@ func TestAccountLimitHoldsUnder5xOverload(t *testing.T) {
 		t.Fatalf("5x overload produced no concurrency 429 (%d requests, %d rate-limited)", len(out), rated)
 	}
 	// Every 429 is judged by the checker users run: it must come while the
-	// account held its limit, within 50 ms of it (a grant, a release and a
-	// 429 are stamped by different nodes; a victim is in transit between
-	// its retirement and its successor's grant).
+	// account held its limit, within its documented window (a grant, a
+	// release and a 429 are stamped by different nodes; a victim is in
+	// transit between its retirement and its successor's grant; under -race
+	// a Raft commit takes tens of milliseconds).
 	if err := c.WaitFor(func() bool { return len(rec.Throttles()) >= throttled+rated }, 5*time.Second); err != nil {
 		t.Fatalf("throttle records: have %d, want %d", len(rec.Throttles()), throttled+rated)
 	}
-	rep := check.Run(rec.Everything(), check.Options{DefaultLimit: 1000, Window: 50 * time.Millisecond,
+	rep := check.Run(rec.Everything(), check.Options{DefaultLimit: 1000,
 		Limits: []check.LimitChange{{AtNs: 0, Account: gateway.DefaultAccount, Limit: limit}}})
 	if !rep.OK() {
 		var b strings.Builder
