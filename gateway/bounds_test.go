@@ -46,6 +46,10 @@ func (p *livePlacer) GatewayOp(ctx context.Context, gw, op string, req placement
 	return p.Do(ctx, req)
 }
 
+func (p *livePlacer) ReadNode(ctx context.Context, id string) (*placement.Snapshot, error) {
+	return p.Read(ctx)
+}
+
 func (p *livePlacer) Read(ctx context.Context) (*placement.Snapshot, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()

@@ -284,6 +284,7 @@ func (g *Gateway) handleStatus(w http.ResponseWriter, r *http.Request) {
 	}
 	stats := g.workerStats(ctx, sn)
 	if sn != nil {
+		st.Replicas = g.replicas(ctx, sn)
 		st.Leader = sn.Leader
 		for i := range st.Nodes {
 			if st.Nodes[i].Role == "placement" {
@@ -326,6 +327,30 @@ func (g *Gateway) handleStatus(w http.ResponseWriter, r *http.Request) {
 		sort.Slice(st.Accounts, func(i, j int) bool { return st.Accounts[i].Account < st.Accounts[j].Account })
 	}
 	writeJSON(w, http.StatusOK, st)
+}
+
+// replicas asks every placement node for its own view, concurrently and
+// briefly: a node that does not answer is shown as such.
+func (g *Gateway) replicas(ctx context.Context, sn *placement.Snapshot) []api.Replica {
+	ctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	out := make([]api.Replica, len(sn.Peers))
+	var wg sync.WaitGroup
+	for i, p := range sn.Peers {
+		wg.Add(1)
+		go func(i int, id string) {
+			defer wg.Done()
+			out[i] = api.Replica{ID: id}
+			s, err := g.pl.ReadNode(ctx, id)
+			if err != nil || s == nil {
+				out[i].Error = "no answer"
+				return
+			}
+			out[i] = api.Replica{ID: id, Leader: s.Leader, Term: s.Term, Applied: s.Index, Digest: s.Digest, ClusterID: s.ClusterID}
+		}(i, p.ID)
+	}
+	wg.Wait()
+	return out
 }
 
 func (g *Gateway) workerStats(ctx context.Context, sn *placement.Snapshot) []worker.Stats {

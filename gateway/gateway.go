@@ -32,6 +32,8 @@ type Placer interface {
 	GatewayOp(ctx context.Context, gateway, op string, req placement.Request) (placement.Response, error)
 	Read(ctx context.Context) (*placement.Snapshot, error)
 	ReadLeader(ctx context.Context) (*placement.Snapshot, error)
+	// ReadNode reads one placement node's own snapshot (status).
+	ReadNode(ctx context.Context, id string) (*placement.Snapshot, error)
 }
 
 // Members lists the cluster's nodes for the status page.

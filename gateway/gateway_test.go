@@ -111,6 +111,9 @@ func (f fakePlacer) GatewayOp(ctx context.Context, gw, op string, req placement.
 }
 func (f fakePlacer) Read(ctx context.Context) (*placement.Snapshot, error)       { return f.sn, nil }
 func (f fakePlacer) ReadLeader(ctx context.Context) (*placement.Snapshot, error) { return f.sn, nil }
+func (f fakePlacer) ReadNode(ctx context.Context, id string) (*placement.Snapshot, error) {
+	return f.sn, nil
+}
 
 func startTestGateway(t *testing.T) *Gateway {
 	ns, err := natsutil.StartServer(natsutil.ServerConfig{})

@@ -236,10 +236,12 @@ func (g *Gateway) cold(ctx context.Context, msg *nats.Msg, k pool.Key, spec stri
 
 // placementBudget bounds the cold path's wait for placement: a leader
 // change is absorbed by retrying, a lost quorum still fails within 1 s.
-// The control plane may be slower (controlBudget).
+// Control-plane writes get a little longer (controlBudget); a cancel,
+// which nobody waits for, much longer (cancelBudget).
 const (
 	placementBudget = 600 * time.Millisecond
-	controlBudget   = 5 * time.Second
+	controlBudget   = 900 * time.Millisecond // writes without quorum fail within 1 s, like cold starts
+	cancelBudget    = 5 * time.Second
 )
 
 // askPlacement retries while placement is between leaders. The sandbox id
@@ -272,7 +274,7 @@ func retryPlacement(ctx context.Context, budget time.Duration, do func(context.C
 // cancelGrant releases (or, if not granted yet, cancels) a sandbox id the
 // gateway asked for but will not use.
 func (g *Gateway) cancelGrant(id string) {
-	g.askPlacementOp(context.Background(), placement.OpCancel, placement.Request{Op: placement.OpCancel, Release: []string{id}}, controlBudget)
+	g.askPlacementOp(context.Background(), placement.OpCancel, placement.Request{Op: placement.OpCancel, Release: []string{id}}, cancelBudget)
 }
 
 func workerError(reply *nats.Msg) *lambdaError {

@@ -60,6 +60,15 @@ func (c *Client) Read(ctx context.Context) (*Snapshot, error) {
 	return r.Snapshot, nil
 }
 
+// ReadNode asks one placement node for its own snapshot.
+func (c *Client) ReadNode(ctx context.Context, id string) (*Snapshot, error) {
+	r, err := c.do(ctx, SubjectNodeRead+"."+id, Request{Op: OpSnapshot})
+	if err != nil {
+		return nil, err
+	}
+	return r.Snapshot, nil
+}
+
 // ReadLeader asks the leader for its snapshot: the freshest view, for a
 // cache miss that may be a function created a moment ago elsewhere.
 func (c *Client) ReadLeader(ctx context.Context) (*Snapshot, error) {

@@ -98,6 +98,7 @@ type Node struct {
 	natsDownSince  time.Time // leader's NATS connection down since
 	leading        bool
 	readSub        *nats.Subscription
+	nodeReadSub    *nats.Subscription
 	notify         chan bool
 	done           chan struct{}
 	wg             sync.WaitGroup
@@ -207,6 +208,11 @@ func Start(cfg Config) (*Node, error) {
 		n.Shutdown()
 		return nil, err
 	}
+	n.nodeReadSub, err = n.nc.Subscribe(SubjectNodeRead+"."+cfg.ID, n.handleRead)
+	if err != nil {
+		n.Shutdown()
+		return nil, err
+	}
 	n.registerMetrics(cfg.Registry)
 	n.wg.Add(1)
 	go n.watchLeadership()
@@ -264,6 +270,9 @@ func (n *Node) Shutdown() error {
 	n.unsubscribeLeaderLocked()
 	if n.readSub != nil {
 		n.readSub.Unsubscribe()
+	}
+	if n.nodeReadSub != nil {
+		n.nodeReadSub.Unsubscribe()
 	}
 	n.mu.Unlock()
 	var err error

@@ -17,6 +17,9 @@ const (
 	SubjectRead = "cs.placement.read"
 	// SubjectEvents carries change notices published by the leader.
 	SubjectEvents = "cs.placement.events"
+	// SubjectNodeRead + "." + id is one node's own read (no queue group),
+	// for comparing replicas.
+	SubjectNodeRead = "cs.placement.node"
 	queueRead     = "placement"
 )
 

@@ -183,6 +183,17 @@ type FunctionStatus struct {
 	Reserved  *int   `json:"reserved,omitempty"`
 }
 
+// Replica is one placement node's ledger as it reports it.
+type Replica struct {
+	ID        string `json:"id"`
+	Leader    string `json:"leader"` // the leader it knows
+	Term      uint64 `json:"term"`
+	Applied   uint64 `json:"applied"`
+	Digest    string `json:"digest"`
+	ClusterID string `json:"cluster_id,omitempty"`
+	Error     string `json:"error,omitempty"` // it did not answer
+}
+
 // AccountStatus is one account's line in a Status.
 type AccountStatus struct {
 	Account   string `json:"account"`
@@ -193,8 +204,11 @@ type AccountStatus struct {
 
 // Status is GET /coldstart/v1/status.
 type Status struct {
-	Leader    string           `json:"leader"`
-	Nodes     []Node           `json:"nodes"`
+	Leader string `json:"leader"`
+	Nodes  []Node `json:"nodes"`
+	// Replicas is every placement node's own view: replicas that agree
+	// report the same digest at the same applied index.
+	Replicas  []Replica        `json:"replicas,omitempty"`
 	Accounts  []AccountStatus  `json:"accounts"`
 	Functions []FunctionStatus `json:"functions"`
 }

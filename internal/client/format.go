@@ -14,6 +14,42 @@ import (
 // front door, the executors.
 var roleOrder = map[string]int{"placement": 0, "gateway": 1, "worker": 2}
 
+// FormatReplicas renders each placement node's term, applied index and
+// ledger digest, and whether they agree: replicas at the same index must
+// have the same digest; a lagging one shows a lower index.
+func FormatReplicas(w io.Writer, rs []api.Replica) {
+	t := Table{Header: []string{"REPLICA", "LEADER", "TERM", "APPLIED", "DIGEST"}, Right: []bool{false, false, true, true, false}}
+	byIndex := map[uint64]map[string]bool{}
+	for _, r := range rs {
+		if r.Error != "" {
+			t.Rows = append(t.Rows, []string{r.ID, "-", "-", "-", r.Error})
+			continue
+		}
+		t.Rows = append(t.Rows, []string{r.ID, dash(r.Leader), strconv.FormatUint(r.Term, 10), strconv.FormatUint(r.Applied, 10), r.Digest})
+		if byIndex[r.Applied] == nil {
+			byIndex[r.Applied] = map[string]bool{}
+		}
+		byIndex[r.Applied][r.Digest] = true
+	}
+	t.Write(w)
+	verdict := "replicas agree"
+	if len(byIndex) > 1 {
+		verdict = "replicas agree where they have applied the same entries (some lag behind)"
+	}
+	idxs := make([]uint64, 0, len(byIndex))
+	for idx := range byIndex {
+		idxs = append(idxs, idx)
+	}
+	sort.Slice(idxs, func(i, j int) bool { return idxs[i] < idxs[j] })
+	for _, idx := range idxs {
+		if len(byIndex[idx]) > 1 {
+			verdict = fmt.Sprintf("REPLICAS DISAGREE: different digests at applied index %d", idx)
+			break
+		}
+	}
+	fmt.Fprintln(w, verdict)
+}
+
 // FormatStatus renders a cluster status as the tables `coldstart status`
 // prints: nodes (role, state, address), the placement leader, per-account
 // in-flight against the limit, and per-function sandboxes.
@@ -48,6 +84,11 @@ func FormatStatus(w io.Writer, s api.Status) error {
 		fmt.Fprintln(ew, countRoles(nodes))
 	}
 	fmt.Fprintln(ew)
+
+	if len(s.Replicas) > 0 {
+		FormatReplicas(ew, s.Replicas)
+		fmt.Fprintln(ew)
+	}
 
 	accounts := append([]api.AccountStatus(nil), s.Accounts...)
 	sort.SliceStable(accounts, func(i, j int) bool { return accounts[i].Account < accounts[j].Account })

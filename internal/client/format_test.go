@@ -258,3 +258,22 @@ func (s *syncWriter) Write(p []byte) (int, error) {
 	s.onWrite()
 	return n, err
 }
+
+func TestFormatReplicas(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		rs   []api.Replica
+		want string
+	}{
+		{"agree", []api.Replica{{ID: "p1", Term: 3, Applied: 40, Digest: "ab"}, {ID: "p2", Term: 3, Applied: 40, Digest: "ab"}}, "replicas agree\n"},
+		{"lag", []api.Replica{{ID: "p1", Applied: 40, Digest: "ab"}, {ID: "p2", Applied: 38, Digest: "cd"}}, "some lag behind"},
+		{"disagree", []api.Replica{{ID: "p1", Applied: 40, Digest: "ab"}, {ID: "p2", Applied: 40, Digest: "cd"}, {ID: "p3", Applied: 41, Digest: "ef"}}, "REPLICAS DISAGREE: different digests at applied index 40"},
+		{"silent", []api.Replica{{ID: "p1", Applied: 40, Digest: "ab"}, {ID: "p2", Error: "no answer"}}, "no answer"},
+	} {
+		var b bytes.Buffer
+		FormatReplicas(&b, c.rs)
+		if !strings.Contains(b.String(), c.want) {
+			t.Errorf("%s: missing %q in:\n%s", c.name, c.want, b.String())
+		}
+	}
+}

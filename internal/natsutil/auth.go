@@ -87,6 +87,7 @@ func Permissions(role, id string) *server.Permissions {
 			Publish: allow(
 				"cs.placement.leader",           // placement.Client.Do, ReadLeader: writes, create_sandbox, suspect, fresh snapshots
 				"cs.placement.read",             // placement.Client.Read: snapshots from any placement node
+				"cs.placement.node.*",           // placement.Client.ReadNode: each node's own snapshot (status)
 				"cs.placement.gateway."+id+".>", // placement.GatewayOpSubject: its own ops (cancel)
 				"cs.warm.>",                     // worker.WarmSubject: warm invokes, any idle sandbox
 				"cs.worker.*.invoke",            // worker.InvokeSubject: cold invokes on a sandbox placement granted

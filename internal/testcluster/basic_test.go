@@ -133,3 +133,36 @@ func TestRecreatedFunctionNeverRunsInOldSandboxes(t *testing.T) {
 		}
 	}
 }
+
+// TestStatusShowsReplicasAgree: the status page asks every placement node
+// for its own view; after writes they report the same digest at the same
+// applied index.
+func TestStatusShowsReplicasAgree(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 1})
+	url := c.GatewayURL(0)
+	createFunction(t, url, synthetic("f", "1ms", "1ms"))
+	if r := invoke(t, url, "f", `{}`); r.Status != 200 {
+		t.Fatalf("invoke: %d", r.Status)
+	}
+	var st api.Status
+	err := c.WaitFor(func() bool {
+		resp, err := http.Get(url + api.PathStatus)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		st = api.Status{}
+		if json.NewDecoder(resp.Body).Decode(&st) != nil || len(st.Replicas) != 3 {
+			return false
+		}
+		for _, r := range st.Replicas {
+			if r.Error != "" || r.Digest == "" || r.Digest != st.Replicas[0].Digest || r.Applied != st.Replicas[0].Applied || r.ClusterID == "" {
+				return false
+			}
+		}
+		return true
+	}, 5*time.Second)
+	if err != nil {
+		t.Fatalf("replicas do not agree in the status: %+v", st.Replicas)
+	}
+}

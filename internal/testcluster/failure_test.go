@@ -1,7 +1,10 @@
 package testcluster_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
@@ -9,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coldstart-dev/coldstart/internal/api"
 	"github.com/coldstart-dev/coldstart/internal/testcluster"
 	"github.com/coldstart-dev/coldstart/placement"
 )
@@ -74,6 +78,17 @@ func TestPlacementQuorumLoss(t *testing.T) {
 		if r.Latency > time.Second {
 			t.Fatalf("cold start without quorum took %s, want < 1s", r.Latency)
 		}
+	}
+	// Control-plane writes fail as fast, with the same exception.
+	start := time.Now()
+	b, _ := json.Marshal(synthetic("later", "1ms", "1ms"))
+	resp, err := http.Post(url+"/2015-03-31/functions", "application/json", bytes.NewReader(b))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if took := time.Since(start); resp.StatusCode != 500 || resp.Header.Get(api.HeaderErrorType) != "ServiceException" || took > time.Second {
+		t.Fatalf("create-function without quorum: %d %s after %s, want ServiceException within 1s", resp.StatusCode, resp.Header.Get(api.HeaderErrorType), took)
 	}
 	// Warm invocations kept going meanwhile.
 	if err := c.WaitFor(func() bool { return warmOK.Load() > before+50 }, 5*time.Second); err != nil {

@@ -348,3 +348,43 @@ func TestLoweredLimitIsEnforced(t *testing.T) {
 		t.Fatalf("in-flight %d after lowering the limit to 5", got)
 	}
 }
+
+// TestReclaimNeverChurnsAFunctionAgainstItself: at a reserved limit with
+// idle sandboxes of the same function, a request is sent to the warm path,
+// never given a new sandbox in place of one of its own idle ones. Cold
+// starts stay at the sandboxes actually added (once a same-function idle
+// sandbox was reclaimed and re-created for nearly every request past the
+// limit: 154 cold starts for 50 sandboxes).
+func TestReclaimNeverChurnsAFunctionAgainstItself(t *testing.T) {
+	const reserved = 50
+	c := testcluster.New(t, testcluster.Options{Gateways: 2, Workers: 3, Raft: slowRaft})
+	urls := []string{c.GatewayURL(0), c.GatewayURL(1)}
+	createFunction(t, urls[0], synthetic("r", "80ms", "20ms"))
+	if code, body := put(t, urls[0], "/2017-10-31/functions/r/concurrency", api.Concurrency{ReservedConcurrentExecutions: intp(reserved)}); code != 200 {
+		t.Fatalf("reserve: %d %s", code, body)
+	}
+	rec := c.Records()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	// 1.5x the reservation in closed-loop clients: the function sits at its
+	// limit with sandboxes coming back idle all the time.
+	out := hammerWith(ctx, t, urls, map[string]int{"r": reserved * 3 / 2}, `{}`, 10*time.Millisecond)
+	if err := c.WaitFor(func() bool { return rec.Len() >= countOK(out) }, 5*time.Second); err != nil {
+		t.Fatalf("records: have %d, want %d", rec.Len(), countOK(out))
+	}
+	cold, sandboxes := 0, map[string]bool{}
+	for _, r := range rec.All() {
+		sandboxes[r.Sandbox] = true
+		if r.Cold {
+			cold++
+		}
+	}
+	peak := testcluster.MaxInFlight(rec.All(), nil)
+	t.Logf("%d invocations, %d cold starts, %d sandboxes, peak %d", len(rec.All()), cold, len(sandboxes), peak)
+	if peak > reserved {
+		t.Fatalf("peak in-flight %d above the reservation %d", peak, reserved)
+	}
+	if cold > reserved+reserved/10 {
+		t.Fatalf("%d cold starts for a reservation of %d: the function churned its own sandboxes", cold, reserved)
+	}
+}
