@@ -20,7 +20,7 @@ const (
 	// SubjectNodeRead + "." + id is one node's own read (no queue group),
 	// for comparing replicas.
 	SubjectNodeRead = "cs.placement.node"
-	queueRead     = "placement"
+	queueRead       = "placement"
 )
 
 // Per-node request subjects. A node's identity is the subject it publishes
