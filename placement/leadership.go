@@ -16,7 +16,7 @@ const barrierTimeout = 5 * time.Second
 
 func (n *Node) watchLeadership() {
 	defer n.wg.Done()
-	tick := time.NewTicker(n.cfg.Lease.TTL / 8)
+	tick := time.NewTicker(n.cfg.Lease.TTL / 16)
 	defer tick.Stop()
 	for {
 		select {

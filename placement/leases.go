@@ -21,9 +21,12 @@ type LeaseTiming struct {
 	Margin time.Duration
 }
 
-// DefaultLease renews four times per TTL; the margin covers clock-rate
-// differences between hosts and the renewal's transit.
-var DefaultLease = LeaseTiming{TTL: 2 * time.Second, Margin: 500 * time.Millisecond}
+// DefaultLease renews four times per TTL, so a lease survives three lost
+// renewals in a row; the margin covers clock-rate differences between hosts
+// and the renewal's transit. TTL + margin is how long a dead worker's
+// capacity stays counted: 1.8 s after its last renewal, inside the 2 s that
+// quality.md allows for a worker kill.
+var DefaultLease = LeaseTiming{TTL: 1500 * time.Millisecond, Margin: 300 * time.Millisecond}
 
 // RenewEvery is how often a worker renews a lease of this timing.
 func (t LeaseTiming) RenewEvery() time.Duration { return t.TTL / 4 }
