@@ -27,6 +27,10 @@ func (n *Node) reply(m *nats.Msg, resp Response) {
 	_ = m.Respond(b)
 }
 
+// InFlight is the number of leader requests being served now (at most
+// MaxInFlight).
+func (n *Node) InFlight() int { return len(n.sem) }
+
 // spawn runs fn on the bounded pool, or answers busy.
 func (n *Node) spawn(m *nats.Msg, fn func() Response) {
 	n.spawnMaybe(m, func() (Response, bool) { return fn(), true })

@@ -70,19 +70,25 @@ func (c *embedded) serveAdmin(addr, dataDir string) (string, error) {
 	for _, verb := range []string{"kill", "restart"} {
 		verb := verb
 		mux.HandleFunc("POST /coldstart/v1/chaos/"+verb+"/{node}", auth(func(w http.ResponseWriter, r *http.Request) {
-			id := r.PathValue("node")
-			var err error
-			if verb == "kill" {
-				err = c.kill(id)
-			} else {
-				err = c.start(id)
+			name := r.PathValue("node")
+			id, err := c.resolveKill(verb, name)
+			if err == nil {
+				if verb == "kill" {
+					err = c.kill(id)
+				} else {
+					err = c.start(id)
+				}
 			}
 			if err != nil {
 				http.Error(w, err.Error(), http.StatusConflict)
 				return
 			}
+			label := id
+			if id != name {
+				label += " (" + name + ")"
+			}
 			c.log.Warn("chaos: "+verb, "node", id)
-			fmt.Fprintf(w, "%s %s\n", verb, id)
+			fmt.Fprintf(w, "%s %s\n", verb, label)
 		}))
 	}
 	for _, verb := range []string{"pause", "resume", "partition", "heal"} {
@@ -270,6 +276,34 @@ func (c *embedded) resolveFault(verb, name string) (string, error) {
 		c.mu.Unlock()
 	}
 	return id, err
+}
+
+// resolveKill resolves NODE for kill and restart. kill takes an alias
+// (leader, follower, worker, gateway) resolved now; restart with the same
+// alias restarts the node that kill picked (a dead node leads nothing).
+func (c *embedded) resolveKill(verb, name string) (string, error) {
+	if !roles.IsAlias(name) {
+		return name, nil
+	}
+	if verb == "restart" {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if id, ok := c.picked["kill "+name]; ok {
+			return id, nil
+		}
+		return "", fmt.Errorf("restart %s: no node was killed as %s; name the node", name, name)
+	}
+	id, err := c.resolve(name)
+	if err != nil {
+		return "", err
+	}
+	c.mu.Lock()
+	if c.picked == nil {
+		c.picked = map[string]string{}
+	}
+	c.picked["kill "+name] = id
+	c.mu.Unlock()
+	return id, nil
 }
 
 // resolve turns a node id, nats or an alias (roles.Pick) into a node id.

@@ -109,6 +109,33 @@ func TestChaosPauseLeaderAgainstUp(t *testing.T) {
 	if code, _, errs := chaos("pause", "no-such-node"); code != 1 || !strings.Contains(errs, "no node") {
 		t.Fatalf("chaos pause no-such-node: %d %s", code, errs)
 	}
+	// kill leader kills the leader at the time; restart leader restarts
+	// that node, and a new leader was elected meanwhile.
+	waitUntil(t, "a leader", 5*time.Second, func() bool {
+		for _, st := range list() {
+			if strings.Contains(st, "leader") {
+				return true
+			}
+		}
+		return false
+	})
+	code, out, errs = chaos("kill", "leader")
+	m = regexp.MustCompile(`^kill (placement-\d) \(leader\)\n$`).FindStringSubmatch(out)
+	if code != 0 || m == nil {
+		t.Fatalf("chaos kill leader: %d %q %s", code, out, errs)
+	}
+	killed := m[1]
+	waitUntil(t, "a new leader after "+killed+" was killed", 5*time.Second, func() bool {
+		for id, st := range list() {
+			if id != killed && strings.Contains(st, "leader") {
+				return true
+			}
+		}
+		return false
+	})
+	if code, out, errs := chaos("restart", "leader"); code != 0 || out != "restart "+killed+" (leader)\n" {
+		t.Fatalf("chaos restart leader: %d %q %s; want it to restart %s", code, out, errs, killed)
+	}
 }
 
 // TestChaosPidPauseResume: --pid pause and resume stop and continue a

@@ -138,11 +138,65 @@ func BenchmarkP5WorkerKill(b *testing.B) {
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(sum.Nanoseconds())/float64(len(recov)), "ns/op")
-	ft := membership.Fast
-	reportTrials(b, recov, time.Duration(ft.SuspicionMult)*ft.ProbeInterval)
+	// A dead worker's capacity comes back when its lease has certainly
+	// expired: TTL + margin after its last renewal.
+	reportTrials(b, recov, placement.DefaultLease.Expiry())
 	b.ReportMetric(Ms(medianDur(released)), "release-ms")
 	b.ReportMetric(Ms(medianDur(rerouted)), "reroute-ms")
 	b.ReportMetric(float64(lost), "hung")
+}
+
+// BenchmarkP5WorkerPause: a worker with sandboxes, under load, is paused
+// (every socket of it blocked: it makes no progress on the network and
+// keeps its state). Its capacity must come back within the lease TTL +
+// margin of its last renewal, and no invocation may have run on it after
+// its lease expired; it is resumed after the release.
+func BenchmarkP5WorkerPause(b *testing.B) {
+	c := upCluster(b, testcluster.Options{Rate: upRate})
+	gws := gatewayURLs(c)
+	hc := &http.Client{Transport: newTransport(16), Timeout: hangAfter}
+	createFunction(b, hc, gws[0], synthetic("p5p"))
+	for _, gw := range gws {
+		dryRun(b, hc, gw, "p5p")
+	}
+	workers := c.IDs(membership.RoleWorker)
+	var released []time.Duration
+	var sum time.Duration
+	trial := 0
+	for b.Loop() {
+		b.StopTimer()
+		waitHealthy(b, c)
+		prewarm(b, hc, gws, "p5p", 12, 100*time.Millisecond)
+		victim := workers[trial%len(workers)]
+		trial++
+		if held(c, victim) == 0 {
+			b.Fatalf("%s holds no sandbox before the pause", victim)
+		}
+		load := startLoad(hc, gws, "p5p", 4)
+		time.Sleep(100 * time.Millisecond)
+		b.StartTimer()
+		paused := time.Now()
+		c.Pause(victim)
+		var rel time.Duration
+		for {
+			if held(c, victim) == 0 {
+				rel = time.Since(paused)
+				break
+			}
+			if time.Since(paused) > 10*time.Second {
+				b.Fatalf("%s's sandboxes not released within 10 s of its pause", victim)
+			}
+			time.Sleep(pollEvery)
+		}
+		b.StopTimer()
+		load.stop()
+		c.Resume(victim)
+		released = append(released, rel)
+		sum += rel
+		b.StartTimer()
+	}
+	b.ReportMetric(float64(sum.Nanoseconds())/float64(len(released)), "ns/op")
+	reportTrials(b, released, placement.DefaultLease.Expiry())
 }
 
 // reportTrials reports the median, min and max trial and the median's
@@ -188,15 +242,7 @@ func waitHealthy(b *testing.B, c *testcluster.Cluster) {
 				return false
 			}
 		}
-		alive := 0
-		l.Placement.Read(func(led *placement.Ledger) {
-			for _, w := range led.State().Workers {
-				if w.Alive {
-					alive++
-				}
-			}
-		})
-		return alive == len(c.IDs(membership.RoleWorker))
+		return l.Placement.LeasedWorkers() == len(c.IDs(membership.RoleWorker))
 	}, 15*time.Second)
 	if err != nil {
 		b.Fatalf("cluster not healthy between trials: %v", err)
