@@ -16,9 +16,8 @@ import (
 
 	"github.com/coldstart-dev/coldstart/internal/api"
 	"github.com/coldstart-dev/coldstart/internal/natsutil"
-	"github.com/coldstart-dev/coldstart/placement"
 	"github.com/coldstart-dev/coldstart/quota"
-	"github.com/coldstart-dev/coldstart/worker"
+	"github.com/coldstart-dev/coldstart/wire"
 )
 
 // livePlacer is a placement whose snapshots the test changes: leader is
@@ -26,31 +25,31 @@ import (
 // do answers writes (default: no leader).
 type livePlacer struct {
 	mu       sync.Mutex
-	leader   *placement.Snapshot
-	follower *placement.Snapshot
-	do       func(ctx context.Context, req placement.Request) (placement.Response, error)
+	leader   *wire.Snapshot
+	follower *wire.Snapshot
+	do       func(ctx context.Context, req wire.Request) (wire.Response, error)
 	reads    int
 }
 
-func (p *livePlacer) Do(ctx context.Context, req placement.Request) (placement.Response, error) {
+func (p *livePlacer) Do(ctx context.Context, req wire.Request) (wire.Response, error) {
 	p.mu.Lock()
 	do := p.do
 	p.mu.Unlock()
 	if do == nil {
-		return placement.Response{}, errors.Join(placement.ErrUnavailable, errors.New("fake: no leader"))
+		return wire.Response{}, errors.Join(wire.ErrUnavailable, errors.New("fake: no leader"))
 	}
 	return do(ctx, req)
 }
 
-func (p *livePlacer) GatewayOp(ctx context.Context, gw, op string, req placement.Request) (placement.Response, error) {
+func (p *livePlacer) GatewayOp(ctx context.Context, gw, op string, req wire.Request) (wire.Response, error) {
 	return p.Do(ctx, req)
 }
 
-func (p *livePlacer) ReadNode(ctx context.Context, id string) (*placement.Snapshot, error) {
+func (p *livePlacer) ReadNode(ctx context.Context, id string) (*wire.Snapshot, error) {
 	return p.Read(ctx)
 }
 
-func (p *livePlacer) Read(ctx context.Context) (*placement.Snapshot, error) {
+func (p *livePlacer) Read(ctx context.Context) (*wire.Snapshot, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.reads++
@@ -60,14 +59,14 @@ func (p *livePlacer) Read(ctx context.Context) (*placement.Snapshot, error) {
 	return p.leader, nil
 }
 
-func (p *livePlacer) ReadLeader(ctx context.Context) (*placement.Snapshot, error) {
+func (p *livePlacer) ReadLeader(ctx context.Context) (*wire.Snapshot, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.reads++
 	return p.leader, nil
 }
 
-func (p *livePlacer) set(leader, follower *placement.Snapshot) {
+func (p *livePlacer) set(leader, follower *wire.Snapshot) {
 	p.mu.Lock()
 	p.leader, p.follower = leader, follower
 	p.mu.Unlock()
@@ -99,9 +98,9 @@ func (c *fakeClock) Advance(d time.Duration) {
 	c.mu.Unlock()
 }
 
-func testFunction(name string, rev uint64) placement.Function {
+func testFunction(name string, rev uint64) wire.Function {
 	syn, _ := json.Marshal(api.SyntheticConfig{Duration: "1ms"})
-	return placement.Function{Account: DefaultAccount, Name: name, Runtime: "synthetic", MemoryMB: 128, TimeoutMs: 3000, Synthetic: syn, Revision: rev, Created: rev}
+	return wire.Function{Account: DefaultAccount, Name: name, Runtime: "synthetic", MemoryMB: 128, TimeoutMs: 3000, Synthetic: syn, Revision: rev, Created: rev}
 }
 
 // startGateway starts a gateway on an embedded NATS server with cfg's
@@ -145,14 +144,14 @@ func waitFor(t *testing.T, what string, d time.Duration, cond func() bool) {
 func TestInFlightCapAnswers503WhenFull(t *testing.T) {
 	entered := make(chan struct{}, 16)
 	release := make(chan struct{})
-	pl := &livePlacer{leader: &placement.Snapshot{Index: 1}}
-	pl.do = func(ctx context.Context, req placement.Request) (placement.Response, error) {
+	pl := &livePlacer{leader: &wire.Snapshot{Index: 1}}
+	pl.do = func(ctx context.Context, req wire.Request) (wire.Response, error) {
 		entered <- struct{}{}
 		select {
 		case <-release:
-			return placement.Response{Function: req.Function, Index: 2}, nil
+			return wire.Response{Function: req.Function, Index: 2}, nil
 		case <-ctx.Done():
-			return placement.Response{}, ctx.Err()
+			return wire.Response{}, ctx.Err()
 		}
 	}
 	g, _ := startGateway(t, Config{Placement: pl, MaxInFlight: 2})
@@ -203,7 +202,7 @@ func TestInFlightCapAnswers503WhenFull(t *testing.T) {
 }
 
 func TestTricklingBodyIsCutOff(t *testing.T) {
-	pl := &livePlacer{leader: &placement.Snapshot{Index: 1, Functions: []placement.Function{testFunction("f", 1)}}}
+	pl := &livePlacer{leader: &wire.Snapshot{Index: 1, Functions: []wire.Function{testFunction("f", 1)}}}
 	g, _ := startGateway(t, Config{Placement: pl, BodyReadTimeout: 200 * time.Millisecond})
 	for _, path := range []string{"/2015-03-31/functions/f/invocations", "/2015-03-31/functions"} {
 		t.Run(path, func(t *testing.T) {
@@ -275,9 +274,9 @@ func TestServerBounds(t *testing.T) {
 // limit answers 429.
 func rateGateway(t *testing.T) (*Gateway, *nats.Conn, *fakeClock) {
 	clk := newFakeClock()
-	pl := &livePlacer{leader: &placement.Snapshot{Index: 1, Accounts: []placement.Account{{ID: DefaultAccount, Limit: 2}}, Functions: []placement.Function{testFunction("f", 1)}}}
-	pl.do = func(ctx context.Context, req placement.Request) (placement.Response, error) {
-		return placement.Response{Grant: &placement.Grant{Err: "no capacity"}}, nil
+	pl := &livePlacer{leader: &wire.Snapshot{Index: 1, Accounts: []wire.Account{{ID: DefaultAccount, Limit: 2}}, Functions: []wire.Function{testFunction("f", 1)}}}
+	pl.do = func(ctx context.Context, req wire.Request) (wire.Response, error) {
+		return wire.Response{Grant: &wire.Grant{Err: "no capacity"}}, nil
 	}
 	g, nc := startGateway(t, Config{Placement: pl, Gateways: 1, Now: clk.Now})
 	return g, nc, clk
@@ -346,7 +345,7 @@ func nextRecord(t *testing.T, ch chan *nats.Msg) api.Record {
 	t.Helper()
 	select {
 	case m := <-ch:
-		recs := worker.SplitRecords(m.Data)
+		recs := wire.SplitRecords(m.Data)
 		if len(recs) == 0 {
 			t.Fatalf("records message without records: %q", m.Data)
 		}
@@ -360,7 +359,7 @@ func nextRecord(t *testing.T, ch chan *nats.Msg) api.Record {
 func TestThrottlePublishesRecord(t *testing.T) {
 	g, nc, _ := rateGateway(t)
 	ch := make(chan *nats.Msg, 64)
-	sub, err := nc.ChanSubscribe(worker.SubjectRecords, ch)
+	sub, err := nc.ChanSubscribe(wire.SubjectRecords, ch)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -395,10 +394,10 @@ func TestReservedZeroThrottlePublishesRecord(t *testing.T) {
 	zero := 0
 	f := testFunction("zero", 1)
 	f.Reserved = &zero
-	pl := &livePlacer{leader: &placement.Snapshot{Index: 1, Functions: []placement.Function{f}}}
+	pl := &livePlacer{leader: &wire.Snapshot{Index: 1, Functions: []wire.Function{f}}}
 	g, nc := startGateway(t, Config{Placement: pl})
 	ch := make(chan *nats.Msg, 64)
-	sub, err := nc.ChanSubscribe(worker.SubjectRecords, ch)
+	sub, err := nc.ChanSubscribe(wire.SubjectRecords, ch)
 	if err != nil {
 		t.Fatal(err)
 	}

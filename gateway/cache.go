@@ -10,17 +10,16 @@ import (
 	"time"
 
 	"github.com/coldstart-dev/coldstart/internal/api"
-	"github.com/coldstart-dev/coldstart/placement"
 	"github.com/coldstart-dev/coldstart/quota"
-	"github.com/coldstart-dev/coldstart/worker"
+	"github.com/coldstart-dev/coldstart/wire"
 	"github.com/coldstart-dev/coldstart/worker/synthetic"
 )
 
 // fnEntry is a cached function with everything the invoke path needs
 // precomputed.
 type fnEntry struct {
-	fn   placement.Function
-	spec string // worker.Spec, encoded once per revision (cold starts)
+	fn   wire.Function
+	spec string // wire.Spec, encoded once per revision (cold starts)
 	rev  string // the Spec's revision (warm requests)
 	cfg  *api.SyntheticConfig
 }
@@ -28,8 +27,8 @@ type fnEntry struct {
 // Reader is what the cache needs from placement: a read that works without
 // a leader (static stability: the gateway keeps serving what it knows).
 type Reader interface {
-	Read(ctx context.Context) (*placement.Snapshot, error)
-	ReadLeader(ctx context.Context) (*placement.Snapshot, error)
+	Read(ctx context.Context) (*wire.Snapshot, error)
+	ReadLeader(ctx context.Context) (*wire.Snapshot, error)
 }
 
 // The cache installs a placement snapshot only if it is not older than what
@@ -50,7 +49,7 @@ type cache struct {
 	now func() time.Time
 	mu  sync.RWMutex
 	fn  map[string]*fnEntry
-	sn  *placement.Snapshot
+	sn  *wire.Snapshot
 	at  time.Time
 	// limits holds each account's concurrency limit from sn (accounts
 	// absent from it have quota.DefaultAccountLimit).
@@ -81,12 +80,12 @@ func newCache(r Reader, now func() time.Time) *cache {
 
 func (c *cache) get(account, name string) *fnEntry {
 	c.mu.RLock()
-	e := c.fn[placement.FunctionKey(account, name)]
+	e := c.fn[wire.FunctionKey(account, name)]
 	c.mu.RUnlock()
 	return e
 }
 
-func (c *cache) snapshot() *placement.Snapshot {
+func (c *cache) snapshot() *wire.Snapshot {
 	c.mu.RLock()
 	defer c.mu.RUnlock()
 	return c.sn
@@ -171,7 +170,7 @@ func (c *cache) overdueLocked(now time.Time) bool {
 // everything. It holds the write lock throughout, so a put between the
 // staleness check and the swap cannot be lost (the map is small, and only
 // changed functions are parsed again).
-func (c *cache) install(sn *placement.Snapshot, leader bool) error {
+func (c *cache) install(sn *wire.Snapshot, leader bool) error {
 	if sn == nil {
 		return errors.New("placement returned no snapshot")
 	}
@@ -193,7 +192,7 @@ func (c *cache) install(sn *placement.Snapshot, leader bool) error {
 	}
 	m := make(map[string]*fnEntry, len(sn.Functions))
 	for _, f := range sn.Functions {
-		k := placement.FunctionKey(f.Account, f.Name)
+		k := wire.FunctionKey(f.Account, f.Name)
 		if o := c.fn[k]; o != nil && o.fn.Revision == f.Revision && o.fn.ModifiedNs == f.ModifiedNs {
 			m[k] = o
 			continue
@@ -236,13 +235,13 @@ var errStale = errors.New("placement snapshot older than the cache")
 
 // put installs one function written at Raft index idx without waiting for
 // the next refresh.
-func (c *cache) put(f placement.Function, idx uint64) {
+func (c *cache) put(f wire.Function, idx uint64) {
 	e, err := newEntry(f)
 	if err != nil {
 		return
 	}
 	c.mu.Lock()
-	c.fn[placement.FunctionKey(f.Account, f.Name)] = e
+	c.fn[wire.FunctionKey(f.Account, f.Name)] = e
 	c.wroteLocked(idx)
 	c.mu.Unlock()
 }
@@ -250,7 +249,7 @@ func (c *cache) put(f placement.Function, idx uint64) {
 // drop removes a function deleted at Raft index idx (0: not a write).
 func (c *cache) drop(account, name string, idx uint64) {
 	c.mu.Lock()
-	delete(c.fn, placement.FunctionKey(account, name))
+	delete(c.fn, wire.FunctionKey(account, name))
 	c.wroteLocked(idx)
 	c.mu.Unlock()
 }
@@ -273,7 +272,7 @@ func (c *cache) wroteLocked(idx uint64) {
 	}
 }
 
-func newEntry(f placement.Function) (*fnEntry, error) {
+func newEntry(f wire.Function) (*fnEntry, error) {
 	var cfg api.SyntheticConfig
 	if len(f.Synthetic) > 0 {
 		if err := json.Unmarshal(f.Synthetic, &cfg); err != nil {
@@ -284,8 +283,8 @@ func newEntry(f placement.Function) (*fnEntry, error) {
 	if err != nil {
 		return nil, err
 	}
-	spec := worker.Spec{Revision: f.Created, Runtime: f.Runtime, MemoryMB: f.MemoryMB, TimeoutMs: f.TimeoutMs, KeepAlive: keep, Profile: prof}
-	return &fnEntry{fn: f, spec: worker.EncodeSpec(spec), rev: strconv.FormatUint(f.Created, 10), cfg: &cfg}, nil
+	spec := wire.Spec{Revision: f.Created, Runtime: f.Runtime, MemoryMB: f.MemoryMB, TimeoutMs: f.TimeoutMs, KeepAlive: keep, Profile: prof}
+	return &fnEntry{fn: f, spec: wire.EncodeSpec(spec), rev: strconv.FormatUint(f.Created, 10), cfg: &cfg}, nil
 }
 
 // ProfileOf builds a synthetic profile from a function's configuration:

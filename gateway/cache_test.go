@@ -8,21 +8,21 @@ import (
 	"testing"
 	"time"
 
-	"github.com/coldstart-dev/coldstart/placement"
+	"github.com/coldstart-dev/coldstart/wire"
 )
 
-func snap(cluster string, index uint64, fns ...string) *placement.Snapshot {
-	sn := &placement.Snapshot{ClusterID: cluster, Term: 1, Index: index}
+func snap(cluster string, index uint64, fns ...string) *wire.Snapshot {
+	sn := &wire.Snapshot{ClusterID: cluster, Term: 1, Index: index}
 	for i, f := range fns {
 		sn.Functions = append(sn.Functions, testFunction(f, uint64(i+1)))
 	}
 	return sn
 }
 
-func publishEvent(t *testing.T, g *Gateway, ev placement.Event) {
+func publishEvent(t *testing.T, g *Gateway, ev wire.Event) {
 	t.Helper()
 	b, _ := json.Marshal(ev)
-	if err := g.nc.Publish(placement.SubjectEvents, b); err != nil {
+	if err := g.nc.Publish(wire.SubjectEvents, b); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -31,7 +31,7 @@ func TestBogusEventDoesNotFreezeCache(t *testing.T) {
 	pl := &livePlacer{leader: snap("", 5, "f")}
 	g, _ := startGateway(t, Config{Placement: pl})
 	reads := pl.readCount()
-	publishEvent(t, g, placement.Event{Kind: "function", Account: DefaultAccount, Function: "f", Index: 1 << 60})
+	publishEvent(t, g, wire.Event{Kind: "function", Account: DefaultAccount, Function: "f", Index: 1 << 60})
 	// The hint is chased with a few leader reads, then given up.
 	waitFor(t, "the bogus event's refresh", 10*time.Second, func() bool { return pl.readCount() > reads })
 	if _, _, idx := g.cache.position(); idx != 5 {
@@ -40,7 +40,7 @@ func TestBogusEventDoesNotFreezeCache(t *testing.T) {
 	// A function created elsewhere afterwards becomes visible, through its
 	// event and through a lookup.
 	pl.set(snap("", 6, "f", "later"), nil)
-	publishEvent(t, g, placement.Event{Kind: "function", Account: DefaultAccount, Function: "later", Index: 6})
+	publishEvent(t, g, wire.Event{Kind: "function", Account: DefaultAccount, Function: "later", Index: 6})
 	waitFor(t, "the later function in the cache", 10*time.Second, func() bool { return g.cache.get(DefaultAccount, "later") != nil })
 	pl.set(snap("", 7, "f", "later", "latest"), nil)
 	if resp, eb := call(t, http.MethodGet, g.URL()+"/2015-03-31/functions/latest", nil, nil); resp.StatusCode != 200 {
@@ -52,7 +52,7 @@ func TestGarbageEventsAreIgnored(t *testing.T) {
 	pl := &livePlacer{leader: snap("", 5, "f")}
 	g, _ := startGateway(t, Config{Placement: pl})
 	for _, b := range []string{"", "{", "null", "[]", `{"index":99}`, `{"kind":1}`} {
-		if err := g.nc.Publish(placement.SubjectEvents, []byte(b)); err != nil {
+		if err := g.nc.Publish(wire.SubjectEvents, []byte(b)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -73,7 +73,7 @@ func TestClusterIDChangeResyncs(t *testing.T) {
 	}
 	// Placement bootstrapped again: new id, lower indexes, other functions.
 	pl.set(snap("B", 3, "h"), nil)
-	publishEvent(t, g, placement.Event{Kind: "function", Account: DefaultAccount, Function: "h", Index: 3, ClusterID: "B"})
+	publishEvent(t, g, wire.Event{Kind: "function", Account: DefaultAccount, Function: "h", Index: 3, ClusterID: "B"})
 	waitFor(t, "the new cluster's functions", 10*time.Second, func() bool {
 		return g.cache.get(DefaultAccount, "h") != nil && g.cache.get(DefaultAccount, "f") == nil
 	})
@@ -181,7 +181,7 @@ func TestStaleCacheResyncsFromLeader(t *testing.T) {
 func TestAccountLimitsComeFromTheSnapshot(t *testing.T) {
 	c := newCache(&livePlacer{}, nil)
 	sn := snap("", 1)
-	sn.Accounts = []placement.Account{{ID: "111111111111", Limit: 7}}
+	sn.Accounts = []wire.Account{{ID: "111111111111", Limit: 7}}
 	c.install(sn, true)
 	if c.limit("111111111111") != 7 || c.limit("222222222222") != 1000 {
 		t.Fatalf("limits %d %d", c.limit("111111111111"), c.limit("222222222222"))
@@ -199,7 +199,7 @@ func FuzzDecodeEvent(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		ev, ok := decodeEvent(data)
 		if !ok {
-			if ev != (placement.Event{}) {
+			if ev != (wire.Event{}) {
 				t.Fatalf("rejected event returned %+v", ev)
 			}
 			return

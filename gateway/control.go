@@ -14,9 +14,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/coldstart-dev/coldstart/internal/api"
-	"github.com/coldstart-dev/coldstart/placement"
 	"github.com/coldstart-dev/coldstart/quota"
-	"github.com/coldstart-dev/coldstart/worker"
+	"github.com/coldstart-dev/coldstart/wire"
 )
 
 // Lambda's limits for CreateFunction.
@@ -36,7 +35,7 @@ func (g *Gateway) handleCreate(w http.ResponseWriter, r *http.Request) {
 		writeError(w, lerr)
 		return
 	}
-	resp, err := g.askPlacement(r.Context(), placement.Request{Op: placement.OpCreateFunction, Function: f}, controlBudget)
+	resp, err := g.askPlacement(r.Context(), wire.Request{Op: wire.OpCreateFunction, Function: f}, controlBudget)
 	if err != nil {
 		writeError(w, placementError(err))
 		return
@@ -46,7 +45,7 @@ func (g *Gateway) handleCreate(w http.ResponseWriter, r *http.Request) {
 }
 
 // functionFromInput validates a CreateFunction body with Lambda's rules.
-func functionFromInput(account string, in api.CreateFunctionInput) (*placement.Function, *lambdaError) {
+func functionFromInput(account string, in api.CreateFunctionInput) (*wire.Function, *lambdaError) {
 	if !ValidName(in.FunctionName) {
 		return nil, errInvalidParam("1 validation error detected: Value '" + clip(in.FunctionName) + "' at 'functionName' failed to satisfy constraint: Member must satisfy regular expression pattern: [a-zA-Z0-9-_]+ and have length at most 64")
 	}
@@ -76,7 +75,7 @@ func functionFromInput(account string, in api.CreateFunctionInput) (*placement.F
 		return nil, errInvalidParam(err.Error())
 	}
 	raw, _ := json.Marshal(cfg)
-	return &placement.Function{Account: account, Name: in.FunctionName, Runtime: in.Runtime, MemoryMB: in.MemorySize, TimeoutMs: int64(in.Timeout) * 1000, Synthetic: raw}, nil
+	return &wire.Function{Account: account, Name: in.FunctionName, Runtime: in.Runtime, MemoryMB: in.MemorySize, TimeoutMs: int64(in.Timeout) * 1000, Synthetic: raw}, nil
 }
 
 // syntheticRuntime reports whether a runtime name can be emulated: the
@@ -95,7 +94,7 @@ func syntheticRuntime(r string) bool {
 	return false
 }
 
-func configOf(f placement.Function) api.FunctionConfiguration {
+func configOf(f wire.Function) api.FunctionConfiguration {
 	c := api.FunctionConfiguration{
 		FunctionName: f.Name, FunctionArn: "arn:aws:lambda:us-east-1:" + f.Account + ":function:" + f.Name,
 		Runtime: f.Runtime, MemorySize: f.MemoryMB, Timeout: int(f.TimeoutMs / 1000), Version: LatestVersion,
@@ -164,7 +163,7 @@ func (g *Gateway) handleDelete(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	resp, err := g.askPlacement(r.Context(), placement.Request{Op: placement.OpDeleteFunction, Delete: &placement.DeleteFunction{Account: acct, Name: e.fn.Name}}, controlBudget)
+	resp, err := g.askPlacement(r.Context(), wire.Request{Op: wire.OpDeleteFunction, Delete: &wire.DeleteFunction{Account: acct, Name: e.fn.Name}}, controlBudget)
 	if err != nil {
 		writeError(w, placementError(err))
 		return
@@ -178,7 +177,7 @@ func (g *Gateway) setReserved(w http.ResponseWriter, r *http.Request, n *int) {
 	if !ok {
 		return
 	}
-	resp, err := g.askPlacement(r.Context(), placement.Request{Op: placement.OpSetReserved, Reserved: &placement.SetReserved{Account: acct, Name: e.fn.Name, Reserved: n}}, controlBudget)
+	resp, err := g.askPlacement(r.Context(), wire.Request{Op: wire.OpSetReserved, Reserved: &wire.SetReserved{Account: acct, Name: e.fn.Name, Reserved: n}}, controlBudget)
 	if err != nil {
 		writeError(w, placementError(err))
 		return
@@ -216,7 +215,7 @@ func (g *Gateway) handleGetConcurrency(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, api.Concurrency{ReservedConcurrentExecutions: e.fn.Reserved})
 }
 
-func (g *Gateway) accountSettings(sn *placement.Snapshot, acct string) api.AccountSettings {
+func (g *Gateway) accountSettings(sn *wire.Snapshot, acct string) api.AccountSettings {
 	limit := quota.DefaultAccountLimit
 	for _, a := range sn.Accounts {
 		if a.ID == acct {
@@ -254,7 +253,7 @@ func (g *Gateway) handleSetLimit(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	acct := g.account(r)
-	resp, err := g.askPlacement(r.Context(), placement.Request{Op: placement.OpSetLimit, Limit: &placement.SetAccountLimit{Account: acct, Limit: in.ConcurrentExecutions}}, controlBudget)
+	resp, err := g.askPlacement(r.Context(), wire.Request{Op: wire.OpSetLimit, Limit: &wire.SetAccountLimit{Account: acct, Limit: in.ConcurrentExecutions}}, controlBudget)
 	if err != nil {
 		writeError(w, placementError(err))
 		return
@@ -299,14 +298,14 @@ func (g *Gateway) handleStatus(w http.ResponseWriter, r *http.Request) {
 		idle := map[string]int{}
 		for _, s := range stats {
 			for _, k := range s.Keys {
-				fk := placement.FunctionKey(k.Account, k.Function)
+				fk := wire.FunctionKey(k.Account, k.Function)
 				idle[fk] += k.Idle
 				inflight[fk] += k.Total - k.Idle
 			}
 		}
 		accts := map[string]*api.AccountStatus{}
 		for _, f := range sn.Functions {
-			fk := placement.FunctionKey(f.Account, f.Name)
+			fk := wire.FunctionKey(f.Account, f.Name)
 			st.Functions = append(st.Functions, api.FunctionStatus{Account: f.Account, Name: f.Name, Sandboxes: sn.Counts[fk], Idle: idle[fk], InFlight: inflight[fk], Reserved: f.Reserved})
 			a := accts[f.Account]
 			if a == nil {
@@ -331,7 +330,7 @@ func (g *Gateway) handleStatus(w http.ResponseWriter, r *http.Request) {
 
 // replicas asks every placement node for its own view, concurrently and
 // briefly: a node that does not answer is shown as such.
-func (g *Gateway) replicas(ctx context.Context, sn *placement.Snapshot) []api.Replica {
+func (g *Gateway) replicas(ctx context.Context, sn *wire.Snapshot) []api.Replica {
 	ctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
 	out := make([]api.Replica, len(sn.Peers))
@@ -353,12 +352,12 @@ func (g *Gateway) replicas(ctx context.Context, sn *placement.Snapshot) []api.Re
 	return out
 }
 
-func (g *Gateway) workerStats(ctx context.Context, sn *placement.Snapshot) []worker.Stats {
+func (g *Gateway) workerStats(ctx context.Context, sn *wire.Snapshot) []wire.Stats {
 	if sn == nil {
 		return nil
 	}
 	var mu sync.Mutex
-	var out []worker.Stats
+	var out []wire.Stats
 	var wg sync.WaitGroup
 	for _, wk := range sn.Workers {
 		if !wk.Alive {
@@ -367,11 +366,11 @@ func (g *Gateway) workerStats(ctx context.Context, sn *placement.Snapshot) []wor
 		wg.Add(1)
 		go func(id string) {
 			defer wg.Done()
-			m, err := g.nc.RequestWithContext(ctx, placement.WorkerSubject(id, "stats"), nil)
+			m, err := g.nc.RequestWithContext(ctx, wire.WorkerSubject(id, wire.WorkerStats), nil)
 			if err != nil {
 				return
 			}
-			var s worker.Stats
+			var s wire.Stats
 			if json.Unmarshal(m.Data, &s) == nil {
 				mu.Lock()
 				out = append(out, s)
@@ -400,7 +399,7 @@ func (g *Gateway) handleRecords(w http.ResponseWriter, r *http.Request) {
 	}
 	fn := r.URL.Query().Get("function")
 	ch := make(chan []byte, 65536)
-	sub, err := g.nc.Subscribe(worker.SubjectRecords, func(m *nats.Msg) {
+	sub, err := g.nc.Subscribe(wire.SubjectRecords, func(m *nats.Msg) {
 		select {
 		case ch <- m.Data:
 		default: // a reader that cannot keep up loses records, not the gateway

@@ -21,19 +21,20 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/coldstart-dev/coldstart/internal/api"
-	"github.com/coldstart-dev/coldstart/placement"
+	"github.com/coldstart-dev/coldstart/wire"
 )
 
-// Placer is what the gateway needs from placement.
+// Placer is what the gateway needs from placement; placement.Client
+// implements it.
 type Placer interface {
-	Do(ctx context.Context, req placement.Request) (placement.Response, error)
+	Do(ctx context.Context, req wire.Request) (wire.Response, error)
 	// GatewayOp sends this gateway's own requests (cold-start grants and
 	// their cancels) on its subject, so placement knows who asked.
-	GatewayOp(ctx context.Context, gateway, op string, req placement.Request) (placement.Response, error)
-	Read(ctx context.Context) (*placement.Snapshot, error)
-	ReadLeader(ctx context.Context) (*placement.Snapshot, error)
+	GatewayOp(ctx context.Context, gateway, op string, req wire.Request) (wire.Response, error)
+	Read(ctx context.Context) (*wire.Snapshot, error)
+	ReadLeader(ctx context.Context) (*wire.Snapshot, error)
 	// ReadNode reads one placement node's own snapshot (status).
-	ReadNode(ctx context.Context, id string) (*placement.Snapshot, error)
+	ReadNode(ctx context.Context, id string) (*wire.Snapshot, error)
 }
 
 // Members lists the cluster's nodes for the status page.
@@ -154,7 +155,7 @@ func Start(cfg Config) (*Gateway, error) {
 		return nil, err
 	}
 	g.ln = ln
-	g.sub, err = g.nc.Subscribe(placement.SubjectEvents, g.handleEvent)
+	g.sub, err = g.nc.Subscribe(wire.SubjectEvents, g.handleEvent)
 	if err == nil {
 		err = g.sub.SetPendingLimits(eventsPendingMsgs, eventsPendingBytes)
 	}
@@ -236,10 +237,10 @@ func (g *Gateway) handleEvent(m *nats.Msg) {
 const maxEvent = 64 << 10
 
 // decodeEvent parses a placement event, rejecting what is not one.
-func decodeEvent(data []byte) (placement.Event, bool) {
-	var ev placement.Event
+func decodeEvent(data []byte) (wire.Event, bool) {
+	var ev wire.Event
 	if len(data) == 0 || len(data) > maxEvent || json.Unmarshal(data, &ev) != nil || ev.Kind == "" {
-		return placement.Event{}, false
+		return wire.Event{}, false
 	}
 	return ev, true
 }
@@ -391,7 +392,7 @@ func (g *Gateway) decodeJSON(w http.ResponseWriter, r *http.Request, v any) *lam
 
 // placementError turns a placement client error into a Lambda error.
 func placementError(err error) *lambdaError {
-	var pe *placement.Error
+	var pe *wire.Error
 	if errors.As(err, &pe) {
 		return &lambdaError{statusOf(pe.Type), pe.Type, pe.Message, ""}
 	}

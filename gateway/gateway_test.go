@@ -12,7 +12,7 @@ import (
 
 	"github.com/coldstart-dev/coldstart/internal/api"
 	"github.com/coldstart-dev/coldstart/internal/natsutil"
-	"github.com/coldstart-dev/coldstart/placement"
+	"github.com/coldstart-dev/coldstart/wire"
 )
 
 func TestParseFunctionName(t *testing.T) {
@@ -101,17 +101,17 @@ func FuzzCreateFunctionBody(f *testing.F) {
 }
 
 // fakePlacer serves one function from a fixed snapshot and refuses writes.
-type fakePlacer struct{ sn *placement.Snapshot }
+type fakePlacer struct{ sn *wire.Snapshot }
 
-func (f fakePlacer) Do(ctx context.Context, req placement.Request) (placement.Response, error) {
-	return placement.Response{}, errors.Join(placement.ErrUnavailable, errors.New("fake: no leader"))
+func (f fakePlacer) Do(ctx context.Context, req wire.Request) (wire.Response, error) {
+	return wire.Response{}, errors.Join(wire.ErrUnavailable, errors.New("fake: no leader"))
 }
-func (f fakePlacer) GatewayOp(ctx context.Context, gw, op string, req placement.Request) (placement.Response, error) {
+func (f fakePlacer) GatewayOp(ctx context.Context, gw, op string, req wire.Request) (wire.Response, error) {
 	return f.Do(ctx, req)
 }
-func (f fakePlacer) Read(ctx context.Context) (*placement.Snapshot, error)       { return f.sn, nil }
-func (f fakePlacer) ReadLeader(ctx context.Context) (*placement.Snapshot, error) { return f.sn, nil }
-func (f fakePlacer) ReadNode(ctx context.Context, id string) (*placement.Snapshot, error) {
+func (f fakePlacer) Read(ctx context.Context) (*wire.Snapshot, error)       { return f.sn, nil }
+func (f fakePlacer) ReadLeader(ctx context.Context) (*wire.Snapshot, error) { return f.sn, nil }
+func (f fakePlacer) ReadNode(ctx context.Context, id string) (*wire.Snapshot, error) {
 	return f.sn, nil
 }
 
@@ -127,7 +127,7 @@ func startTestGateway(t *testing.T) *Gateway {
 	}
 	t.Cleanup(nc.Close)
 	syn, _ := json.Marshal(api.SyntheticConfig{Duration: "1ms"})
-	sn := &placement.Snapshot{Index: 1, Functions: []placement.Function{{Account: DefaultAccount, Name: "f", Runtime: "synthetic", MemoryMB: 128, TimeoutMs: 3000, Synthetic: syn}}}
+	sn := &wire.Snapshot{Index: 1, Functions: []wire.Function{{Account: DefaultAccount, Name: "f", Runtime: "synthetic", MemoryMB: 128, TimeoutMs: 3000, Synthetic: syn}}}
 	g, err := Start(Config{ID: "g", Listen: "127.0.0.1:0", NATS: nc, Placement: fakePlacer{sn}})
 	if err != nil {
 		t.Fatal(err)

@@ -12,12 +12,18 @@ import (
 	"github.com/coldstart-dev/coldstart/internal/api"
 	"github.com/coldstart-dev/coldstart/placement"
 	"github.com/coldstart-dev/coldstart/quota"
-	"github.com/coldstart-dev/coldstart/worker"
-	"github.com/coldstart-dev/coldstart/worker/pool"
+	"github.com/coldstart-dev/coldstart/wire"
 )
 
 // MaxSyncPayload is Lambda's 6 MB synchronous request limit.
 const MaxSyncPayload = 6 * 1024 * 1024
+
+// fnVersion is one version of a function: what an invocation asks for, and
+// what a warm sandbox serves.
+type fnVersion struct{ Account, Function, Version string }
+
+// warmSubject is where the idle sandboxes of v are found.
+func (v fnVersion) warmSubject() string { return wire.WarmSubject(v.Account, v.Function, v.Version) }
 
 func (g *Gateway) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
@@ -53,7 +59,7 @@ func (g *Gateway) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errNotFound("Function not found: arn:aws:lambda:us-east-1:"+acct+":function:"+ref.Name))
 		return
 	}
-	key := pool.Key{Account: acct, Function: ref.Name, Version: version}
+	key := fnVersion{Account: acct, Function: ref.Name, Version: version}
 	if e.fn.Reserved != nil && *e.fn.Reserved == 0 {
 		// Reserved concurrency 0 stops every invocation at once, warm
 		// sandboxes included (placement also drops them).
@@ -80,13 +86,13 @@ func (g *Gateway) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	}
 	msg := &nats.Msg{Data: payload, Header: nats.Header{}}
 	h := msg.Header
-	h.Set(worker.HdrRequestID, reqID)
-	h.Set(worker.HdrAccount, acct)
-	h.Set(worker.HdrFunction, ref.Name)
-	h.Set(worker.HdrVersion, version)
-	h.Set(worker.HdrRev, e.rev)
+	h.Set(wire.HdrRequestID, reqID)
+	h.Set(wire.HdrAccount, acct)
+	h.Set(wire.HdrFunction, ref.Name)
+	h.Set(wire.HdrVersion, version)
+	h.Set(wire.HdrRev, e.rev)
 	if r.Header.Get(api.HeaderLogType) == "Tail" {
-		h.Set(worker.HdrLogTail, "tail")
+		h.Set(wire.HdrLogTail, "tail")
 	}
 	// The worker enforces the function timeout; the gateway waits a little
 	// longer (cold-start phases included) so the worker's Sandbox.Timedout
@@ -111,7 +117,7 @@ func (g *Gateway) handleInvoke(w http.ResponseWriter, r *http.Request) {
 
 // throttle answers a 429 and publishes its record: every throttle the
 // gateway answers can be checked against the limits at that instant.
-func (g *Gateway) throttle(w http.ResponseWriter, reqID string, k pool.Key, lerr *lambdaError) {
+func (g *Gateway) throttle(w http.ResponseWriter, reqID string, k fnVersion, lerr *lambdaError) {
 	g.m.throttles.Inc()
 	g.recs.add(api.Record{RequestID: reqID, Account: k.Account, Function: k.Function, Version: k.Version, ReceivedNs: time.Now().UnixNano(), Outcome: api.OutcomeThrottled, Reason: lerr.Reason, Gateway: g.cfg.ID})
 	writeError(w, lerr)
@@ -119,8 +125,8 @@ func (g *Gateway) throttle(w http.ResponseWriter, reqID string, k pool.Key, lerr
 
 // route sends the invocation to an idle warm sandbox if any worker has one,
 // else asks placement for a new sandbox and cold-starts it.
-func (g *Gateway) route(ctx context.Context, msg *nats.Msg, k pool.Key, spec string) (*nats.Msg, *lambdaError) {
-	msg.Subject = worker.WarmSubject(k)
+func (g *Gateway) route(ctx context.Context, msg *nats.Msg, k fnVersion, spec string) (*nats.Msg, *lambdaError) {
+	msg.Subject = k.warmSubject()
 	for i := 0; i < g.cfg.WarmAttempts; i++ {
 		reply, err := g.nc.RequestMsgWithContext(ctx, msg)
 		if errors.Is(err, nats.ErrNoResponders) {
@@ -129,11 +135,11 @@ func (g *Gateway) route(ctx context.Context, msg *nats.Msg, k pool.Key, spec str
 		if err != nil {
 			return nil, errService("invocation failed in transit: " + err.Error())
 		}
-		switch reply.Header.Get(worker.HdrStatus) {
-		case worker.StatusBusy:
+		switch reply.Header.Get(wire.HdrStatus) {
+		case wire.StatusBusy:
 			g.m.busy.Inc()
 			continue
-		case worker.StatusOK:
+		case wire.StatusOK:
 			g.m.warm.Inc()
 			return reply, nil
 		default:
@@ -146,13 +152,13 @@ func (g *Gateway) route(ctx context.Context, msg *nats.Msg, k pool.Key, spec str
 		// at the limit: it never reclaims one for a new one of itself, so
 		// the request goes back to the warm path.
 		g.m.busy.Inc()
-		msg.Subject = worker.WarmSubject(k)
+		msg.Subject = k.warmSubject()
 		r, err := g.nc.RequestMsgWithContext(ctx, msg)
-		if err == nil && r.Header.Get(worker.HdrStatus) == worker.StatusOK {
+		if err == nil && r.Header.Get(wire.HdrStatus) == wire.StatusOK {
 			g.m.warm.Inc()
 			return r, nil
 		}
-		if err == nil && r.Header.Get(worker.HdrStatus) != worker.StatusBusy {
+		if err == nil && r.Header.Get(wire.HdrStatus) != wire.StatusBusy {
 			return nil, workerError(r)
 		}
 		reply, lerr, warm = g.cold(ctx, msg, k, spec, false)
@@ -166,11 +172,11 @@ const warmRounds = 3
 
 // cold asks placement for a new sandbox and cold-starts the invocation in
 // it. warm reports that placement sent the request back to the warm path.
-func (g *Gateway) cold(ctx context.Context, msg *nats.Msg, k pool.Key, spec string, retried bool) (reply *nats.Msg, lerr *lambdaError, warm bool) {
+func (g *Gateway) cold(ctx context.Context, msg *nats.Msg, k fnVersion, spec string, retried bool) (reply *nats.Msg, lerr *lambdaError, warm bool) {
 	id := "sb-" + newRequestID()
-	resp, err := g.askPlacementOp(ctx, placement.OpCreateSandbox, placement.Request{Op: placement.OpCreateSandbox, Sandbox: &placement.CreateSandbox{ID: id, Account: k.Account, Function: k.Function, Version: k.Version}}, placementBudget)
+	resp, err := g.askPlacementOp(ctx, wire.OpCreateSandbox, wire.Request{Op: wire.OpCreateSandbox, Sandbox: &wire.CreateSandbox{ID: id, Account: k.Account, Function: k.Function, Version: k.Version}}, placementBudget)
 	if err != nil {
-		if errors.Is(err, placement.ErrUnavailable) {
+		if errors.Is(err, wire.ErrUnavailable) {
 			// The request may still be granted after we gave up: cancel it,
 			// or its sandbox would hold capacity nobody uses.
 			go g.cancelGrant(id)
@@ -200,14 +206,14 @@ func (g *Gateway) cold(ctx context.Context, msg *nats.Msg, k pool.Key, spec stri
 	case gr.Sandbox == nil:
 		return nil, errService("placement returned an empty grant"), false
 	}
-	msg.Subject = worker.InvokeSubject(gr.Sandbox.Worker)
-	msg.Header.Set(worker.HdrSandbox, gr.Sandbox.ID)
-	msg.Header.Set(worker.HdrSpec, spec)
-	msg.Header.Set(worker.HdrGranted, strconv.FormatInt(gr.Sandbox.CreatedNs, 10))
-	msg.Header.Set(worker.HdrWorkerInc, strconv.FormatUint(gr.Sandbox.WorkerInc, 10))
-	msg.Header.Set(worker.HdrGrantToken, gr.Token)
+	msg.Subject = wire.InvokeSubject(gr.Sandbox.Worker)
+	msg.Header.Set(wire.HdrSandbox, gr.Sandbox.ID)
+	msg.Header.Set(wire.HdrSpec, spec)
+	msg.Header.Set(wire.HdrGranted, strconv.FormatInt(gr.Sandbox.CreatedNs, 10))
+	msg.Header.Set(wire.HdrWorkerInc, strconv.FormatUint(gr.Sandbox.WorkerInc, 10))
+	msg.Header.Set(wire.HdrGrantToken, gr.Token)
 	reply, err = g.nc.RequestMsgWithContext(ctx, msg)
-	if err == nil && reply.Header.Get(worker.HdrStatus) == worker.StatusBusy {
+	if err == nil && reply.Header.Get(wire.HdrStatus) == wire.StatusBusy {
 		// The worker holds no lease (it is starting, or lost contact with
 		// placement): it started nothing. Same as an unreachable worker.
 		err = nats.ErrNoResponders
@@ -218,7 +224,7 @@ func (g *Gateway) cold(ctx context.Context, msg *nats.Msg, k pool.Key, spec stri
 		// trusts a single observation); the invocation is placed once more,
 		// elsewhere if there is room.
 		go g.cancelGrant(gr.Sandbox.ID)
-		g.askPlacementOp(ctx, placement.OpSuspect, placement.Request{Op: placement.OpSuspect, Worker: gr.Sandbox.Worker}, placementBudget)
+		g.askPlacementOp(ctx, wire.OpSuspect, wire.Request{Op: wire.OpSuspect, Worker: gr.Sandbox.Worker}, placementBudget)
 		if !retried {
 			return g.cold(ctx, msg, k, spec, true)
 		}
@@ -227,7 +233,7 @@ func (g *Gateway) cold(ctx context.Context, msg *nats.Msg, k pool.Key, spec stri
 	if err != nil {
 		return nil, errService("invocation failed in transit: " + err.Error()), false
 	}
-	if reply.Header.Get(worker.HdrStatus) != worker.StatusOK {
+	if reply.Header.Get(wire.HdrStatus) != wire.StatusOK {
 		return nil, workerError(reply), false
 	}
 	g.m.cold.Inc()
@@ -246,21 +252,21 @@ const (
 
 // askPlacement retries while placement is between leaders. The sandbox id
 // in the request makes a retry that follows a lost answer idempotent.
-func (g *Gateway) askPlacement(ctx context.Context, req placement.Request, budget time.Duration) (placement.Response, error) {
-	return retryPlacement(ctx, budget, func(ctx context.Context) (placement.Response, error) { return g.pl.Do(ctx, req) })
+func (g *Gateway) askPlacement(ctx context.Context, req wire.Request, budget time.Duration) (wire.Response, error) {
+	return retryPlacement(ctx, budget, func(ctx context.Context) (wire.Response, error) { return g.pl.Do(ctx, req) })
 }
 
 // askPlacementOp is askPlacement on this gateway's own subject.
-func (g *Gateway) askPlacementOp(ctx context.Context, op string, req placement.Request, budget time.Duration) (placement.Response, error) {
-	return retryPlacement(ctx, budget, func(ctx context.Context) (placement.Response, error) { return g.pl.GatewayOp(ctx, g.cfg.ID, op, req) })
+func (g *Gateway) askPlacementOp(ctx context.Context, op string, req wire.Request, budget time.Duration) (wire.Response, error) {
+	return retryPlacement(ctx, budget, func(ctx context.Context) (wire.Response, error) { return g.pl.GatewayOp(ctx, g.cfg.ID, op, req) })
 }
 
-func retryPlacement(ctx context.Context, budget time.Duration, do func(context.Context) (placement.Response, error)) (placement.Response, error) {
+func retryPlacement(ctx context.Context, budget time.Duration, do func(context.Context) (wire.Response, error)) (wire.Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	for wait := 20 * time.Millisecond; ; wait *= 2 {
 		resp, err := do(ctx)
-		if err == nil || !errors.Is(err, placement.ErrUnavailable) {
+		if err == nil || !errors.Is(err, wire.ErrUnavailable) {
 			return resp, err
 		}
 		select {
@@ -274,15 +280,15 @@ func retryPlacement(ctx context.Context, budget time.Duration, do func(context.C
 // cancelGrant releases (or, if not granted yet, cancels) a sandbox id the
 // gateway asked for but will not use.
 func (g *Gateway) cancelGrant(id string) {
-	g.askPlacementOp(context.Background(), placement.OpCancel, placement.Request{Op: placement.OpCancel, Release: []string{id}}, cancelBudget)
+	g.askPlacementOp(context.Background(), wire.OpCancel, wire.Request{Op: wire.OpCancel, Release: []string{id}}, cancelBudget)
 }
 
 func workerError(reply *nats.Msg) *lambdaError {
-	t := reply.Header.Get(worker.HdrErrorType)
+	t := reply.Header.Get(wire.HdrErrorType)
 	if t == "" {
 		t = "ServiceException"
 	}
-	return &lambdaError{statusOf(t), t, reply.Header.Get(worker.HdrError), ""}
+	return &lambdaError{statusOf(t), t, reply.Header.Get(wire.HdrError), ""}
 }
 
 func (g *Gateway) writeInvokeReply(w http.ResponseWriter, reply *nats.Msg, version string) {
@@ -291,19 +297,19 @@ func (g *Gateway) writeInvokeReply(w http.ResponseWriter, reply *nats.Msg, versi
 	rh := reply.Header
 	h.Set(api.HeaderExecutedVersion, version)
 	h.Set("Content-Type", "application/json")
-	if fe := rh.Get(worker.HdrFuncError); fe != "" {
+	if fe := rh.Get(wire.HdrFuncError); fe != "" {
 		h.Set(api.HeaderFunctionError, fe)
 		g.m.errors.Inc()
 	}
-	if lt := rh.Get(worker.HdrLogTail); lt != "" {
+	if lt := rh.Get(wire.HdrLogTail); lt != "" {
 		h.Set(api.HeaderLogResult, lt)
 	}
-	h.Set(api.HeaderCold, rh.Get(worker.HdrCold))
-	h.Set(api.HeaderInitMs, rh.Get(worker.HdrInitMs))
-	h.Set(api.HeaderDurationMs, rh.Get(worker.HdrDurMs))
-	h.Set(api.HeaderBilledMs, rh.Get(worker.HdrBilledMs))
-	h.Set(api.HeaderSandbox, rh.Get(worker.HdrSandbox))
-	h.Set(api.HeaderWorker, rh.Get(worker.HdrWorker))
+	h.Set(api.HeaderCold, rh.Get(wire.HdrCold))
+	h.Set(api.HeaderInitMs, rh.Get(wire.HdrInitMs))
+	h.Set(api.HeaderDurationMs, rh.Get(wire.HdrDurMs))
+	h.Set(api.HeaderBilledMs, rh.Get(wire.HdrBilledMs))
+	h.Set(api.HeaderSandbox, rh.Get(wire.HdrSandbox))
+	h.Set(api.HeaderWorker, rh.Get(wire.HdrWorker))
 	w.WriteHeader(http.StatusOK)
 	w.Write(reply.Data)
 }

@@ -8,7 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/coldstart-dev/coldstart/internal/api"
-	"github.com/coldstart-dev/coldstart/worker"
+	"github.com/coldstart-dev/coldstart/wire"
 )
 
 // throttleRecords publishes a record of every 429 the gateway answers on
@@ -71,7 +71,7 @@ func (b *throttleRecords) flushLocked() {
 	if b.n == 0 {
 		return
 	}
-	_ = b.nc.Publish(worker.SubjectRecords, b.buf)
+	_ = b.nc.Publish(wire.SubjectRecords, b.buf)
 	b.buf, b.n = nil, 0
 }
 

@@ -49,23 +49,9 @@ func Decode(buf []byte) (CmdType, []byte, error) {
 	return CmdType(buf[0]), buf[1:], nil
 }
 
-// Command bodies.
-
-type DeleteFunction struct {
-	Account string `json:"account"`
-	Name    string `json:"name"`
-}
-
-type SetAccountLimit struct {
-	Account string `json:"account"`
-	Limit   int    `json:"limit"`
-}
-
-type SetReserved struct {
-	Account  string `json:"account"`
-	Name     string `json:"name"`
-	Reserved *int   `json:"reserved"` // nil deletes the reservation
-}
+// Command bodies. CmdCreateFunction and CmdRegisterWorker carry a Function
+// and a Worker; the bodies a request carries unchanged are defined in wire
+// (types.go). These are the log's own.
 
 // WorkerDead releases a worker's sandboxes and forgets it. Incarnation
 // (when set) must be the worker's current one: a verdict reached about an
@@ -78,26 +64,6 @@ type WorkerDead struct {
 // SetClusterID names the cluster; only the first one applied counts.
 type SetClusterID struct {
 	ID string `json:"id"`
-}
-
-// CreateSandbox asks for one more sandbox. ID is chosen by the requester so
-// that a retried request is applied once. Release lists idle sandboxes a
-// worker has already retired to make room (they are released first,
-// whatever the outcome).
-type CreateSandbox struct {
-	ID       string   `json:"id"`
-	Account  string   `json:"account"`
-	Function string   `json:"function"`
-	Version  string   `json:"version"`
-	Now      int64    `json:"now"` // leader's Unix ns, for the scaling-rate bucket
-	Release  []string `json:"release,omitempty"`
-	// Requester is the gateway that asked, taken by the leader from the
-	// subject the request came on (never from a caller's body).
-	Requester string `json:"requester,omitempty"`
-	// Avoid lists workers the leader suspects (unreachable, silent): the
-	// grant goes elsewhere when another worker has room. It is part of the
-	// command, so every replica picks the same worker.
-	Avoid []string `json:"avoid,omitempty"`
 }
 
 // ReleaseSandboxes gives capacity back. An id the ledger does not hold is
@@ -114,16 +80,4 @@ type ReleaseSandboxes struct {
 	Worker      string   `json:"worker,omitempty"`
 	Incarnation uint64   `json:"incarnation,omitempty"`
 	Gateway     string   `json:"gateway,omitempty"`
-}
-
-// ReconcileWorker carries the sandboxes a worker actually holds. Sandboxes the
-// ledger places on it that it does not hold and that are older than Grace are
-// released (their grant was never used); sandboxes it holds that the ledger
-// does not know are returned for the worker to drop.
-type ReconcileWorker struct {
-	Worker      string   `json:"worker"`
-	Incarnation uint64   `json:"incarnation,omitempty"`
-	Present     []string `json:"present"`
-	Now         int64    `json:"now"`
-	GraceNs     int64    `json:"grace_ns"`
 }

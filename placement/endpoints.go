@@ -4,11 +4,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"sort"
-	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
 	"github.com/nats-io/nats.go"
+
+	"github.com/coldstart-dev/coldstart/wire"
 )
 
 // DefaultMaxInFlight bounds the leader's concurrent requests. Raft applies
@@ -17,9 +18,9 @@ import (
 // leader answers a retryable ServiceException at once.
 const DefaultMaxInFlight = 512
 
-var errBusy = &Error{Type: "ServiceException", Message: "placement is busy: retry"}
+var errBusy = &wire.Error{Type: "ServiceException", Message: "placement is busy: retry"}
 
-func (n *Node) reply(m *nats.Msg, resp Response) {
+func (n *Node) reply(m *nats.Msg, resp wire.Response) {
 	if m.Reply == "" {
 		return
 	}
@@ -32,16 +33,16 @@ func (n *Node) reply(m *nats.Msg, resp Response) {
 func (n *Node) InFlight() int { return len(n.sem) }
 
 // spawn runs fn on the bounded pool, or answers busy.
-func (n *Node) spawn(m *nats.Msg, fn func() Response) {
-	n.spawnMaybe(m, func() (Response, bool) { return fn(), true })
+func (n *Node) spawn(m *nats.Msg, fn func() wire.Response) {
+	n.spawnMaybe(m, func() (wire.Response, bool) { return fn(), true })
 }
 
 // spawnMaybe is spawn for a handler that may decide not to answer.
-func (n *Node) spawnMaybe(m *nats.Msg, fn func() (Response, bool)) {
+func (n *Node) spawnMaybe(m *nats.Msg, fn func() (wire.Response, bool)) {
 	select {
 	case n.sem <- struct{}{}:
 	default:
-		n.reply(m, Response{Error: errBusy})
+		n.reply(m, wire.Response{Error: errBusy})
 		return
 	}
 	go func() {
@@ -55,10 +56,10 @@ func (n *Node) spawnMaybe(m *nats.Msg, fn func() (Response, bool)) {
 	}()
 }
 
-func decodeRequest(m *nats.Msg) (*Request, *Error) {
-	var req Request
+func decodeRequest(m *nats.Msg) (*wire.Request, *wire.Error) {
+	var req wire.Request
 	if err := json.Unmarshal(m.Data, &req); err != nil {
-		return nil, &Error{Type: "InvalidRequestContentException", Message: "placement request does not parse: " + err.Error()}
+		return nil, &wire.Error{Type: "InvalidRequestContentException", Message: "placement request does not parse: " + err.Error()}
 	}
 	return &req, nil
 }
@@ -69,31 +70,22 @@ func decodeRequest(m *nats.Msg) (*Request, *Error) {
 func (n *Node) handleLeader(m *nats.Msg) {
 	req, perr := decodeRequest(m)
 	if perr != nil {
-		n.reply(m, Response{Error: perr})
+		n.reply(m, wire.Response{Error: perr})
 		return
 	}
-	n.spawn(m, func() Response { return n.serve(req) })
-}
-
-// subjectParts splits "cs.placement.<kind>.<id>.<op>".
-func subjectParts(subj, kind string) (id, op string, ok bool) {
-	p := strings.Split(subj, ".")
-	if len(p) != 5 || p[0] != "cs" || p[1] != "placement" || p[2] != kind || p[3] == "" {
-		return "", "", false
-	}
-	return p[3], p[4], true
+	n.spawn(m, func() wire.Response { return n.serve(req) })
 }
 
 // handleWorkerOp serves cs.placement.worker.<id>.<op>: NATS permissions let
 // only worker <id> publish there, so the id is taken from the subject.
 func (n *Node) handleWorkerOp(m *nats.Msg) {
-	id, op, ok := subjectParts(m.Subject, "worker")
+	id, op, ok := wire.ParseWorkerOpSubject(m.Subject)
 	if !ok {
-		n.reply(m, Response{Error: &Error{Type: "InvalidRequestContentException", Message: "bad worker subject " + m.Subject}})
+		n.reply(m, wire.Response{Error: &wire.Error{Type: "InvalidRequestContentException", Message: "bad worker subject " + m.Subject}})
 		return
 	}
-	if op == OpIdle {
-		var r IdleReport
+	if op == wire.OpIdle {
+		var r wire.IdleReport
 		if err := json.Unmarshal(m.Data, &r); err == nil {
 			n.leases.setIdle(id, r)
 		}
@@ -101,150 +93,139 @@ func (n *Node) handleWorkerOp(m *nats.Msg) {
 	}
 	req, perr := decodeRequest(m)
 	if perr != nil {
-		n.reply(m, Response{Error: perr})
+		n.reply(m, wire.Response{Error: perr})
 		return
 	}
-	if op == OpRenew && req.Renew != nil {
-		n.spawnMaybe(m, func() (Response, bool) { return n.renew(id, *req.Renew) })
+	if op == wire.OpRenew && req.Renew != nil {
+		n.spawnMaybe(m, func() (wire.Response, bool) { return n.renew(id, *req.Renew) })
 		return
 	}
-	n.spawn(m, func() Response {
+	n.spawn(m, func() wire.Response {
 		switch {
-		case op == OpRelease:
+		case op == wire.OpRelease:
 			c := ReleaseSandboxes{IDs: req.Release, Worker: id, Incarnation: req.Incarnation}
 			if _, err := n.apply(CmdReleaseSandboxes, c); err != nil {
-				return Response{Error: typedError(err)}
+				return wire.Response{Error: typedError(err)}
 			}
-			return Response{}
-		case op == OpReconcile && req.Reconcile != nil:
+			return wire.Response{}
+		case op == wire.OpReconcile && req.Reconcile != nil:
 			c := *req.Reconcile
 			c.Worker = id
 			return n.reconcile(c)
 		}
-		return Response{Error: &Error{Type: "InvalidRequestContentException", Message: "unknown worker op " + op}}
+		return wire.Response{Error: &wire.Error{Type: "InvalidRequestContentException", Message: "unknown worker op " + op}}
 	})
 }
 
 // handleGatewayOp serves cs.placement.gateway.<id>.<op>: grants requested
 // there remember their gateway, and only it may cancel them.
 func (n *Node) handleGatewayOp(m *nats.Msg) {
-	id, op, ok := subjectParts(m.Subject, "gateway")
+	id, op, ok := wire.ParseGatewayOpSubject(m.Subject)
 	if !ok {
-		n.reply(m, Response{Error: &Error{Type: "InvalidRequestContentException", Message: "bad gateway subject " + m.Subject}})
+		n.reply(m, wire.Response{Error: &wire.Error{Type: "InvalidRequestContentException", Message: "bad gateway subject " + m.Subject}})
 		return
 	}
 	req, perr := decodeRequest(m)
 	if perr != nil {
-		n.reply(m, Response{Error: perr})
+		n.reply(m, wire.Response{Error: perr})
 		return
 	}
-	n.spawn(m, func() Response {
+	n.spawn(m, func() wire.Response {
 		switch {
-		case op == OpCreateSandbox && req.Sandbox != nil:
+		case op == wire.OpCreateSandbox && req.Sandbox != nil:
 			c := *req.Sandbox
 			c.Requester = id
 			return n.createSandbox(c)
-		case op == OpCancel:
+		case op == wire.OpCancel:
 			if _, err := n.apply(CmdReleaseSandboxes, ReleaseSandboxes{IDs: req.Release, Now: time.Now().UnixNano(), Gateway: id}); err != nil {
-				return Response{Error: typedError(err)}
+				return wire.Response{Error: typedError(err)}
 			}
-			return Response{}
-		case op == OpSuspect && req.Worker != "":
+			return wire.Response{}
+		case op == wire.OpSuspect && req.Worker != "":
 			// A hint: new grants avoid the worker for a while; only its
 			// lease decides when its sandboxes are released.
 			n.leases.suspect(req.Worker, time.Now())
-			return Response{}
-		case op == OpSnapshot:
-			return Response{Snapshot: n.Snapshot()}
+			return wire.Response{}
+		case op == wire.OpSnapshot:
+			return wire.Response{Snapshot: n.Snapshot()}
 		}
-		return Response{Error: &Error{Type: "InvalidRequestContentException", Message: "unknown gateway op " + op}}
+		return wire.Response{Error: &wire.Error{Type: "InvalidRequestContentException", Message: "unknown gateway op " + op}}
 	})
 }
 
-func (n *Node) serve(req *Request) Response {
+func (n *Node) serve(req *wire.Request) wire.Response {
 	switch {
-	case req.Op == OpCreateSandbox && req.Sandbox != nil:
+	case req.Op == wire.OpCreateSandbox && req.Sandbox != nil:
 		c := *req.Sandbox
 		c.Requester = ""
 		return n.createSandbox(c)
-	case req.Op == OpCreateFunction && req.Function != nil:
+	case req.Op == wire.OpCreateFunction && req.Function != nil:
 		req.Function.ModifiedNs = time.Now().UnixNano()
 		v, idx, err := n.applyIndex(CmdCreateFunction, req.Function)
 		if err != nil {
-			return Response{Error: typedError(err)}
+			return wire.Response{Error: typedError(err)}
 		}
-		n.publishEvent("function", req.Function.Account, req.Function.Name, idx)
-		return Response{Function: v.(*Function), Index: idx}
-	case req.Op == OpDeleteFunction && req.Delete != nil:
+		n.publishEvent(wire.EventFunction, req.Function.Account, req.Function.Name, idx)
+		return wire.Response{Function: v.(*Function), Index: idx}
+	case req.Op == wire.OpDeleteFunction && req.Delete != nil:
 		v, idx, err := n.applyIndex(CmdDeleteFunction, req.Delete)
 		if err != nil {
-			return Response{Error: typedError(err)}
+			return wire.Response{Error: typedError(err)}
 		}
-		n.publishEvent("delete", req.Delete.Account, req.Delete.Name, idx)
-		return Response{Function: v.(*Function), Index: idx}
-	case req.Op == OpSetLimit && req.Limit != nil:
+		n.publishEvent(wire.EventDelete, req.Delete.Account, req.Delete.Name, idx)
+		return wire.Response{Function: v.(*Function), Index: idx}
+	case req.Op == wire.OpSetLimit && req.Limit != nil:
 		v, idx, err := n.applyIndex(CmdSetAccountLimit, req.Limit)
 		if err != nil {
-			return Response{Error: typedError(err)}
+			return wire.Response{Error: typedError(err)}
 		}
-		n.publishEvent("account", req.Limit.Account, "", idx)
+		n.publishEvent(wire.EventAccount, req.Limit.Account, "", idx)
 		go n.trim(req.Limit.Account)
-		return Response{Account: v.(*Account), Index: idx}
-	case req.Op == OpSetReserved && req.Reserved != nil:
+		return wire.Response{Account: v.(*Account), Index: idx}
+	case req.Op == wire.OpSetReserved && req.Reserved != nil:
 		v, idx, err := n.applyIndex(CmdSetReserved, req.Reserved)
 		if err != nil {
-			return Response{Error: typedError(err)}
+			return wire.Response{Error: typedError(err)}
 		}
-		n.publishEvent("function", req.Reserved.Account, req.Reserved.Name, idx)
+		n.publishEvent(wire.EventFunction, req.Reserved.Account, req.Reserved.Name, idx)
 		go n.trim(req.Reserved.Account)
-		return Response{Function: v.(*Function), Index: idx}
-	case req.Op == OpSnapshot:
-		return Response{Snapshot: n.Snapshot()}
-	case req.Op == OpSuspect:
-		return Response{} // a hint: leases decide
-	case req.Op == OpRelease || req.Op == OpReconcile || req.Op == OpRenew:
-		return Response{Error: &Error{Type: "AccessDeniedException", Message: req.Op + " is a worker operation: send it on the worker's own subject"}}
+		return wire.Response{Function: v.(*Function), Index: idx}
+	case req.Op == wire.OpSnapshot:
+		return wire.Response{Snapshot: n.Snapshot()}
+	case req.Op == wire.OpSuspect:
+		return wire.Response{} // a hint: leases decide
+	case req.Op == wire.OpRelease || req.Op == wire.OpReconcile || req.Op == wire.OpRenew:
+		return wire.Response{Error: &wire.Error{Type: "AccessDeniedException", Message: req.Op + " is a worker operation: send it on the worker's own subject"}}
 	}
-	return Response{Error: &Error{Type: "InvalidRequestContentException", Message: "unknown placement op " + req.Op}}
-}
-
-// Event is a change notice on SubjectEvents. Index is the Raft index of
-// the change, so a reader can ignore snapshots older than it.
-type Event struct {
-	Kind      string `json:"kind"`
-	Account   string `json:"account"`
-	Function  string `json:"function"`
-	Index     uint64 `json:"index"`
-	Term      uint64 `json:"term,omitempty"`
-	ClusterID string `json:"cluster_id,omitempty"`
+	return wire.Response{Error: &wire.Error{Type: "InvalidRequestContentException", Message: "unknown placement op " + req.Op}}
 }
 
 func (n *Node) publishEvent(kind, account, name string, idx uint64) {
 	var cid string
 	n.fsm.Read(func(l *Ledger) { cid = l.s.ClusterID })
-	b, _ := json.Marshal(Event{Kind: kind, Account: account, Function: name, Index: idx, Term: termOf(n.raft), ClusterID: cid})
-	_ = n.nc.Publish(SubjectEvents, b)
+	b, _ := json.Marshal(wire.Event{Kind: kind, Account: account, Function: name, Index: idx, Term: termOf(n.raft), ClusterID: cid})
+	_ = n.nc.Publish(wire.SubjectEvents, b)
 }
 
 func (n *Node) handleRead(m *nats.Msg) {
-	var req Request
-	if err := json.Unmarshal(m.Data, &req); err != nil || req.Op != OpSnapshot {
-		n.reply(m, Response{Error: &Error{Type: "InvalidRequestContentException", Message: "placement read: want op snapshot"}})
+	var req wire.Request
+	if err := json.Unmarshal(m.Data, &req); err != nil || req.Op != wire.OpSnapshot {
+		n.reply(m, wire.Response{Error: &wire.Error{Type: "InvalidRequestContentException", Message: "placement read: want op snapshot"}})
 		return
 	}
-	n.reply(m, Response{Snapshot: n.Snapshot()})
+	n.reply(m, wire.Response{Snapshot: n.Snapshot()})
 }
 
 // Snapshot returns this node's read view.
-func (n *Node) Snapshot() *Snapshot {
-	s := &Snapshot{Node: n.cfg.ID, Leader: n.LeaderID(), Term: termOf(n.raft), Counts: map[string]int{}, Accounted: map[string]int{}, Rate: n.cfg.Rate}
+func (n *Node) Snapshot() *wire.Snapshot {
+	s := &wire.Snapshot{Node: n.cfg.ID, Leader: n.LeaderID(), Term: termOf(n.raft), Counts: map[string]int{}, Accounted: map[string]int{}, Rate: n.cfg.Rate}
 	if cf := n.raft.GetConfiguration(); cf.Error() == nil {
 		for _, srv := range cf.Configuration().Servers {
 			st := "follower"
 			if string(srv.ID) == s.Leader {
 				st = "leader"
 			}
-			s.Peers = append(s.Peers, PeerState{ID: string(srv.ID), Addr: string(srv.Address), State: st})
+			s.Peers = append(s.Peers, wire.PeerState{ID: string(srv.ID), Addr: string(srv.Address), State: st})
 		}
 	}
 	n.fsm.Read(func(l *Ledger) {
@@ -267,7 +248,7 @@ func (n *Node) Snapshot() *Snapshot {
 	})
 	sort.Slice(s.Accounts, func(i, j int) bool { return s.Accounts[i].ID < s.Accounts[j].ID })
 	sort.Slice(s.Functions, func(i, j int) bool {
-		return FunctionKey(s.Functions[i].Account, s.Functions[i].Name) < FunctionKey(s.Functions[j].Account, s.Functions[j].Name)
+		return wire.FunctionKey(s.Functions[i].Account, s.Functions[i].Name) < wire.FunctionKey(s.Functions[j].Account, s.Functions[j].Name)
 	})
 	sort.Slice(s.Workers, func(i, j int) bool { return s.Workers[i].ID < s.Workers[j].ID })
 	return s

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/coldstart-dev/coldstart/internal/membership"
+	"github.com/coldstart-dev/coldstart/wire"
 )
 
 // barrierTimeout bounds the wait for a new leader's FSM to catch up.
@@ -68,9 +69,9 @@ func (n *Node) establishLeadership() {
 		return
 	}
 	for subj, h := range map[string]nats.MsgHandler{
-		SubjectLeader:     n.handleLeader,
-		SubjectWorkerOps:  n.handleWorkerOp,
-		SubjectGatewayOps: n.handleGatewayOp,
+		wire.SubjectLeader:     n.handleLeader,
+		wire.SubjectWorkerOps:  n.handleWorkerOp,
+		wire.SubjectGatewayOps: n.handleGatewayOp,
 	} {
 		sub, err := n.nc.Subscribe(subj, h)
 		if err != nil {
@@ -194,10 +195,10 @@ func (n *Node) natsHealthy() bool {
 // A node that cannot verify it leads does not answer at all: another node
 // that does lead may answer the same request, and an error from this one
 // must not arrive first.
-func (n *Node) renew(worker string, r Renew) (Response, bool) {
+func (n *Node) renew(worker string, r wire.Renew) (wire.Response, bool) {
 	received := time.Now()
 	if err := n.raft.VerifyLeader().Error(); err != nil {
-		return Response{}, false
+		return wire.Response{}, false
 	}
 	var cur *Worker
 	n.fsm.Read(func(l *Ledger) {
@@ -209,7 +210,7 @@ func (n *Node) renew(worker string, r Renew) (Response, bool) {
 	if cur == nil || r.Incarnation == 0 || cur.Incarnation != r.Incarnation || cur.Capacity != r.Capacity || cur.MemoryMB != r.MemoryMB {
 		v, err := n.apply(CmdRegisterWorker, Worker{ID: worker, Capacity: r.Capacity, MemoryMB: r.MemoryMB, Incarnation: r.Incarnation})
 		if err != nil {
-			return Response{Error: typedError(err)}, true
+			return wire.Response{Error: typedError(err)}, true
 		}
 		cur = v.(*Worker)
 		if cur.Incarnation != r.Incarnation {
@@ -217,7 +218,7 @@ func (n *Node) renew(worker string, r Renew) (Response, bool) {
 		}
 	}
 	n.leases.renewed(worker, received)
-	return Response{Lease: &Lease{Seq: r.Seq, Incarnation: cur.Incarnation, TTLNs: int64(n.cfg.Lease.TTL)}}, true
+	return wire.Response{Lease: &wire.Lease{Seq: r.Seq, Incarnation: cur.Incarnation, TTLNs: int64(n.cfg.Lease.TTL)}}, true
 }
 
 // LeasedWorkers is the number of workers holding a lease this leader
@@ -238,7 +239,7 @@ func (n *Node) MemberJoin(m membership.Member) {}
 
 func (n *Node) MemberLeave(m membership.Member) {
 	if m.Role == membership.RoleWorker {
-		n.leases.setIdle(m.ID, IdleReport{Full: true})
+		n.leases.setIdle(m.ID, wire.IdleReport{Full: true})
 		n.leases.suspect(m.ID, time.Now())
 	}
 }

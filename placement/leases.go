@@ -4,6 +4,8 @@ import (
 	"sort"
 	"sync"
 	"time"
+
+	"github.com/coldstart-dev/coldstart/wire"
 )
 
 // Worker leases. A worker may start an invocation, warm or cold, only while
@@ -21,15 +23,15 @@ type LeaseTiming struct {
 	Margin time.Duration
 }
 
-// DefaultLease renews four times per TTL, so a lease survives three lost
-// renewals in a row; the margin covers clock-rate differences between hosts
-// and the renewal's transit. TTL + margin is how long a dead worker's
-// capacity stays counted: 1.8 s after its last renewal, inside the 2 s that
-// quality.md allows for a worker kill.
-var DefaultLease = LeaseTiming{TTL: 1500 * time.Millisecond, Margin: 300 * time.Millisecond}
+// DefaultLease renews four times per TTL (wire.RenewEvery), so a lease
+// survives three lost renewals in a row; the margin covers clock-rate
+// differences between hosts and the renewal's transit. TTL + margin is how
+// long a dead worker's capacity stays counted: 1.8 s after its last
+// renewal, inside the 2 s that quality.md allows for a worker kill.
+var DefaultLease = LeaseTiming{TTL: wire.DefaultLeaseTTL, Margin: 300 * time.Millisecond}
 
 // RenewEvery is how often a worker renews a lease of this timing.
-func (t LeaseTiming) RenewEvery() time.Duration { return t.TTL / 4 }
+func (t LeaseTiming) RenewEvery() time.Duration { return wire.RenewEvery(t.TTL) }
 
 // Expiry is how long the leader waits after the last renewal it answered
 // before it releases the worker.
@@ -43,14 +45,14 @@ type leaseTable struct {
 	mu    sync.Mutex
 	since time.Time
 	last  map[string]time.Time
-	idle  map[string]map[string]KeyIdle // worker -> key -> its idle sandboxes
+	idle  map[string]map[string]wire.KeyIdle // worker -> key -> its idle sandboxes
 	// suspects are workers a gateway could not reach or gossip reported
 	// gone: new grants avoid them until they renew again.
 	suspects map[string]time.Time
 }
 
 func newLeaseTable() *leaseTable {
-	return &leaseTable{last: map[string]time.Time{}, idle: map[string]map[string]KeyIdle{}, suspects: map[string]time.Time{}}
+	return &leaseTable{last: map[string]time.Time{}, idle: map[string]map[string]wire.KeyIdle{}, suspects: map[string]time.Time{}}
 }
 
 func (t *leaseTable) suspect(worker string, now time.Time) {
@@ -89,7 +91,7 @@ func (t *leaseTable) reset(now time.Time) {
 	defer t.mu.Unlock()
 	t.since = now
 	t.last = map[string]time.Time{}
-	t.idle = map[string]map[string]KeyIdle{}
+	t.idle = map[string]map[string]wire.KeyIdle{}
 	t.suspects = map[string]time.Time{}
 }
 
@@ -132,14 +134,14 @@ func (t *leaseTable) forget(worker string) {
 	delete(t.idle, worker)
 }
 
-func keyOfIdle(k KeyIdle) string { return k.Account + "/" + k.Function + "/" + k.Version }
+func keyOfIdle(k wire.KeyIdle) string { return k.Account + "/" + k.Function + "/" + k.Version }
 
-func (t *leaseTable) setIdle(worker string, r IdleReport) {
+func (t *leaseTable) setIdle(worker string, r wire.IdleReport) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	m := t.idle[worker]
 	if m == nil || r.Full {
-		m = map[string]KeyIdle{}
+		m = map[string]wire.KeyIdle{}
 		t.idle[worker] = m
 	}
 	for _, k := range r.Keys {
@@ -154,10 +156,10 @@ func (t *leaseTable) setIdle(worker string, r IdleReport) {
 // idleOf returns the idle sandboxes of account the workers last reported,
 // with their owners, and the workers that reported more idle sandboxes of
 // it than they listed (most first).
-func (t *leaseTable) idleOf(account string) ([]IdleEntry, map[string]string, []string) {
+func (t *leaseTable) idleOf(account string) ([]wire.IdleEntry, map[string]string, []string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	var out []IdleEntry
+	var out []wire.IdleEntry
 	owner := map[string]string{}
 	extra := map[string]int{}
 	for w, keys := range t.idle {

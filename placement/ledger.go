@@ -8,70 +8,12 @@ import (
 	"time"
 
 	"github.com/coldstart-dev/coldstart/quota"
+	"github.com/coldstart-dev/coldstart/wire"
 )
 
-// Function is a function's replicated configuration.
-type Function struct {
-	Account   string `json:"account"`
-	Name      string `json:"name"`
-	Runtime   string `json:"runtime"`
-	MemoryMB  int    `json:"memory_mb"`
-	TimeoutMs int64  `json:"timeout_ms"`
-	Reserved  *int   `json:"reserved,omitempty"`
-	// Synthetic is the synthetic runtime's configuration, kept as the user
-	// gave it (api.SyntheticConfig as JSON) and parsed where it is used.
-	Synthetic []byte `json:"synthetic,omitempty"`
-	Revision  uint64 `json:"revision"` // Raft index of the last change
-	// Created is the Raft index of the create: a function deleted and
-	// created again under its name is a different function, and sandboxes
-	// of the old one must never serve it.
-	Created    uint64 `json:"created"`
-	ModifiedNs int64  `json:"modified_ns"`
-}
-
-// Sandbox is one granted execution environment. Everything it was
-// admitted as (account, function incarnation, pool) is recorded at the grant
-// and never changes: the counts are derived from these fields alone.
-type Sandbox struct {
-	ID       string `json:"id"`
-	Account  string `json:"account"`
-	Function string `json:"function"`
-	Version  string `json:"version"`
-	// Incarnation is the Created index of the function it was granted for.
-	Incarnation uint64     `json:"incarnation"`
-	Pool        quota.Pool `json:"pool"`
-	Worker      string     `json:"worker"`
-	// WorkerInc is the worker's incarnation at the grant: a worker that
-	// restarted or lost its lease meanwhile must not start it.
-	WorkerInc uint64 `json:"worker_inc"`
-	// Requester is the gateway whose request made the grant ("" when the
-	// request did not come through a gateway's own subject): only it may
-	// cancel the grant.
-	Requester string `json:"requester,omitempty"`
-	MemoryMB  int    `json:"memory_mb"`
-	CreatedNs int64  `json:"created_ns"`
-}
-
-func (sb *Sandbox) class() quota.Class {
+// classOf is what sandbox sb was admitted as.
+func classOf(sb *Sandbox) quota.Class {
 	return quota.Class{Account: sb.Account, Function: sb.Function, Incarnation: sb.Incarnation, Pool: sb.Pool}
-}
-
-// Worker is a worker node as placement knows it. Incarnation is the Raft
-// index of its registration: it changes whenever placement gives up on the
-// worker's sandboxes, so an answer or a grant from an older incarnation is
-// recognisably stale.
-type Worker struct {
-	ID          string `json:"id"`
-	Capacity    int    `json:"capacity"`
-	MemoryMB    int    `json:"memory_mb"`
-	Alive       bool   `json:"alive"`
-	Incarnation uint64 `json:"incarnation"`
-}
-
-// Account holds an account's limit.
-type Account struct {
-	ID    string `json:"id"`
-	Limit int    `json:"limit"`
 }
 
 // State is everything placement replicates. Counts are derived on load.
@@ -93,9 +35,6 @@ type State struct {
 // cancelTTL is how long a cancelled grant id is remembered.
 const cancelTTL = int64(time.Minute)
 
-// FunctionKey is the map key of a function.
-func FunctionKey(account, name string) string { return account + "/" + name }
-
 // Errors the ledger returns; the service maps them to Lambda error types.
 var (
 	ErrNotFound   = errors.New("ResourceNotFoundException")
@@ -103,21 +42,6 @@ var (
 	ErrNoCapacity = errors.New("no worker has capacity")
 	ErrInvalid    = quota.ErrInvalidParameter
 )
-
-// Grant is the answer to CreateSandbox: a sandbox, or a throttle.
-type Grant struct {
-	Sandbox *Sandbox     `json:"sandbox,omitempty"`
-	Reason  quota.Reason `json:"reason,omitempty"`
-	Reclaim quota.Scope  `json:"reclaim,omitempty"` // scope a victim may come from
-	Err     string       `json:"err,omitempty"`
-	Dropped []string     `json:"dropped,omitempty"` // reconcile: sandboxes the worker must drop
-	// Warm tells the caller that an idle sandbox of the very function and
-	// version asking exists: it must take the warm path, not a new sandbox.
-	Warm bool `json:"warm,omitempty"`
-	// Token is placement's signature over the grant (GrantToken), checked
-	// by the worker before it creates the sandbox.
-	Token string `json:"token,omitempty"`
-}
 
 // Ledger applies commands to State. It is deterministic: every replica that
 // applies the same log reaches the same state, which is why time comes in
@@ -173,9 +97,9 @@ func (l *Ledger) load(s State) {
 // sandbox: the configuration may have changed since its grant.
 func (l *Ledger) count(sb *Sandbox, d int) {
 	if d > 0 {
-		l.acc.Add(sb.class())
+		l.acc.Add(classOf(sb))
 	} else {
-		l.acc.Remove(sb.class())
+		l.acc.Remove(classOf(sb))
 	}
 	if l.wkCount[sb.Worker] += d; l.wkCount[sb.Worker] == 0 {
 		delete(l.wkCount, sb.Worker)
@@ -212,7 +136,7 @@ func (l *Ledger) reservedTotal(account, except string) int {
 func (l *Ledger) Usage(account, function string) (quota.Account, quota.Function) {
 	var inc uint64
 	var reserved *int
-	if f := l.s.Functions[FunctionKey(account, function)]; f != nil {
+	if f := l.s.Functions[wire.FunctionKey(account, function)]; f != nil {
 		inc, reserved = f.Created, f.Reserved
 	}
 	return l.acc.Usage(account, function, inc, l.Limit(account), l.reservedTotal(account, ""), reserved)
@@ -224,7 +148,7 @@ func (l *Ledger) AccountSandboxes(account string) int { return l.acc.Sandboxes(a
 // FunctionSandboxes is the number of sandboxes of a function's current
 // incarnation.
 func (l *Ledger) FunctionSandboxes(account, name string) int {
-	if f := l.s.Functions[FunctionKey(account, name)]; f != nil {
+	if f := l.s.Functions[wire.FunctionKey(account, name)]; f != nil {
 		return l.acc.Function(account, name, f.Created)
 	}
 	return 0
@@ -238,7 +162,7 @@ func (l *Ledger) Accounting() *quota.Accounting { return l.acc }
 func (l *Ledger) Recount() *quota.Accounting {
 	cs := make([]quota.Class, 0, len(l.s.Sandboxes))
 	for _, sb := range l.s.Sandboxes {
-		cs = append(cs, sb.class())
+		cs = append(cs, classOf(sb))
 	}
 	return quota.Recount(cs)
 }
@@ -396,7 +320,7 @@ func (l *Ledger) createFunction(f Function, idx uint64) (*Function, error) {
 	if err := validFunction(f); err != nil {
 		return nil, err
 	}
-	k := FunctionKey(f.Account, f.Name)
+	k := wire.FunctionKey(f.Account, f.Name)
 	if _, ok := l.s.Functions[k]; ok {
 		return nil, fmt.Errorf("%w: Function already exist: %s", ErrConflict, f.Name)
 	}
@@ -412,7 +336,7 @@ func (l *Ledger) createFunction(f Function, idx uint64) (*Function, error) {
 }
 
 func (l *Ledger) deleteFunction(c DeleteFunction) (*Function, error) {
-	k := FunctionKey(c.Account, c.Name)
+	k := wire.FunctionKey(c.Account, c.Name)
 	f, ok := l.s.Functions[k]
 	if !ok {
 		return nil, fmt.Errorf("%w: Function not found: %s", ErrNotFound, c.Name)
@@ -437,7 +361,7 @@ func (l *Ledger) setLimit(c SetAccountLimit) (*Account, error) {
 }
 
 func (l *Ledger) setReserved(c SetReserved, idx uint64) (*Function, error) {
-	k := FunctionKey(c.Account, c.Name)
+	k := wire.FunctionKey(c.Account, c.Name)
 	f, ok := l.s.Functions[k]
 	if !ok {
 		return nil, fmt.Errorf("%w: Function not found: %s", ErrNotFound, c.Name)
@@ -596,7 +520,7 @@ func (l *Ledger) createSandbox(c CreateSandbox) *Grant {
 	if c.ID == "" {
 		return &Grant{Err: "sandbox id missing"}
 	}
-	fk := FunctionKey(c.Account, c.Function)
+	fk := wire.FunctionKey(c.Account, c.Function)
 	f, ok := l.s.Functions[fk]
 	if !ok {
 		return &Grant{Err: ErrNotFound.Error()}
@@ -731,7 +655,7 @@ func (l *Ledger) Excess(account string) map[string][]string {
 	perFn := map[string]int{}
 	for i := len(all) - 1; i >= 0; i-- { // oldest first: they are kept
 		sb := all[i]
-		f := l.s.Functions[FunctionKey(sb.Account, sb.Function)]
+		f := l.s.Functions[wire.FunctionKey(sb.Account, sb.Function)]
 		if f == nil || f.Reserved == nil || f.Created != sb.Incarnation {
 			continue
 		}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/coldstart-dev/coldstart/internal/membership"
 	"github.com/coldstart-dev/coldstart/quota"
+	"github.com/coldstart-dev/coldstart/wire"
 )
 
 // Peer is one member of the fixed placement cluster.
@@ -203,12 +204,12 @@ func Start(cfg Config) (*Node, error) {
 		return nil, fmt.Errorf("placement raft: %w", err)
 	}
 	n.raft = r
-	n.readSub, err = n.nc.QueueSubscribe(SubjectRead, queueRead, n.handleRead)
+	n.readSub, err = n.nc.QueueSubscribe(wire.SubjectRead, wire.QueueRead, n.handleRead)
 	if err != nil {
 		n.Shutdown()
 		return nil, err
 	}
-	n.nodeReadSub, err = n.nc.Subscribe(SubjectNodeRead+"."+cfg.ID, n.handleRead)
+	n.nodeReadSub, err = n.nc.Subscribe(wire.NodeReadSubject(cfg.ID), n.handleRead)
 	if err != nil {
 		n.Shutdown()
 		return nil, err
@@ -306,29 +307,29 @@ func (n *Node) applyIndex(t CmdType, body any) (any, uint64, error) {
 		err = raft.ErrEnqueueTimeout
 	}
 	if err != nil {
-		return nil, 0, &Error{Type: "ServiceException", Message: "placement could not commit (no Raft quorum?): " + err.Error()}
+		return nil, 0, &wire.Error{Type: "ServiceException", Message: "placement could not commit (no Raft quorum?): " + err.Error()}
 	}
 	res := f.Response().(Result)
 	return res.Value, f.Index(), res.Err
 }
 
-func typedError(err error) *Error {
-	var pe *Error
+func typedError(err error) *wire.Error {
+	var pe *wire.Error
 	if errors.As(err, &pe) {
 		return pe
 	}
 	var ve *quota.ValidationError
 	switch {
 	case errors.As(err, &ve):
-		return &Error{Type: "InvalidParameterValueException", Message: ve.Message}
+		return &wire.Error{Type: "InvalidParameterValueException", Message: ve.Message}
 	case errors.Is(err, ErrNotFound):
-		return &Error{Type: "ResourceNotFoundException", Message: trimType(err)}
+		return &wire.Error{Type: "ResourceNotFoundException", Message: trimType(err)}
 	case errors.Is(err, ErrConflict):
-		return &Error{Type: "ResourceConflictException", Message: trimType(err)}
+		return &wire.Error{Type: "ResourceConflictException", Message: trimType(err)}
 	case errors.Is(err, ErrUnknownCommand):
-		return &Error{Type: "InvalidRequestContentException", Message: err.Error()}
+		return &wire.Error{Type: "InvalidRequestContentException", Message: err.Error()}
 	}
-	return &Error{Type: "ServiceException", Message: err.Error()}
+	return &wire.Error{Type: "ServiceException", Message: err.Error()}
 }
 
 func trimType(err error) string {

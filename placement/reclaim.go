@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/coldstart-dev/coldstart/quota"
+	"github.com/coldstart-dev/coldstart/wire"
 )
 
 // createSandbox is the cold-start decision: admit, or retire an idle
@@ -16,7 +17,7 @@ import (
 // Retries are exact: an id already granted is answered from the ledger
 // without looking for a victim, and concurrent requests with one id share a
 // single decision, so a retry never retires a warm sandbox for nothing.
-func (n *Node) createSandbox(c CreateSandbox) Response {
+func (n *Node) createSandbox(c CreateSandbox) wire.Response {
 	n.mu.Lock()
 	if n.inflightGrants == nil {
 		n.inflightGrants = map[string]*grantCall{}
@@ -39,17 +40,17 @@ func (n *Node) createSandbox(c CreateSandbox) Response {
 
 type grantCall struct {
 	done chan struct{}
-	resp Response
+	resp wire.Response
 }
 
-func (n *Node) signed(g *Grant) Response {
+func (n *Node) signed(g *Grant) wire.Response {
 	if g.Sandbox != nil {
-		g.Token = GrantToken(n.cfg.GrantKey, g.Sandbox)
+		g.Token = wire.GrantToken(n.cfg.GrantKey, g.Sandbox)
 	}
-	return Response{Grant: g}
+	return wire.Response{Grant: g}
 }
 
-func (n *Node) decideSandbox(c CreateSandbox) Response {
+func (n *Node) decideSandbox(c CreateSandbox) wire.Response {
 	var d quota.Decision
 	var existing *Sandbox
 	var workers []string
@@ -65,7 +66,7 @@ func (n *Node) decideSandbox(c CreateSandbox) Response {
 	})
 	if existing != nil {
 		if existing.Account != c.Account || existing.Function != c.Function || existing.Version != c.Version {
-			return Response{Grant: &Grant{Err: ErrIDInUse}}
+			return wire.Response{Grant: &Grant{Err: ErrIDInUse}}
 		}
 		return n.signed(&Grant{Sandbox: existing})
 	}
@@ -73,14 +74,14 @@ func (n *Node) decideSandbox(c CreateSandbox) Response {
 	for attempt := 0; attempt < 4; attempt++ {
 		if !d.Admit && len(release) == 0 {
 			if d.Reclaim == quota.ScopeNone {
-				return Response{Grant: &Grant{Reason: d.Reason}}
+				return wire.Response{Grant: &Grant{Reason: d.Reason}}
 			}
 			victim, warm := n.findVictim(c, d.Reclaim)
 			if warm {
-				return Response{Grant: &Grant{Warm: true, Reason: d.Reason}}
+				return wire.Response{Grant: &Grant{Warm: true, Reason: d.Reason}}
 			}
 			if victim == "" {
-				return Response{Grant: &Grant{Reason: d.Reason}}
+				return wire.Response{Grant: &Grant{Reason: d.Reason}}
 			}
 			release = []string{victim}
 		}
@@ -94,7 +95,7 @@ func (n *Node) decideSandbox(c CreateSandbox) Response {
 				// back even though this grant failed.
 				go n.releaseEventually(release)
 			}
-			return Response{Error: typedError(err)}
+			return wire.Response{Error: typedError(err)}
 		}
 		g := v.(*Grant)
 		if g.Sandbox != nil || g.Reclaim == quota.ScopeNone || g.Err != "" {
@@ -105,7 +106,7 @@ func (n *Node) decideSandbox(c CreateSandbox) Response {
 		d = quota.Decision{Reclaim: g.Reclaim, Reason: g.Reason}
 		release = nil
 	}
-	return Response{Grant: &Grant{Reason: d.Reason}}
+	return wire.Response{Grant: &Grant{Reason: d.Reason}}
 }
 
 // releaseEventually retries a release until it commits or this node stops
@@ -161,7 +162,7 @@ func (n *Node) findVictim(c CreateSandbox, scope quota.Scope) (victim string, wa
 		cands = append(cands, quota.Idle{ID: e.ID, Account: e.Account, Function: e.Function, Reserved: p == quota.PoolReserved, LastUsed: time.Duration(e.LastUsedNs)})
 	}
 	sort.Strings(reserved)
-	query := IdleQuery{Account: c.Account, Function: c.Function, Version: c.Version, Scope: scope, Reserved: reserved}
+	query := wire.IdleQuery{Account: c.Account, Function: c.Function, Version: c.Version, Scope: scope, Reserved: reserved}
 	for attempt := 0; attempt < maxRetireAttempts; attempt++ {
 		v, ok := quota.ChooseVictim(cands, c.Account, c.Function, scope)
 		if !ok {
@@ -169,7 +170,7 @@ func (n *Node) findVictim(c CreateSandbox, scope quota.Scope) (victim string, wa
 			// that has more is asked for its least recently used in scope.
 			for _, w := range more {
 				n.leases.takeIdle(w, c.Account, "")
-				if a, err := n.workers.Retire(w, RetireRequest{Query: query}); err == nil && a.OK {
+				if a, err := n.workers.Retire(w, wire.RetireRequest{Query: query}); err == nil && a.OK {
 					return a.ID, false
 				}
 			}
@@ -183,7 +184,7 @@ func (n *Node) findVictim(c CreateSandbox, scope quota.Scope) (victim string, wa
 		}
 		w := owner[v.ID]
 		n.leases.takeIdle(w, c.Account, v.ID)
-		a, err := n.workers.Retire(w, RetireRequest{ID: v.ID, Query: query})
+		a, err := n.workers.Retire(w, wire.RetireRequest{ID: v.ID, Query: query})
 		if err != nil {
 			n.log.Warn("reclaim: worker did not answer the retire request", "worker", w, "err", err)
 			continue
@@ -209,17 +210,17 @@ func (n *Node) trim(account string) {
 	}
 }
 
-func (n *Node) reconcile(c ReconcileWorker) Response {
+func (n *Node) reconcile(c ReconcileWorker) wire.Response {
 	c.Now = time.Now().UnixNano()
 	c.GraceNs = int64(n.cfg.Grace)
 	need := false
 	n.fsm.Read(func(l *Ledger) { need = l.NeedsReconcile(c) })
 	if !need {
-		return Response{Grant: &Grant{}}
+		return wire.Response{Grant: &Grant{}}
 	}
 	v, err := n.apply(CmdReconcileWorker, c)
 	if err != nil {
-		return Response{Error: typedError(err)}
+		return wire.Response{Error: typedError(err)}
 	}
-	return Response{Grant: v.(*Grant)}
+	return wire.Response{Grant: v.(*Grant)}
 }

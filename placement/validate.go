@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+
+	"github.com/coldstart-dev/coldstart/wire"
 )
 
 // ErrCorruptSnapshot marks a snapshot that decodes but does not describe a
@@ -33,8 +35,8 @@ func Validate(s *State) error {
 		if f == nil {
 			return bad("function %q is null", k)
 		}
-		if FunctionKey(f.Account, f.Name) != k {
-			return bad("function key %q names %q", k, FunctionKey(f.Account, f.Name))
+		if wire.FunctionKey(f.Account, f.Name) != k {
+			return bad("function key %q names %q", k, wire.FunctionKey(f.Account, f.Name))
 		}
 		if f.Reserved != nil && *f.Reserved < 0 {
 			return bad("function %q: reserved %d", k, *f.Reserved)

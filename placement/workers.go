@@ -6,13 +6,15 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+
+	"github.com/coldstart-dev/coldstart/wire"
 )
 
 // WorkerAPI is what the leader asks of workers. It is an interface so that
 // the leader's reclaim and trim logic is tested without a cluster.
 type WorkerAPI interface {
 	// Retire asks a worker to retire an idle sandbox for a reclaim.
-	Retire(worker string, req RetireRequest) (RetireAnswer, error)
+	Retire(worker string, req wire.RetireRequest) (wire.RetireAnswer, error)
 	// Drop asks a worker to drop sandboxes above a lowered limit.
 	Drop(worker string, ids []string) error
 }
@@ -24,21 +26,21 @@ const reclaimTimeout = 400 * time.Millisecond
 
 type natsWorkers struct{ nc *nats.Conn }
 
-func (w natsWorkers) Retire(worker string, req RetireRequest) (RetireAnswer, error) {
+func (w natsWorkers) Retire(worker string, req wire.RetireRequest) (wire.RetireAnswer, error) {
 	b, _ := json.Marshal(req)
-	m, err := w.nc.Request(WorkerSubject(worker, "retire"), b, reclaimTimeout)
+	m, err := w.nc.Request(wire.WorkerSubject(worker, wire.WorkerRetire), b, reclaimTimeout)
 	if err != nil {
-		return RetireAnswer{}, err
+		return wire.RetireAnswer{}, err
 	}
-	var a RetireAnswer
+	var a wire.RetireAnswer
 	if err := json.Unmarshal(m.Data, &a); err != nil {
-		return RetireAnswer{}, fmt.Errorf("retire answer from %s: %w", worker, err)
+		return wire.RetireAnswer{}, fmt.Errorf("retire answer from %s: %w", worker, err)
 	}
 	return a, nil
 }
 
 func (w natsWorkers) Drop(worker string, ids []string) error {
-	b, _ := json.Marshal(DropRequest{IDs: ids})
-	_, err := w.nc.Request(WorkerSubject(worker, "drop"), b, time.Second)
+	b, _ := json.Marshal(wire.DropRequest{IDs: ids})
+	_, err := w.nc.Request(wire.WorkerSubject(worker, wire.WorkerDrop), b, time.Second)
 	return err
 }

@@ -9,7 +9,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/coldstart-dev/coldstart/placement"
+	"github.com/coldstart-dev/coldstart/wire"
 	"github.com/coldstart-dev/coldstart/worker/pool"
 )
 
@@ -19,12 +19,6 @@ import (
 const (
 	pendingMsgs  = 65536
 	pendingBytes = 256 << 20
-)
-
-// Headers of a cold invoke that carry placement's grant.
-const (
-	HdrWorkerInc  = "Cs-Winc"  // the worker incarnation the grant was placed on
-	HdrGrantToken = "Cs-Grant" // placement.GrantToken over the grant
 )
 
 // mayStart reports whether an invocation may start now: a valid lease and a
@@ -40,16 +34,16 @@ var errBadGrant = errors.New("cold invoke without a valid grant from placement")
 // checkGrant verifies that placement granted this sandbox on this
 // incarnation of this worker.
 func (n *Node) checkGrant(h nats.Header, id string, k pool.Key) error {
-	inc, _ := strconv.ParseUint(h.Get(HdrWorkerInc), 10, 64)
+	inc, _ := strconv.ParseUint(h.Get(wire.HdrWorkerInc), 10, 64)
 	if cur := n.lease.incarnation(); inc != cur {
 		return errors.New("grant for worker incarnation " + strconv.FormatUint(inc, 10) + ", this worker is incarnation " + strconv.FormatUint(cur, 10))
 	}
 	if len(n.cfg.GrantKey) == 0 {
 		return nil
 	}
-	granted, _ := strconv.ParseInt(h.Get(HdrGranted), 10, 64)
-	c := placement.GrantClaim{ID: id, Account: k.Account, Function: k.Function, Version: k.Version, Worker: n.cfg.ID, WorkerInc: inc, CreatedNs: granted}
-	if !placement.VerifyGrant(n.cfg.GrantKey, c, h.Get(HdrGrantToken)) {
+	granted, _ := strconv.ParseInt(h.Get(wire.HdrGranted), 10, 64)
+	c := wire.GrantClaim{ID: id, Account: k.Account, Function: k.Function, Version: k.Version, Worker: n.cfg.ID, WorkerInc: inc, CreatedNs: granted}
+	if !wire.VerifyGrant(n.cfg.GrantKey, c, h.Get(wire.HdrGrantToken)) {
 		return errBadGrant
 	}
 	return nil
@@ -76,9 +70,9 @@ func (n *Node) renewOnce() {
 	sent := time.Now()
 	ctx, cancel := context.WithTimeout(context.Background(), n.cfg.RenewEvery)
 	defer cancel()
-	resp, err := n.cfg.Placement.WorkerOp(ctx, n.cfg.ID, placement.OpRenew, placement.Request{Op: placement.OpRenew,
-		Renew: &placement.Renew{Seq: seq, Incarnation: inc, Capacity: n.cfg.Capacity, MemoryMB: n.cfg.MemoryMB}})
-	if errors.Is(err, placement.ErrNoLeader) && inc != 0 {
+	resp, err := n.cfg.Placement.WorkerOp(ctx, n.cfg.ID, wire.OpRenew, wire.Request{Op: wire.OpRenew,
+		Renew: &wire.Renew{Seq: seq, Incarnation: inc, Capacity: n.cfg.Capacity, MemoryMB: n.cfg.MemoryMB}})
+	if errors.Is(err, wire.ErrNoLeader) && inc != 0 {
 		// No placement node serves as leader (no quorum, or an election):
 		// nothing can release this worker's sandboxes until one does, and a
 		// new leader counts every worker as renewed when it starts serving.
@@ -180,15 +174,15 @@ func (n *Node) noteIdleLocked(k pool.Key, idle int) {
 		n.idleDirty = true
 		return
 	}
-	b, _ := json.Marshal(placement.IdleReport{Incarnation: n.lease.incarnation(), Keys: []placement.KeyIdle{n.keyIdleLocked(k, idle)}})
-	_ = n.nc.Publish(placement.WorkerOpSubject(n.cfg.ID, placement.OpIdle), b)
+	b, _ := json.Marshal(wire.IdleReport{Incarnation: n.lease.incarnation(), Keys: []wire.KeyIdle{n.keyIdleLocked(k, idle)}})
+	_ = n.nc.Publish(wire.WorkerOpSubject(n.cfg.ID, wire.OpIdle), b)
 }
 
-func (n *Node) keyIdleLocked(k pool.Key, idle int) placement.KeyIdle {
-	ki := placement.KeyIdle{Account: k.Account, Function: k.Function, Version: k.Version, Count: idle}
+func (n *Node) keyIdleLocked(k pool.Key, idle int) wire.KeyIdle {
+	ki := wire.KeyIdle{Account: k.Account, Function: k.Function, Version: k.Version, Count: idle}
 	for _, sb := range n.pool.IdleOf(nil, k, idleReportPerFunction) {
 		if !n.dropping[sb.ID] {
-			ki.Idle = append(ki.Idle, placement.IdleEntry{ID: sb.ID, Account: k.Account, Function: k.Function, Version: k.Version, LastUsedNs: int64(sb.LastUsed)})
+			ki.Idle = append(ki.Idle, wire.IdleEntry{ID: sb.ID, Account: k.Account, Function: k.Function, Version: k.Version, LastUsedNs: int64(sb.LastUsed)})
 		}
 	}
 	return ki
@@ -212,7 +206,7 @@ func (n *Node) idleReportLoop() {
 				continue
 			}
 			n.idleDirty = false
-			r := placement.IdleReport{Incarnation: n.lease.incarnation(), Full: true, Keys: []placement.KeyIdle{}}
+			r := wire.IdleReport{Incarnation: n.lease.incarnation(), Full: true, Keys: []wire.KeyIdle{}}
 			n.pool.Keys(func(k pool.Key, idle, total int) {
 				if idle > 0 {
 					r.Keys = append(r.Keys, n.keyIdleLocked(k, idle))
@@ -221,7 +215,7 @@ func (n *Node) idleReportLoop() {
 			n.mu.Unlock()
 			last = now
 			b, _ := json.Marshal(r)
-			_ = n.nc.Publish(placement.WorkerOpSubject(n.cfg.ID, placement.OpIdle), b)
+			_ = n.nc.Publish(wire.WorkerOpSubject(n.cfg.ID, wire.OpIdle), b)
 		}
 	}
 }

@@ -16,15 +16,23 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/coldstart-dev/coldstart/placement"
+	"github.com/coldstart-dev/coldstart/wire"
 	"github.com/coldstart-dev/coldstart/worker/pool"
 )
+
+// Placement is what a worker asks of the placement service: its own
+// requests (wire.OpRenew, wire.OpRelease, wire.OpReconcile) on its own
+// wire.WorkerOpSubject. placement.Client implements it; a missing leader
+// is reported as wire.ErrNoLeader.
+type Placement interface {
+	WorkerOp(ctx context.Context, worker, op string, req wire.Request) (wire.Response, error)
+}
 
 // Config configures a worker.
 type Config struct {
 	ID        string
 	NATS      *nats.Conn
-	Placement *placement.Client
+	Placement Placement
 	Capacity  int           // sandbox slots (0: unlimited)
 	MemoryMB  int           // memory for sandboxes (0: unlimited)
 	KeepAlive time.Duration // default keep-alive TTL of idle sandboxes
@@ -36,7 +44,7 @@ type Config struct {
 	// durations); 1 is real time.
 	TimeScale float64
 	// RenewEvery is how often the worker renews its lease (see lease.go);
-	// 0 means placement.DefaultLease.RenewEvery().
+	// 0 means wire.RenewEvery(wire.DefaultLeaseTTL).
 	RenewEvery time.Duration
 	// GrantKey, when set, is the key placement signs grants with: a cold
 	// start without a valid grant token is refused.
@@ -93,7 +101,7 @@ func Start(cfg Config) (*Node, error) {
 		cfg.TimeScale = 1
 	}
 	if cfg.RenewEvery == 0 {
-		cfg.RenewEvery = placement.DefaultLease.RenewEvery()
+		cfg.RenewEvery = wire.RenewEvery(wire.DefaultLeaseTTL)
 	}
 	n := &Node{
 		cfg:       cfg,
@@ -109,16 +117,16 @@ func Start(cfg Config) (*Node, error) {
 		wake:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
 	}
-	n.specs.m = map[string]*Spec{}
+	n.specs.m = map[string]*wire.Spec{}
 	n.records = newRecordBatcher(n.nc)
 	n.m = newMetrics(cfg.Registry, cfg.ID)
 	for subj, h := range map[string]nats.MsgHandler{
-		InvokeSubject(cfg.ID):                     n.handleCold,
-		placement.WorkerSubject(cfg.ID, "retire"): n.handleRetire,
-		placement.WorkerSubject(cfg.ID, "stats"):  n.handleStats,
-		placement.WorkerSubject(cfg.ID, "drop"):   n.handleDrop,
+		wire.InvokeSubject(cfg.ID):                    n.handleCold,
+		wire.WorkerSubject(cfg.ID, wire.WorkerRetire): n.handleRetire,
+		wire.WorkerSubject(cfg.ID, wire.WorkerStats):  n.handleStats,
+		wire.WorkerSubject(cfg.ID, wire.WorkerDrop):   n.handleDrop,
 
-		placement.SubjectEvents: n.handleEvent,
+		wire.SubjectEvents: n.handleEvent,
 	} {
 		s, err := n.nc.Subscribe(subj, h)
 		if err != nil {
@@ -201,7 +209,7 @@ func (n *Node) updateWarmSub(k pool.Key) {
 		sub.Drain()
 		delete(n.warmSubs, k)
 	case idle > 0 && sub == nil:
-		s, err := n.nc.QueueSubscribe(WarmSubject(k), queueWarm, n.handleWarm)
+		s, err := n.nc.QueueSubscribe(warmSubject(k), wire.QueueWarm, n.handleWarm)
 		if err != nil {
 			n.log.Error("warm subscribe", "err", err)
 			return
@@ -251,8 +259,11 @@ func (n *Node) dropWarmSub(k pool.Key, sub *nats.Subscription) {
 	delete(n.warmSubs, k)
 }
 
+// warmSubject is where the idle sandboxes of k are found.
+func warmSubject(k pool.Key) string { return wire.WarmSubject(k.Account, k.Function, k.Version) }
+
 func keyOf(h nats.Header) pool.Key {
-	return pool.Key{Account: h.Get(HdrAccount), Function: h.Get(HdrFunction), Version: h.Get(HdrVersion)}
+	return pool.Key{Account: h.Get(wire.HdrAccount), Function: h.Get(wire.HdrFunction), Version: h.Get(wire.HdrVersion)}
 }
 
 // handleWarm runs an invocation on an idle sandbox of its key, or answers
@@ -262,11 +273,11 @@ func (n *Node) handleWarm(m *nats.Msg) {
 	ok, gen := n.mayStart(received)
 	if !ok {
 		n.m.fenced.Inc()
-		n.replyStatus(m, StatusBusy, "", "")
+		n.replyStatus(m, wire.StatusBusy, "", "")
 		return
 	}
 	k := keyOf(m.Header)
-	rev, _ := strconv.ParseUint(m.Header.Get(HdrRev), 10, 64)
+	rev, _ := strconv.ParseUint(m.Header.Get(wire.HdrRev), 10, 64)
 	n.mu.Lock()
 	var sb *pool.Sandbox
 	for sb = n.pool.Acquire(k); sb != nil; sb = n.pool.Acquire(k) {
@@ -292,28 +303,28 @@ func (n *Node) handleWarm(m *nats.Msg) {
 	}
 	n.mu.Unlock()
 	if sb == nil {
-		n.replyStatus(m, StatusBusy, "", "")
+		n.replyStatus(m, wire.StatusBusy, "", "")
 		return
 	}
 	go n.run(m, sb, specOf(sb), false, received, gen, fc)
 }
 
 // specOf is the Spec a sandbox was created with.
-func specOf(sb *pool.Sandbox) *Spec { return sb.Value.(*Spec) }
+func specOf(sb *pool.Sandbox) *wire.Spec { return sb.Value.(*wire.Spec) }
 
 // handleCold creates the sandbox placement granted and runs the invocation
 // in it.
 func (n *Node) handleCold(m *nats.Msg) {
 	received := time.Now()
 	k := keyOf(m.Header)
-	id := m.Header.Get(HdrSandbox)
-	spec, err := n.specs.get(m.Header.Get(HdrSpec))
+	id := m.Header.Get(wire.HdrSandbox)
+	spec, err := n.specs.get(m.Header.Get(wire.HdrSpec))
 	if err != nil || id == "" {
 		msg := "cold invoke without a sandbox id"
 		if err != nil {
 			msg = err.Error()
 		}
-		n.replyStatus(m, StatusError, "InvalidRequestContentException", msg)
+		n.replyStatus(m, wire.StatusError, "InvalidRequestContentException", msg)
 		return
 	}
 	ok, gen := n.mayStart(received)
@@ -321,11 +332,11 @@ func (n *Node) handleCold(m *nats.Msg) {
 		n.m.fenced.Inc()
 		// Busy, like a full warm sandbox: the gateway gives the grant
 		// back and places the invocation elsewhere.
-		n.replyStatus(m, StatusBusy, "ServiceException", "worker "+n.cfg.ID+" holds no valid lease from placement; the grant is void")
+		n.replyStatus(m, wire.StatusBusy, "ServiceException", "worker "+n.cfg.ID+" holds no valid lease from placement; the grant is void")
 		return
 	}
 	if err := n.checkGrant(m.Header, id, k); err != nil {
-		n.replyStatus(m, StatusError, "AccessDeniedException", err.Error())
+		n.replyStatus(m, wire.StatusError, "AccessDeniedException", err.Error())
 		return
 	}
 	n.mu.Lock()
@@ -335,7 +346,7 @@ func (n *Node) handleCold(m *nats.Msg) {
 	}
 	if n.pool.Get(id) != nil {
 		n.mu.Unlock()
-		n.replyStatus(m, StatusError, "ServiceException", "sandbox "+id+" already exists")
+		n.replyStatus(m, wire.StatusError, "ServiceException", "sandbox "+id+" already exists")
 		return
 	}
 	sb := n.pool.Add(id, k, n.now(), spec.KeepAlive)
@@ -378,18 +389,18 @@ func (n *Node) kick() {
 
 func (n *Node) replyStatus(m *nats.Msg, status, etype, msg string) {
 	r := nats.NewMsg(m.Reply)
-	r.Header.Set(HdrStatus, status)
-	r.Header.Set(HdrWorker, n.cfg.ID)
+	r.Header.Set(wire.HdrStatus, status)
+	r.Header.Set(wire.HdrWorker, n.cfg.ID)
 	if etype != "" {
-		r.Header.Set(HdrErrorType, etype)
-		r.Header.Set(HdrError, msg)
+		r.Header.Set(wire.HdrErrorType, etype)
+		r.Header.Set(wire.HdrError, msg)
 	}
 	_ = m.RespondMsg(r)
 }
 
 // lruIdle is this worker's least recently used idle sandbox in q's scope.
 // Called with n.mu held.
-func (n *Node) lruIdle(q placement.IdleQuery) *pool.Sandbox {
+func (n *Node) lruIdle(q wire.IdleQuery) *pool.Sandbox {
 	reserved := make(map[string]bool, len(q.Reserved))
 	for _, f := range q.Reserved {
 		reserved[f] = true
@@ -407,8 +418,8 @@ func (n *Node) lruIdle(q placement.IdleQuery) *pool.Sandbox {
 // handleRetire removes an idle sandbox so that placement can give its slot
 // to another function. It never retires a busy one.
 func (n *Node) handleRetire(m *nats.Msg) {
-	var r placement.RetireRequest
-	var a placement.RetireAnswer
+	var r wire.RetireRequest
+	var a wire.RetireAnswer
 	if json.Unmarshal(m.Data, &r) == nil {
 		n.mu.Lock()
 		sb := n.pool.Get(r.ID)
@@ -416,7 +427,7 @@ func (n *Node) handleRetire(m *nats.Msg) {
 			sb = n.lruIdle(r.Query)
 		}
 		if sb != nil && !sb.Busy && n.pool.Remove(sb) {
-			a = placement.RetireAnswer{OK: true, ID: sb.ID}
+			a = wire.RetireAnswer{OK: true, ID: sb.ID}
 			n.updateWarmSub(sb.Key)
 			n.m.reclaimed.Inc()
 		}
@@ -425,31 +436,13 @@ func (n *Node) handleRetire(m *nats.Msg) {
 	n.respondJSON(m, a)
 }
 
-// Stats is a worker's answer to a stats request.
-type Stats struct {
-	Worker   string     `json:"worker"`
-	Idle     int        `json:"idle"`
-	Busy     int        `json:"busy"`
-	InFlight int        `json:"in_flight"`
-	Keys     []KeyStats `json:"keys"`
-}
-
-// KeyStats counts one pool key.
-type KeyStats struct {
-	Account  string `json:"account"`
-	Function string `json:"function"`
-	Version  string `json:"version"`
-	Idle     int    `json:"idle"`
-	Total    int    `json:"total"`
-}
-
 // Stats returns the worker's pool counts.
-func (n *Node) Stats() Stats {
+func (n *Node) Stats() wire.Stats {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	s := Stats{Worker: n.cfg.ID, Idle: n.pool.Idle(), Busy: n.pool.Busy(), InFlight: n.inflight}
+	s := wire.Stats{Worker: n.cfg.ID, Idle: n.pool.Idle(), Busy: n.pool.Busy(), InFlight: n.inflight}
 	n.pool.Keys(func(k pool.Key, idle, total int) {
-		s.Keys = append(s.Keys, KeyStats{k.Account, k.Function, k.Version, idle, total})
+		s.Keys = append(s.Keys, wire.KeyStats{Account: k.Account, Function: k.Function, Version: k.Version, Idle: idle, Total: total})
 	})
 	return s
 }
@@ -459,9 +452,9 @@ func (n *Node) handleStats(m *nats.Msg) { n.respondJSON(m, n.Stats()) }
 // handleDrop removes sandboxes above a lowered limit: idle ones now, busy
 // ones when their invocation ends; placement releases them either way.
 func (n *Node) handleDrop(m *nats.Msg) {
-	var r placement.DropRequest
+	var r wire.DropRequest
 	if json.Unmarshal(m.Data, &r) != nil {
-		n.respondJSON(m, placement.RetireAnswer{})
+		n.respondJSON(m, wire.RetireAnswer{})
 		return
 	}
 	n.mu.Lock()
@@ -479,14 +472,14 @@ func (n *Node) handleDrop(m *nats.Msg) {
 	}
 	n.mu.Unlock()
 	n.kick()
-	n.respondJSON(m, placement.RetireAnswer{OK: true})
+	n.respondJSON(m, wire.RetireAnswer{OK: true})
 }
 
 // handleEvent drops the sandboxes of a deleted function: idle ones now,
 // busy ones when they finish.
 func (n *Node) handleEvent(m *nats.Msg) {
-	var ev struct{ Kind, Account, Function string }
-	if json.Unmarshal(m.Data, &ev) != nil || ev.Kind != "delete" {
+	var ev wire.Event
+	if json.Unmarshal(m.Data, &ev) != nil || ev.Kind != wire.EventDelete {
 		return
 	}
 	n.mu.Lock()
@@ -559,7 +552,7 @@ func (n *Node) expireLoop() {
 func (n *Node) releaseOrRequeue(ids []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
-	if _, err := n.cfg.Placement.WorkerOp(ctx, n.cfg.ID, placement.OpRelease, placement.Request{Op: placement.OpRelease, Release: ids, Incarnation: n.lease.incarnation()}); err != nil {
+	if _, err := n.cfg.Placement.WorkerOp(ctx, n.cfg.ID, wire.OpRelease, wire.Request{Op: wire.OpRelease, Release: ids, Incarnation: n.lease.incarnation()}); err != nil {
 		// Placement unreachable: keep the capacity counted (safe) and retry
 		// on the next reconcile.
 		n.mu.Lock()
@@ -601,7 +594,7 @@ func (n *Node) reconcileOnce() {
 	if inc == 0 {
 		return
 	}
-	resp, err := n.cfg.Placement.WorkerOp(ctx, n.cfg.ID, placement.OpReconcile, placement.Request{Op: placement.OpReconcile, Reconcile: &placement.ReconcileWorker{Worker: n.cfg.ID, Incarnation: inc, Present: present}})
+	resp, err := n.cfg.Placement.WorkerOp(ctx, n.cfg.ID, wire.OpReconcile, wire.Request{Op: wire.OpReconcile, Reconcile: &wire.ReconcileWorker{Worker: n.cfg.ID, Incarnation: inc, Present: present}})
 	if err != nil || resp.Grant == nil || resp.Grant.Err != "" {
 		return
 	}
@@ -625,25 +618,25 @@ func (n *Node) reconcileOnce() {
 
 type specCache struct {
 	mu sync.RWMutex
-	m  map[string]*Spec
+	m  map[string]*wire.Spec
 }
 
 // get decodes a spec header, caching by its text: the same function sends
 // the same bytes on every invocation.
-func (c *specCache) get(raw string) (*Spec, error) {
+func (c *specCache) get(raw string) (*wire.Spec, error) {
 	c.mu.RLock()
 	s := c.m[raw]
 	c.mu.RUnlock()
 	if s != nil {
 		return s, nil
 	}
-	var sp Spec
+	var sp wire.Spec
 	if err := json.Unmarshal([]byte(raw), &sp); err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
 	if len(c.m) > 4096 {
-		c.m = map[string]*Spec{}
+		c.m = map[string]*wire.Spec{}
 	}
 	c.m[raw] = &sp
 	c.mu.Unlock()

@@ -13,6 +13,7 @@ import (
 	"github.com/coldstart-dev/coldstart/internal/api"
 	"github.com/coldstart-dev/coldstart/internal/natsutil"
 	"github.com/coldstart-dev/coldstart/placement"
+	"github.com/coldstart-dev/coldstart/wire"
 	"github.com/coldstart-dev/coldstart/worker/pool"
 	"github.com/coldstart-dev/coldstart/worker/synthetic"
 )
@@ -76,24 +77,24 @@ func newHarness(t *testing.T, keep time.Duration, opts ...harnessOpt) *harness {
 	for _, o := range opts {
 		o(&cfg, fake)
 	}
-	nc.Subscribe(placement.SubjectWorkerOps, func(m *nats.Msg) {
-		var req placement.Request
+	nc.Subscribe(wire.SubjectWorkerOps, func(m *nats.Msg) {
+		var req wire.Request
 		json.Unmarshal(m.Data, &req)
 		fake.mu.Lock()
 		defer fake.mu.Unlock()
-		resp := placement.Response{Grant: &placement.Grant{}}
+		resp := wire.Response{Grant: &wire.Grant{}}
 		switch {
-		case m.Subject == placement.WorkerOpSubject("w1", placement.OpRelease):
+		case m.Subject == wire.WorkerOpSubject("w1", wire.OpRelease):
 			fake.released = append(fake.released, req.Release...)
-		case m.Subject == placement.WorkerOpSubject("w1", placement.OpReconcile):
+		case m.Subject == wire.WorkerOpSubject("w1", wire.OpReconcile):
 			fake.recons++
 			resp.Grant.Dropped = fake.dropped
-		case m.Subject == placement.WorkerOpSubject("w1", placement.OpRenew):
+		case m.Subject == wire.WorkerOpSubject("w1", wire.OpRenew):
 			if fake.silent {
 				return
 			}
 			fake.renewals++
-			resp.Lease = &placement.Lease{Seq: req.Renew.Seq, Incarnation: fake.inc, TTLNs: int64(fake.ttl)}
+			resp.Lease = &wire.Lease{Seq: req.Renew.Seq, Incarnation: fake.inc, TTLNs: int64(fake.ttl)}
 		default:
 			return
 		}
@@ -113,22 +114,22 @@ func newHarness(t *testing.T, keep time.Duration, opts ...harnessOpt) *harness {
 var testKey = pool.Key{Account: "123456789012", Function: "f", Version: "$LATEST"}
 
 func spec(d, timeout time.Duration) string {
-	return EncodeSpec(Spec{Runtime: "synthetic", MemoryMB: 128, TimeoutMs: timeout.Milliseconds(), Profile: synthetic.Profile{Duration: synthetic.FixedDist(d)}})
+	return wire.EncodeSpec(wire.Spec{Runtime: "synthetic", MemoryMB: 128, TimeoutMs: timeout.Milliseconds(), Profile: synthetic.Profile{Duration: synthetic.FixedDist(d)}})
 }
 
 func (h *harness) send(t *testing.T, subject, sandbox, specHdr, payload string) *nats.Msg {
 	t.Helper()
 	m := nats.NewMsg(subject)
-	m.Header.Set(HdrRequestID, "req")
-	m.Header.Set(HdrAccount, testKey.Account)
-	m.Header.Set(HdrFunction, testKey.Function)
-	m.Header.Set(HdrVersion, testKey.Version)
-	m.Header.Set(HdrSpec, specHdr)
+	m.Header.Set(wire.HdrRequestID, "req")
+	m.Header.Set(wire.HdrAccount, testKey.Account)
+	m.Header.Set(wire.HdrFunction, testKey.Function)
+	m.Header.Set(wire.HdrVersion, testKey.Version)
+	m.Header.Set(wire.HdrSpec, specHdr)
 	if sandbox != "" {
-		m.Header.Set(HdrSandbox, sandbox)
+		m.Header.Set(wire.HdrSandbox, sandbox)
 	}
 	h.fake.mu.Lock()
-	m.Header.Set(HdrWorkerInc, strconv.FormatUint(h.fake.inc, 10))
+	m.Header.Set(wire.HdrWorkerInc, strconv.FormatUint(h.fake.inc, 10))
 	h.fake.mu.Unlock()
 	m.Data = []byte(payload)
 	r, err := h.nc.RequestMsg(m, 5*time.Second)
@@ -151,32 +152,32 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func TestColdThenWarmReuseThenKeepAliveEviction(t *testing.T) {
 	h := newHarness(t, 300*time.Millisecond)
-	r := h.send(t, InvokeSubject("w1"), "sb1", spec(time.Millisecond, time.Second), `{}`)
-	if r.Header.Get(HdrStatus) != StatusOK || r.Header.Get(HdrCold) != "true" {
+	r := h.send(t, wire.InvokeSubject("w1"), "sb1", spec(time.Millisecond, time.Second), `{}`)
+	if r.Header.Get(wire.HdrStatus) != wire.StatusOK || r.Header.Get(wire.HdrCold) != "true" {
 		t.Fatalf("cold: %v", r.Header)
 	}
 	// The worker now subscribes to the warm subject; the next request reuses sb1.
 	waitFor(t, "warm subscription", func() bool {
-		m, err := h.nc.Request(WarmSubject(testKey), nil, 50*time.Millisecond)
+		m, err := h.nc.Request(warmSubject(testKey), nil, 50*time.Millisecond)
 		_ = m
 		return err == nil || !strings.Contains(err.Error(), "no responders")
 	})
-	r = h.send(t, WarmSubject(testKey), "", spec(time.Millisecond, time.Second), `{}`)
-	if r.Header.Get(HdrStatus) != StatusOK || r.Header.Get(HdrCold) != "false" || r.Header.Get(HdrSandbox) != "sb1" {
+	r = h.send(t, warmSubject(testKey), "", spec(time.Millisecond, time.Second), `{}`)
+	if r.Header.Get(wire.HdrStatus) != wire.StatusOK || r.Header.Get(wire.HdrCold) != "false" || r.Header.Get(wire.HdrSandbox) != "sb1" {
 		t.Fatalf("warm: %v", r.Header)
 	}
 	// Idle past its keep-alive: evicted, released to placement, and the warm
 	// subject has no responders again.
 	waitFor(t, "eviction", func() bool { return h.fake.has("sb1") && h.w.Stats().Idle == 0 })
-	if _, err := h.nc.Request(WarmSubject(testKey), nil, time.Second); err != nats.ErrNoResponders {
+	if _, err := h.nc.Request(warmSubject(testKey), nil, time.Second); err != nats.ErrNoResponders {
 		t.Fatalf("warm subject after eviction: %v", err)
 	}
 }
 
 func TestTimeoutResetsSandbox(t *testing.T) {
 	h := newHarness(t, time.Minute)
-	r := h.send(t, InvokeSubject("w1"), "sb1", spec(time.Second, 50*time.Millisecond), `{}`)
-	if r.Header.Get(HdrFuncError) != "Unhandled" || !strings.Contains(string(r.Data), "Sandbox.Timedout") || !strings.Contains(string(r.Data), "Task timed out after 0.05 seconds") {
+	r := h.send(t, wire.InvokeSubject("w1"), "sb1", spec(time.Second, 50*time.Millisecond), `{}`)
+	if r.Header.Get(wire.HdrFuncError) != "Unhandled" || !strings.Contains(string(r.Data), "Sandbox.Timedout") || !strings.Contains(string(r.Data), "Task timed out after 0.05 seconds") {
 		t.Fatalf("timeout answer: %v %s", r.Header, r.Data)
 	}
 	waitFor(t, "reset sandbox released", func() bool { return h.fake.has("sb1") && h.w.Stats().Idle == 0 })
@@ -185,20 +186,22 @@ func TestTimeoutResetsSandbox(t *testing.T) {
 func TestRetireNeverTakesABusySandbox(t *testing.T) {
 	h := newHarness(t, time.Minute)
 	done := make(chan *nats.Msg)
-	go func() { done <- h.send(t, InvokeSubject("w1"), "busy", spec(300*time.Millisecond, time.Second), `{}`) }()
+	go func() {
+		done <- h.send(t, wire.InvokeSubject("w1"), "busy", spec(300*time.Millisecond, time.Second), `{}`)
+	}()
 	waitFor(t, "busy sandbox", func() bool { return h.w.Stats().Busy == 1 })
-	b, _ := json.Marshal(placement.RetireRequest{ID: "busy", Query: placement.IdleQuery{Account: testKey.Account, Scope: 2}})
-	m, err := h.nc.Request(placement.WorkerSubject("w1", "retire"), b, time.Second)
+	b, _ := json.Marshal(wire.RetireRequest{ID: "busy", Query: wire.IdleQuery{Account: testKey.Account, Scope: 2}})
+	m, err := h.nc.Request(wire.WorkerSubject("w1", wire.WorkerRetire), b, time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var a placement.RetireAnswer
+	var a wire.RetireAnswer
 	json.Unmarshal(m.Data, &a)
 	if a.OK {
 		t.Fatal("retired a busy sandbox")
 	}
 	<-done
-	m, _ = h.nc.Request(placement.WorkerSubject("w1", "retire"), b, time.Second)
+	m, _ = h.nc.Request(wire.WorkerSubject("w1", wire.WorkerRetire), b, time.Second)
 	json.Unmarshal(m.Data, &a)
 	if !a.OK || a.ID != "busy" {
 		t.Fatalf("idle sandbox not retired: %+v", a)
@@ -207,21 +210,21 @@ func TestRetireNeverTakesABusySandbox(t *testing.T) {
 
 func TestGarbageIsAnsweredAndTheWorkerKeepsServing(t *testing.T) {
 	h := newHarness(t, time.Minute)
-	r := h.send(t, InvokeSubject("w1"), "sb1", `{not json`, `{}`)
-	if r.Header.Get(HdrStatus) != StatusError || r.Header.Get(HdrErrorType) != "InvalidRequestContentException" {
+	r := h.send(t, wire.InvokeSubject("w1"), "sb1", `{not json`, `{}`)
+	if r.Header.Get(wire.HdrStatus) != wire.StatusError || r.Header.Get(wire.HdrErrorType) != "InvalidRequestContentException" {
 		t.Fatalf("bad spec: %v", r.Header)
 	}
-	r = h.send(t, InvokeSubject("w1"), "", spec(0, time.Second), `{}`)
-	if r.Header.Get(HdrStatus) != StatusError {
+	r = h.send(t, wire.InvokeSubject("w1"), "", spec(0, time.Second), `{}`)
+	if r.Header.Get(wire.HdrStatus) != wire.StatusError {
 		t.Fatalf("cold invoke without sandbox id: %v", r.Header)
 	}
-	for _, subj := range []string{"retire", "drop", "stats"} {
-		if _, err := h.nc.Request(placement.WorkerSubject("w1", subj), []byte("\x00garbage"), time.Second); err != nil {
+	for _, subj := range []string{wire.WorkerRetire, wire.WorkerDrop, wire.WorkerStats} {
+		if _, err := h.nc.Request(wire.WorkerSubject("w1", subj), []byte("\x00garbage"), time.Second); err != nil {
 			t.Fatalf("%s with garbage: %v", subj, err)
 		}
 	}
-	r = h.send(t, InvokeSubject("w1"), "ok", spec(0, time.Second), `{"duration_ms": 2, "fail": "boom"}`)
-	if r.Header.Get(HdrStatus) != StatusOK || r.Header.Get(HdrFuncError) != "Unhandled" || !strings.Contains(string(r.Data), "boom") {
+	r = h.send(t, wire.InvokeSubject("w1"), "ok", spec(0, time.Second), `{"duration_ms": 2, "fail": "boom"}`)
+	if r.Header.Get(wire.HdrStatus) != wire.StatusOK || r.Header.Get(wire.HdrFuncError) != "Unhandled" || !strings.Contains(string(r.Data), "boom") {
 		t.Fatalf("function error: %v %s", r.Header, r.Data)
 	}
 }
@@ -233,7 +236,7 @@ func FuzzSpecHeader(f *testing.F) {
 	f.Add(`null`)
 	f.Fuzz(func(t *testing.T, raw string) {
 		var c specCache
-		c.m = map[string]*Spec{}
+		c.m = map[string]*wire.Spec{}
 		s, err := c.get(raw)
 		if err != nil {
 			return
@@ -256,7 +259,7 @@ func FuzzSyntheticPayload(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		n := &Node{rnd: newRand()}
-		sp := &Spec{Profile: synthetic.Profile{Duration: synthetic.FixedDist(time.Millisecond)}}
+		sp := &wire.Spec{Profile: synthetic.Profile{Duration: synthetic.FixedDist(time.Millisecond)}}
 		inv := n.plan(sp, payload)
 		if inv.duration < 0 || inv.duration > maxDurationMs*time.Millisecond {
 			t.Fatalf("payload %q gave duration %v", payload, inv.duration)
@@ -286,14 +289,14 @@ func TestBilledIncludesInitAndRoundsUp(t *testing.T) {
 	h := newHarness(t, time.Minute)
 	var got []api.Record
 	var mu sync.Mutex
-	sub, _ := h.nc.Subscribe(SubjectRecords, func(m *nats.Msg) { mu.Lock(); got = append(got, SplitRecords(m.Data)...); mu.Unlock() })
+	sub, _ := h.nc.Subscribe(wire.SubjectRecords, func(m *nats.Msg) { mu.Lock(); got = append(got, wire.SplitRecords(m.Data)...); mu.Unlock() })
 	defer sub.Unsubscribe()
 	h.nc.Flush()
-	sp := EncodeSpec(Spec{Runtime: "synthetic", MemoryMB: 1024, TimeoutMs: 1000, Profile: synthetic.Profile{}.WithColdStart(20 * time.Millisecond)})
-	r := h.send(t, InvokeSubject("w1"), "sb1", sp, `{"duration_ms": 10.2}`)
-	billed, _ := strconv.Atoi(r.Header.Get(HdrBilledMs))
-	initMs, _ := strconv.ParseFloat(r.Header.Get(HdrInitMs), 64)
-	dur, _ := strconv.ParseFloat(r.Header.Get(HdrDurMs), 64)
+	sp := wire.EncodeSpec(wire.Spec{Runtime: "synthetic", MemoryMB: 1024, TimeoutMs: 1000, Profile: synthetic.Profile{}.WithColdStart(20 * time.Millisecond)})
+	r := h.send(t, wire.InvokeSubject("w1"), "sb1", sp, `{"duration_ms": 10.2}`)
+	billed, _ := strconv.Atoi(r.Header.Get(wire.HdrBilledMs))
+	initMs, _ := strconv.ParseFloat(r.Header.Get(wire.HdrInitMs), 64)
+	dur, _ := strconv.ParseFloat(r.Header.Get(wire.HdrDurMs), 64)
 	if initMs != 20 || dur < 10.2 || float64(billed) < initMs+dur || float64(billed) >= initMs+dur+1 {
 		t.Fatalf("init %.2f duration %.2f billed %d: want billed = ceil(init + duration)", initMs, dur, billed)
 	}
@@ -309,20 +312,20 @@ func TestBilledIncludesInitAndRoundsUp(t *testing.T) {
 // cold; a renewal answered again brings the same sandboxes back.
 func TestNoLeaseNoInvocation(t *testing.T) {
 	h := newHarness(t, time.Minute, withLease(300*time.Millisecond))
-	if r := h.send(t, InvokeSubject("w1"), "kept", spec(time.Millisecond, time.Second), `{}`); r.Header.Get(HdrStatus) != StatusOK {
+	if r := h.send(t, wire.InvokeSubject("w1"), "kept", spec(time.Millisecond, time.Second), `{}`); r.Header.Get(wire.HdrStatus) != wire.StatusOK {
 		t.Fatalf("cold: %v", r.Header)
 	}
 	h.fake.set(func(f *fakePlacement) { f.silent = true })
 	waitFor(t, "the lease to run out", func() bool { ok, _ := h.w.mayStart(time.Now()); return !ok })
-	if r := h.send(t, WarmSubject(testKey), "", "", `{}`); r.Header.Get(HdrStatus) != StatusBusy {
+	if r := h.send(t, warmSubject(testKey), "", "", `{}`); r.Header.Get(wire.HdrStatus) != wire.StatusBusy {
 		t.Fatalf("a worker without a lease ran a warm invocation: %v", r.Header)
 	}
-	if r := h.send(t, InvokeSubject("w1"), "new", spec(time.Millisecond, time.Second), `{}`); r.Header.Get(HdrStatus) != StatusBusy || r.Header.Get(HdrErrorType) != "ServiceException" {
+	if r := h.send(t, wire.InvokeSubject("w1"), "new", spec(time.Millisecond, time.Second), `{}`); r.Header.Get(wire.HdrStatus) != wire.StatusBusy || r.Header.Get(wire.HdrErrorType) != "ServiceException" {
 		t.Fatalf("a worker without a lease started a cold sandbox: %v", r.Header)
 	}
 	h.fake.set(func(f *fakePlacement) { f.silent = false })
 	waitFor(t, "the lease back", func() bool { ok, _ := h.w.mayStart(time.Now()); return ok })
-	if r := h.send(t, WarmSubject(testKey), "", "", `{}`); r.Header.Get(HdrStatus) != StatusOK || r.Header.Get(HdrSandbox) != "kept" {
+	if r := h.send(t, warmSubject(testKey), "", "", `{}`); r.Header.Get(wire.HdrStatus) != wire.StatusOK || r.Header.Get(wire.HdrSandbox) != "kept" {
 		t.Fatalf("same incarnation: the sandbox should serve again: %v", r.Header)
 	}
 }
@@ -333,15 +336,15 @@ func TestNoLeaseNoInvocation(t *testing.T) {
 func TestInvocationFencedAtLeaseExpiry(t *testing.T) {
 	h := newHarness(t, time.Minute, withLease(400*time.Millisecond))
 	recs := make(chan api.Record, 16)
-	sub, _ := h.nc.Subscribe(SubjectRecords, func(m *nats.Msg) {
-		for _, r := range SplitRecords(m.Data) {
+	sub, _ := h.nc.Subscribe(wire.SubjectRecords, func(m *nats.Msg) {
+		for _, r := range wire.SplitRecords(m.Data) {
 			recs <- r
 		}
 	})
 	defer sub.Unsubscribe()
 	h.nc.Flush()
 	done := make(chan *nats.Msg, 1)
-	go func() { done <- h.send(t, InvokeSubject("w1"), "long", spec(3*time.Second, 10*time.Second), `{}`) }()
+	go func() { done <- h.send(t, wire.InvokeSubject("w1"), "long", spec(3*time.Second, 10*time.Second), `{}`) }()
 	waitFor(t, "the invocation to run", func() bool { return h.w.Stats().Busy == 1 })
 	h.fake.set(func(f *fakePlacement) { f.silent = true })
 	expiry := h.w.lease.expiry()
@@ -351,7 +354,7 @@ func TestInvocationFencedAtLeaseExpiry(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no answer for a fenced invocation")
 	}
-	if r.Header.Get(HdrStatus) != StatusError || r.Header.Get(HdrErrorType) != "ServiceException" || !strings.Contains(r.Header.Get(HdrError), "fenced") {
+	if r.Header.Get(wire.HdrStatus) != wire.StatusError || r.Header.Get(wire.HdrErrorType) != "ServiceException" || !strings.Contains(r.Header.Get(wire.HdrError), "fenced") {
 		t.Fatalf("fenced invocation answered %v %q", r.Header, r.Data)
 	}
 	var rec api.Record
@@ -378,17 +381,17 @@ func TestInvocationFencedAtLeaseExpiry(t *testing.T) {
 // grant for the old incarnation is refused.
 func TestNewIncarnationVoidsSandboxes(t *testing.T) {
 	h := newHarness(t, time.Minute, withLease(400*time.Millisecond))
-	if r := h.send(t, InvokeSubject("w1"), "old", spec(time.Millisecond, time.Second), `{}`); r.Header.Get(HdrStatus) != StatusOK {
+	if r := h.send(t, wire.InvokeSubject("w1"), "old", spec(time.Millisecond, time.Second), `{}`); r.Header.Get(wire.HdrStatus) != wire.StatusOK {
 		t.Fatalf("cold: %v", r.Header)
 	}
 	h.fake.set(func(f *fakePlacement) { f.inc = 8 })
 	waitFor(t, "the new incarnation", func() bool { return h.w.lease.incarnation() == 8 && h.w.Stats().Idle == 0 })
-	m := nats.NewMsg(InvokeSubject("w1"))
-	for k, v := range map[string]string{HdrRequestID: "r", HdrAccount: testKey.Account, HdrFunction: testKey.Function, HdrVersion: testKey.Version, HdrSpec: spec(0, time.Second), HdrSandbox: "stale", HdrWorkerInc: "7"} {
+	m := nats.NewMsg(wire.InvokeSubject("w1"))
+	for k, v := range map[string]string{wire.HdrRequestID: "r", wire.HdrAccount: testKey.Account, wire.HdrFunction: testKey.Function, wire.HdrVersion: testKey.Version, wire.HdrSpec: spec(0, time.Second), wire.HdrSandbox: "stale", wire.HdrWorkerInc: "7"} {
 		m.Header.Set(k, v)
 	}
 	r, err := h.nc.RequestMsg(m, 5*time.Second)
-	if err != nil || r.Header.Get(HdrErrorType) != "AccessDeniedException" {
+	if err != nil || r.Header.Get(wire.HdrErrorType) != "AccessDeniedException" {
 		t.Fatalf("grant for the old incarnation: %v %v", err, r)
 	}
 }
@@ -399,8 +402,8 @@ func TestColdStartNeedsPlacementsSignature(t *testing.T) {
 	key := []byte("grant-key")
 	h := newHarness(t, time.Minute, func(c *Config, f *fakePlacement) { c.GrantKey = key })
 	send := func(id, token string) *nats.Msg {
-		m := nats.NewMsg(InvokeSubject("w1"))
-		for k, v := range map[string]string{HdrRequestID: "r", HdrAccount: testKey.Account, HdrFunction: testKey.Function, HdrVersion: testKey.Version, HdrSpec: spec(0, time.Second), HdrSandbox: id, HdrWorkerInc: "7", HdrGranted: "42", HdrGrantToken: token} {
+		m := nats.NewMsg(wire.InvokeSubject("w1"))
+		for k, v := range map[string]string{wire.HdrRequestID: "r", wire.HdrAccount: testKey.Account, wire.HdrFunction: testKey.Function, wire.HdrVersion: testKey.Version, wire.HdrSpec: spec(0, time.Second), wire.HdrSandbox: id, wire.HdrWorkerInc: "7", wire.HdrGranted: "42", wire.HdrGrantToken: token} {
 			m.Header.Set(k, v)
 		}
 		r, err := h.nc.RequestMsg(m, 5*time.Second)
@@ -409,14 +412,14 @@ func TestColdStartNeedsPlacementsSignature(t *testing.T) {
 		}
 		return r
 	}
-	if r := send("forged", "00"); r.Header.Get(HdrErrorType) != "AccessDeniedException" {
+	if r := send("forged", "00"); r.Header.Get(wire.HdrErrorType) != "AccessDeniedException" {
 		t.Fatalf("forged grant answered %v", r.Header)
 	}
-	good := placement.GrantToken(key, &placement.Sandbox{ID: "real", Account: testKey.Account, Function: testKey.Function, Version: testKey.Version, Worker: "w1", WorkerInc: 7, CreatedNs: 42})
-	if r := send("real", good); r.Header.Get(HdrStatus) != StatusOK {
+	good := wire.GrantToken(key, &wire.Sandbox{ID: "real", Account: testKey.Account, Function: testKey.Function, Version: testKey.Version, Worker: "w1", WorkerInc: 7, CreatedNs: 42})
+	if r := send("real", good); r.Header.Get(wire.HdrStatus) != wire.StatusOK {
 		t.Fatalf("signed grant answered %v", r.Header)
 	}
-	if r := send("other", good); r.Header.Get(HdrErrorType) != "AccessDeniedException" {
+	if r := send("other", good); r.Header.Get(wire.HdrErrorType) != "AccessDeniedException" {
 		t.Fatalf("a token replayed for another sandbox answered %v", r.Header)
 	}
 }

@@ -1,7 +1,6 @@
 package worker
 
 import (
-	"bytes"
 	"encoding/json"
 	"sync"
 	"time"
@@ -9,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/coldstart-dev/coldstart/internal/api"
+	"github.com/coldstart-dev/coldstart/wire"
 )
 
 // recordBatcher publishes invocation records in batches: one NATS message
@@ -66,7 +66,7 @@ func (b *recordBatcher) flushLocked() {
 	if b.n == 0 {
 		return
 	}
-	_ = b.nc.Publish(SubjectRecords, b.buf)
+	_ = b.nc.Publish(wire.SubjectRecords, b.buf)
 	b.buf, b.n = nil, 0
 }
 
@@ -76,17 +76,4 @@ func (b *recordBatcher) stop() {
 	defer b.mu.Unlock()
 	b.flushLocked()
 	b.done = true
-}
-
-// SplitRecords decodes one records message (newline-separated JSON). Lines
-// that do not decode are skipped: a reader must not die on garbage.
-func SplitRecords(data []byte) []api.Record {
-	var out []api.Record
-	for _, line := range bytes.Split(data, []byte{'\n'}) {
-		var r api.Record
-		if len(line) > 0 && json.Unmarshal(line, &r) == nil {
-			out = append(out, r)
-		}
-	}
-	return out
 }

@@ -12,8 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/coldstart-dev/coldstart/internal/api"
-	"github.com/coldstart-dev/coldstart/placement"
 	"github.com/coldstart-dev/coldstart/quota"
+	"github.com/coldstart-dev/coldstart/wire"
 	"github.com/coldstart-dev/coldstart/worker/pool"
 )
 
@@ -32,7 +32,7 @@ type syntheticPayload struct {
 
 const maxDurationMs = 901_000
 
-func (n *Node) plan(spec *Spec, payload []byte) invocation {
+func (n *Node) plan(spec *wire.Spec, payload []byte) invocation {
 	inv := invocation{}
 	// Decode only payloads that mention a control field: the common case
 	// stays a byte scan.
@@ -58,8 +58,8 @@ func (n *Node) plan(spec *Spec, payload []byte) invocation {
 // run executes one invocation on sb (busy) and replies to the gateway. gen
 // is the lease generation it started in; fenced is closed when the lease
 // runs out under it.
-func (n *Node) run(m *nats.Msg, sb *pool.Sandbox, spec *Spec, cold bool, received time.Time, gen uint64, fenced <-chan struct{}) {
-	reqID := m.Header.Get(HdrRequestID)
+func (n *Node) run(m *nats.Msg, sb *pool.Sandbox, spec *wire.Spec, cold bool, received time.Time, gen uint64, fenced <-chan struct{}) {
+	reqID := m.Header.Get(wire.HdrRequestID)
 	var initDur time.Duration
 	if cold {
 		n.mu.Lock()
@@ -102,40 +102,40 @@ func (n *Node) run(m *nats.Msg, sb *pool.Sandbox, spec *Spec, cold bool, receive
 		GBs: float64(billed) / 1000 * float64(spec.MemoryMB) / 1024, Outcome: api.OutcomeOK,
 	}
 	if cold {
-		rec.GrantedNs, _ = strconv.ParseInt(m.Header.Get(HdrGranted), 10, 64)
+		rec.GrantedNs, _ = strconv.ParseInt(m.Header.Get(wire.HdrGranted), 10, 64)
 	}
 	r := nats.NewMsg(m.Reply)
 	h := r.Header
-	h.Set(HdrStatus, StatusOK)
-	h.Set(HdrWorker, n.cfg.ID)
-	h.Set(HdrSandbox, sb.ID)
-	h.Set(HdrCold, strconv.FormatBool(cold))
-	h.Set(HdrInitMs, strconv.FormatFloat(rec.InitMs, 'f', 2, 64))
-	h.Set(HdrDurMs, strconv.FormatFloat(rec.DurationMs, 'f', 2, 64))
-	h.Set(HdrBilledMs, strconv.FormatInt(billed, 10))
+	h.Set(wire.HdrStatus, wire.StatusOK)
+	h.Set(wire.HdrWorker, n.cfg.ID)
+	h.Set(wire.HdrSandbox, sb.ID)
+	h.Set(wire.HdrCold, strconv.FormatBool(cold))
+	h.Set(wire.HdrInitMs, strconv.FormatFloat(rec.InitMs, 'f', 2, 64))
+	h.Set(wire.HdrDurMs, strconv.FormatFloat(rec.DurationMs, 'f', 2, 64))
+	h.Set(wire.HdrBilledMs, strconv.FormatInt(billed, 10))
 	switch {
 	case timedOut:
 		rec.Outcome = api.OutcomeTimeout
-		h.Set(HdrFuncError, "Unhandled")
+		h.Set(wire.HdrFuncError, "Unhandled")
 		r.Data, _ = json.Marshal(map[string]string{"errorType": "Sandbox.Timedout", "errorMessage": fmt.Sprintf("RequestId: %s Error: Task timed out after %.2f seconds", reqID, timeout.Seconds())})
 		n.m.errors.Inc()
 	case inv.fail != "":
 		rec.Outcome = api.OutcomeError
-		h.Set(HdrFuncError, "Unhandled")
+		h.Set(wire.HdrFuncError, "Unhandled")
 		r.Data, _ = json.Marshal(map[string]string{"errorType": "errorString", "errorMessage": inv.fail})
 		n.m.errors.Inc()
 	default:
 		r.Data = m.Data // the synthetic handler echoes its event
 	}
 	// The log lines are built only when someone reads them.
-	if tail := m.Header.Get(HdrLogTail) == "tail"; tail || n.cfg.LogInvocations {
+	if tail := m.Header.Get(wire.HdrLogTail) == "tail"; tail || n.cfg.LogInvocations {
 		logs := reportLines(rec, spec.MemoryMB, timedOut, timeout)
 		if tail {
 			t := logs
 			if len(t) > 4096 {
 				t = t[len(t)-4096:]
 			}
-			h.Set(HdrLogTail, base64.StdEncoding.EncodeToString([]byte(t)))
+			h.Set(wire.HdrLogTail, base64.StdEncoding.EncodeToString([]byte(t)))
 		}
 		if n.cfg.LogInvocations {
 			n.log.Info(logs)
@@ -172,26 +172,26 @@ func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond)
 // sandbox is reset, the result never delivered, the caller told with a
 // typed 5xx, and the record ends at the lease's expiry, when the platform
 // stopped counting it.
-func (n *Node) fence(m *nats.Msg, sb *pool.Sandbox, spec *Spec, cold bool, received, start, lapsed time.Time, initDur time.Duration) {
+func (n *Node) fence(m *nats.Msg, sb *pool.Sandbox, spec *wire.Spec, cold bool, received, start, lapsed time.Time, initDur time.Duration) {
 	n.m.fenced.Inc()
 	n.finish(sb, true)
 	if start.After(lapsed) {
 		start = lapsed // the cold start itself was cut short
 	}
 	rec := api.Record{
-		RequestID: m.Header.Get(HdrRequestID), Account: sb.Key.Account, Function: sb.Key.Function, Version: sb.Key.Version,
+		RequestID: m.Header.Get(wire.HdrRequestID), Account: sb.Key.Account, Function: sb.Key.Function, Version: sb.Key.Version,
 		Sandbox: sb.ID, Worker: n.cfg.ID, ReceivedNs: received.UnixNano(), StartNs: start.UnixNano(), EndNs: lapsed.UnixNano(),
 		ReleasedNs: lapsed.UnixNano(), Cold: cold, InitMs: ms(initDur), DurationMs: ms(lapsed.Sub(start)), MemoryMB: spec.MemoryMB,
 		Outcome: api.OutcomeFenced,
 	}
 	if cold {
-		rec.GrantedNs, _ = strconv.ParseInt(m.Header.Get(HdrGranted), 10, 64)
+		rec.GrantedNs, _ = strconv.ParseInt(m.Header.Get(wire.HdrGranted), 10, 64)
 	}
-	n.replyStatus(m, StatusError, "ServiceException", "the invocation was fenced: worker "+n.cfg.ID+" lost its lease from placement while it ran, and its result is discarded")
+	n.replyStatus(m, wire.StatusError, "ServiceException", "the invocation was fenced: worker "+n.cfg.ID+" lost its lease from placement while it ran, and its result is discarded")
 	n.records.add(rec)
 }
 
 // inScope reports whether an idle sandbox of k may be reclaimed for q.
-func inScope(k pool.Key, q placement.IdleQuery, reserved map[string]bool) bool {
+func inScope(k pool.Key, q wire.IdleQuery, reserved map[string]bool) bool {
 	return quota.InScope(quota.Idle{Account: k.Account, Function: k.Function, Reserved: reserved[k.Function]}, q.Account, q.Function, q.Scope)
 }

@@ -32,7 +32,7 @@ import (
 	"github.com/coldstart-dev/coldstart/internal/natsutil"
 	"github.com/coldstart-dev/coldstart/internal/secret"
 	"github.com/coldstart-dev/coldstart/placement"
-	"github.com/coldstart-dev/coldstart/worker"
+	"github.com/coldstart-dev/coldstart/wire"
 )
 
 // TestProcessChaosDrill is the chaos drill of internal/testcluster
@@ -388,7 +388,7 @@ func TestProcessChaosDrill(t *testing.T) {
 	}
 
 	// The replicas agree: same digest at the same applied index.
-	var views map[string]*placement.Snapshot
+	var views map[string]*wire.Snapshot
 	if err := waitFor(10*time.Second, func() bool {
 		views = replicaViews(reader, len(pids))
 		if len(views) != len(pids) {
@@ -600,8 +600,8 @@ func newDrillRecorder(url string, sec []byte) (*drillRecorder, error) {
 		return nil, err
 	}
 	r := &drillRecorder{nc: nc}
-	sub, err := nc.Subscribe(worker.SubjectRecords, func(m *nats.Msg) {
-		recs := worker.SplitRecords(m.Data)
+	sub, err := nc.Subscribe(wire.SubjectRecords, func(m *nats.Msg) {
+		recs := wire.SplitRecords(m.Data)
 		r.mu.Lock()
 		r.recs = append(r.recs, recs...)
 		r.mu.Unlock()
@@ -734,12 +734,12 @@ func soleLeader(admin map[string]string) string {
 	return lead
 }
 
-func readSnapshot(nc *nats.Conn) (*placement.Snapshot, error) {
-	m, err := nc.Request(placement.SubjectRead, []byte(`{"op":"`+placement.OpSnapshot+`"}`), time.Second)
+func readSnapshot(nc *nats.Conn) (*wire.Snapshot, error) {
+	m, err := nc.Request(wire.SubjectRead, []byte(`{"op":"`+wire.OpSnapshot+`"}`), time.Second)
 	if err != nil {
 		return nil, err
 	}
-	var resp placement.Response
+	var resp wire.Response
 	if err := json.Unmarshal(m.Data, &resp); err != nil {
 		return nil, err
 	}
@@ -753,8 +753,8 @@ func readSnapshot(nc *nats.Conn) (*placement.Snapshot, error) {
 // subject is served by one node of a queue group at random, so it asks
 // until every node answered (40 asks miss one of 3 nodes with odds under
 // 1e-6).
-func replicaViews(nc *nats.Conn, nodes int) map[string]*placement.Snapshot {
-	views := map[string]*placement.Snapshot{}
+func replicaViews(nc *nats.Conn, nodes int) map[string]*wire.Snapshot {
+	views := map[string]*wire.Snapshot{}
 	for i := 0; i < 40 && len(views) < nodes; i++ {
 		if s, err := readSnapshot(nc); err == nil {
 			views[s.Node] = s

@@ -11,6 +11,7 @@ import (
 
 	"github.com/coldstart-dev/coldstart/internal/membership"
 	"github.com/coldstart-dev/coldstart/internal/secret"
+	"github.com/coldstart-dev/coldstart/wire"
 )
 
 // NATS roles. The three node roles are membership's; RoleTool is a
@@ -61,10 +62,10 @@ func ValidID(id string) error {
 
 // Permissions is the subject table of node id of role, or nil for an
 // unknown role or an invalid id. It is the one place the cluster's trust
-// boundary is written down; each entry names what needs it. Subjects are
-// spelled out rather than taken from placement and worker (which this
-// package may not import); TestPermissionsMatchProtocol checks them
-// against those packages' subject functions.
+// boundary is written down; each entry names what needs it. Plain
+// subjects are wire's constants; patterns with wildcards are spelled out,
+// and the tests check them against wire's subject functions on a real
+// server.
 func Permissions(role, id string) *server.Permissions {
 	if ValidID(id) != nil {
 		return nil
@@ -73,10 +74,10 @@ func Permissions(role, id string) *server.Permissions {
 	switch role {
 	case RolePlacement:
 		// Placement is the control plane: it serves cs.placement.leader,
-		// .read, .worker.*.* and .gateway.*.*, publishes
+		// .read, .node.<id>, .worker.*.* and .gateway.*.*, publishes
 		// cs.placement.events and asks workers on cs.worker.<id>.<op>
-		// (idle, retire, drop, stats). No role uses JetStream, so there is
-		// no $JS grant.
+		// (retire, drop). No role uses JetStream, so there is no $JS
+		// grant.
 		return &server.Permissions{
 			Publish:   allow("cs.>"),
 			Subscribe: allow("cs.>", inbox),
@@ -85,32 +86,32 @@ func Permissions(role, id string) *server.Permissions {
 	case RoleGateway:
 		return &server.Permissions{
 			Publish: allow(
-				"cs.placement.leader",           // placement.Client.Do, ReadLeader: writes, create_sandbox, suspect, fresh snapshots
-				"cs.placement.read",             // placement.Client.Read: snapshots from any placement node
-				"cs.placement.node.*",           // placement.Client.ReadNode: each node's own snapshot (status)
-				"cs.placement.gateway."+id+".>", // placement.GatewayOpSubject: its own ops (cancel)
-				"cs.warm.>",                     // worker.WarmSubject: warm invokes, any idle sandbox
-				"cs.worker.*.invoke",            // worker.InvokeSubject: cold invokes on a sandbox placement granted
-				"cs.worker.*.stats",             // status page: every worker's stats
-				"cs.records", "cs.records.>",    // records of the throttled invocations it answers
+				wire.SubjectLeader,                            // placement.Client.Do, ReadLeader: writes, create_sandbox, suspect, fresh snapshots
+				wire.SubjectRead,                              // placement.Client.Read: snapshots from any placement node
+				wire.SubjectNodeRead+".*",                     // placement.Client.ReadNode: each node's own snapshot (status)
+				"cs.placement.gateway."+id+".>",               // wire.GatewayOpSubject: its own ops (create_sandbox, cancel, suspect)
+				"cs.warm.>",                                   // wire.WarmSubject: warm invokes, any idle sandbox
+				"cs.worker.*.invoke",                          // wire.InvokeSubject: cold invokes on a sandbox placement granted
+				"cs.worker.*.stats",                           // wire.WorkerStats: every worker's stats (status page)
+				wire.SubjectRecords, wire.SubjectRecords+".>", // records of the throttled invocations it answers
 			),
 			Subscribe: allow(
-				"cs.placement.events",        // cache invalidation
-				"cs.records", "cs.records.>", // /coldstart/v1/records streams them to the CLI
+				wire.SubjectEvents,                            // cache invalidation
+				wire.SubjectRecords, wire.SubjectRecords+".>", // /coldstart/v1/records streams them to the CLI
 				inbox,
 			),
 		}
 	case RoleWorker:
 		pub := []string{
-			"cs.placement.worker." + id + ".>", // placement.WorkerOpSubject: release, reconcile, renew
-			"cs.records", "cs.records.>",       // worker.SubjectRecords: finished invocations
+			"cs.placement.worker." + id + ".>",              // wire.WorkerOpSubject: renew, release, reconcile, idle
+			wire.SubjectRecords, wire.SubjectRecords + ".>", // finished invocations
 		}
 		return &server.Permissions{
 			Publish: allow(pub...),
 			Subscribe: allow(
-				"cs.warm.>",           // worker.WarmSubject: its idle sandboxes (queue group)
-				"cs.worker."+id+".>",  // worker.InvokeSubject and placement.WorkerSubject: invoke, idle, retire, drop, stats
-				"cs.placement.events", // placement's change notices
+				"cs.warm.>",          // wire.WarmSubject: its idle sandboxes (queue group)
+				"cs.worker."+id+".>", // wire.WorkerSubject: invoke, retire, drop, stats
+				wire.SubjectEvents,   // placement's change notices
 				inbox,
 			),
 			Response: responses(), // answers to invokes and placement's and gateways' queries
@@ -118,7 +119,7 @@ func Permissions(role, id string) *server.Permissions {
 	case RoleTool:
 		return &server.Permissions{
 			Publish:   &server.SubjectPermission{Deny: []string{">"}},
-			Subscribe: allow("cs.records", "cs.records.>", inbox),
+			Subscribe: allow(wire.SubjectRecords, wire.SubjectRecords+".>", inbox),
 		}
 	}
 	return nil

@@ -14,14 +14,12 @@ import (
 
 	"github.com/coldstart-dev/coldstart/internal/natsutil"
 	"github.com/coldstart-dev/coldstart/internal/secret"
-	"github.com/coldstart-dev/coldstart/placement"
-	"github.com/coldstart-dev/coldstart/worker"
-	"github.com/coldstart-dev/coldstart/worker/pool"
+	"github.com/coldstart-dev/coldstart/wire"
 )
 
 const wait = 5 * time.Second
 
-var warmKey = pool.Key{Account: "123456789012", Function: "f", Version: "$LATEST"}
+var warmSubject = wire.WarmSubject("123456789012", "f", "$LATEST")
 
 type authServer struct {
 	url    string
@@ -227,28 +225,28 @@ func TestGatewayCannotPublishToWorkersOrAsWorker(t *testing.T) {
 	sp := s.spy(t)
 	g := s.connect(t, natsutil.RoleGateway, "g1")
 	for _, subj := range []string{
-		placement.WorkerOpSubject("w1", placement.OpRelease),
-		placement.WorkerSubject("w1", "retire"),
-		placement.WorkerSubject("w1", "idle"),
-		placement.WorkerSubject("w1", "drop"),
-		placement.GatewayOpSubject("g2", placement.OpCancel),
-		placement.SubjectEvents,
+		wire.WorkerOpSubject("w1", wire.OpRelease),
+		wire.WorkerSubject("w1", wire.WorkerRetire),
+		wire.WorkerSubject("w1", "idle"),
+		wire.WorkerSubject("w1", wire.WorkerDrop),
+		wire.GatewayOpSubject("g2", wire.OpCancel),
+		wire.SubjectEvents,
 	} {
-		if sp.published(t, g, subj, worker.SubjectRecords) {
+		if sp.published(t, g, subj, wire.SubjectRecords) {
 			t.Errorf("gateway g1 published on %s", subj)
 		}
 		g.violation(t, subj)
 	}
 	for _, subj := range []string{
-		placement.SubjectLeader,
-		placement.SubjectRead,
-		placement.GatewayOpSubject("g1", placement.OpCancel),
-		worker.WarmSubject(warmKey),
-		worker.InvokeSubject("w1"),
-		placement.WorkerSubject("w1", "stats"),
-		worker.SubjectRecords,
+		wire.SubjectLeader,
+		wire.SubjectRead,
+		wire.GatewayOpSubject("g1", wire.OpCancel),
+		warmSubject,
+		wire.InvokeSubject("w1"),
+		wire.WorkerSubject("w1", wire.WorkerStats),
+		wire.SubjectRecords,
 	} {
-		if !sp.published(t, g, subj, worker.SubjectRecords) {
+		if !sp.published(t, g, subj, wire.SubjectRecords) {
 			t.Errorf("gateway g1 could not publish on %s", subj)
 		}
 	}
@@ -260,43 +258,43 @@ func TestWorkerIsConfinedToItsOwnSubjects(t *testing.T) {
 	p := s.connect(t, natsutil.RolePlacement, "p1")
 	w := s.connect(t, natsutil.RoleWorker, "w1")
 	for _, subj := range []string{
-		placement.WorkerOpSubject("w2", placement.OpReconcile),
-		placement.WorkerOpSubject("w2", placement.OpRelease),
-		placement.GatewayOpSubject("g1", placement.OpCancel),
-		placement.SubjectRead,
-		placement.SubjectEvents,
-		worker.InvokeSubject("w2"),
-		placement.WorkerSubject("w2", "retire"),
-		worker.WarmSubject(warmKey),
+		wire.WorkerOpSubject("w2", wire.OpReconcile),
+		wire.WorkerOpSubject("w2", wire.OpRelease),
+		wire.GatewayOpSubject("g1", wire.OpCancel),
+		wire.SubjectRead,
+		wire.SubjectEvents,
+		wire.InvokeSubject("w2"),
+		wire.WorkerSubject("w2", wire.WorkerRetire),
+		warmSubject,
 	} {
-		if sp.published(t, w, subj, worker.SubjectRecords) {
+		if sp.published(t, w, subj, wire.SubjectRecords) {
 			t.Errorf("worker w1 published on %s", subj)
 		}
 		w.violation(t, subj)
 	}
 	for _, subj := range []string{
-		placement.WorkerOpSubject("w1", placement.OpRelease),
-		placement.WorkerOpSubject("w1", placement.OpReconcile),
-		placement.WorkerOpSubject("w1", placement.OpRenew),
-		worker.SubjectRecords,
+		wire.WorkerOpSubject("w1", wire.OpRelease),
+		wire.WorkerOpSubject("w1", wire.OpReconcile),
+		wire.WorkerOpSubject("w1", wire.OpRenew),
+		wire.SubjectRecords,
 	} {
-		if !sp.published(t, w, subj, worker.SubjectRecords) {
+		if !sp.published(t, w, subj, wire.SubjectRecords) {
 			t.Errorf("worker w1 could not publish on %s", subj)
 		}
 	}
-	if sp.published(t, w, placement.SubjectLeader, worker.SubjectRecords) {
+	if sp.published(t, w, wire.SubjectLeader, wire.SubjectRecords) {
 		t.Error("worker w1 published on the leader subject")
 	}
 
 	// Subscriptions: its own subjects, not another worker's, not replies
 	// meant for others.
-	marker := placement.SubjectEvents
+	marker := wire.SubjectEvents
 	for _, tc := range []struct{ filter, subject string }{
-		{"cs.worker.w2.>", placement.WorkerSubject("w2", "retire")},
-		{worker.InvokeSubject("w2"), worker.InvokeSubject("w2")},
-		{placement.SubjectWorkerOps, placement.WorkerOpSubject("w2", placement.OpRelease)},
-		{placement.SubjectLeader, placement.SubjectLeader},
-		{worker.SubjectRecords, worker.SubjectRecords},
+		{"cs.worker.w2.>", wire.WorkerSubject("w2", wire.WorkerRetire)},
+		{wire.InvokeSubject("w2"), wire.InvokeSubject("w2")},
+		{wire.SubjectWorkerOps, wire.WorkerOpSubject("w2", wire.OpRelease)},
+		{wire.SubjectLeader, wire.SubjectLeader},
+		{wire.SubjectRecords, wire.SubjectRecords},
 	} {
 		if s.subscribed(t, p, w, tc.filter, tc.subject, marker) {
 			t.Errorf("worker w1 received %s through a subscription on %s", tc.subject, tc.filter)
@@ -304,9 +302,9 @@ func TestWorkerIsConfinedToItsOwnSubjects(t *testing.T) {
 		w.violation(t, tc.filter)
 	}
 	for _, tc := range []struct{ filter, subject string }{
-		{"cs.worker.w1.>", placement.WorkerSubject("w1", "retire")},
-		{worker.InvokeSubject("w1"), worker.InvokeSubject("w1")},
-		{worker.WarmSubject(warmKey), worker.WarmSubject(warmKey)},
+		{"cs.worker.w1.>", wire.WorkerSubject("w1", wire.WorkerRetire)},
+		{wire.InvokeSubject("w1"), wire.InvokeSubject("w1")},
+		{warmSubject, warmSubject},
 	} {
 		if !s.subscribed(t, p, w, tc.filter, tc.subject, marker) {
 			t.Errorf("worker w1 did not receive %s on %s", tc.subject, tc.filter)
@@ -323,9 +321,9 @@ func TestRepliesCannotBeSnooped(t *testing.T) {
 	g2 := s.connect(t, natsutil.RoleGateway, "g2")
 	// Placement answers, then announces an event: g2 receives the event,
 	// so the answer, had g2 been allowed to see it, arrived before it.
-	if _, err := p.nc.Subscribe(placement.SubjectRead, func(m *nats.Msg) {
+	if _, err := p.nc.Subscribe(wire.SubjectRead, func(m *nats.Msg) {
 		m.Respond([]byte("answer"))
-		p.nc.Publish(placement.SubjectEvents, []byte("event"))
+		p.nc.Publish(wire.SubjectEvents, []byte("event"))
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -336,12 +334,12 @@ func TestRepliesCannotBeSnooped(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		events, err := g2.nc.ChanSubscribe(placement.SubjectEvents, ch)
+		events, err := g2.nc.ChanSubscribe(wire.SubjectEvents, ch)
 		if err != nil {
 			t.Fatal(err)
 		}
 		g2.nc.Flush()
-		if m, err := g1.nc.Request(placement.SubjectRead, nil, wait); err != nil || string(m.Data) != "answer" {
+		if m, err := g1.nc.Request(wire.SubjectRead, nil, wait); err != nil || string(m.Data) != "answer" {
 			t.Fatalf("g1's request: %v %v", m, err)
 		}
 		select {
@@ -375,25 +373,25 @@ func TestRequestReply(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	echo(p, placement.SubjectWorkerOps, "")
-	echo(p, placement.SubjectLeader, "")
-	echo(p, placement.SubjectRead, "placement")
+	echo(p, wire.SubjectWorkerOps, "")
+	echo(p, wire.SubjectLeader, "")
+	echo(p, wire.SubjectRead, wire.QueueRead)
 	echo(w, "cs.worker.w1.>", "")
-	echo(w, worker.WarmSubject(warmKey), "warm")
+	echo(w, warmSubject, wire.QueueWarm)
 	for _, tc := range []struct {
 		from    *client
 		who     string
 		subject string
 	}{
-		{w, "worker", placement.WorkerOpSubject("w1", placement.OpRelease)},
-		{w, "worker", placement.WorkerOpSubject("w1", placement.OpRenew)},
-		{p, "placement", placement.WorkerSubject("w1", "idle")},
-		{p, "placement", placement.WorkerSubject("w1", "retire")},
-		{g, "gateway", worker.WarmSubject(warmKey)},
-		{g, "gateway", worker.InvokeSubject("w1")},
-		{g, "gateway", placement.WorkerSubject("w1", "stats")},
-		{g, "gateway", placement.SubjectLeader},
-		{g, "gateway", placement.SubjectRead},
+		{w, "worker", wire.WorkerOpSubject("w1", wire.OpRelease)},
+		{w, "worker", wire.WorkerOpSubject("w1", wire.OpRenew)},
+		{p, "placement", wire.WorkerSubject("w1", "idle")},
+		{p, "placement", wire.WorkerSubject("w1", wire.WorkerRetire)},
+		{g, "gateway", warmSubject},
+		{g, "gateway", wire.InvokeSubject("w1")},
+		{g, "gateway", wire.WorkerSubject("w1", wire.WorkerStats)},
+		{g, "gateway", wire.SubjectLeader},
+		{g, "gateway", wire.SubjectRead},
 	} {
 		m, err := tc.from.nc.Request(tc.subject, []byte("q"), wait)
 		if err != nil {
@@ -417,22 +415,22 @@ func TestResponsesOncePerRequest(t *testing.T) {
 	w := s.connect(t, natsutil.RoleWorker, "w1")
 	inbox := p.nc.NewRespInbox()
 	ch := make(chan *nats.Msg, 16)
-	for _, subj := range []string{inbox, inbox + ".x", worker.SubjectRecords} {
+	for _, subj := range []string{inbox, inbox + ".x", wire.SubjectRecords} {
 		if _, err := p.nc.ChanSubscribe(subj, ch); err != nil {
 			t.Fatal(err)
 		}
 	}
 	p.nc.Flush()
-	if _, err := w.nc.Subscribe(worker.InvokeSubject("w1"), func(m *nats.Msg) {
+	if _, err := w.nc.Subscribe(wire.InvokeSubject("w1"), func(m *nats.Msg) {
 		m.Respond([]byte("first"))
 		m.Respond([]byte("second"))
 		w.nc.Publish(m.Reply+".x", []byte("third"))
-		w.nc.Publish(worker.SubjectRecords, []byte("marker"))
+		w.nc.Publish(wire.SubjectRecords, []byte("marker"))
 	}); err != nil {
 		t.Fatal(err)
 	}
 	w.nc.Flush()
-	if err := p.nc.PublishRequest(worker.InvokeSubject("w1"), inbox, []byte("q")); err != nil {
+	if err := p.nc.PublishRequest(wire.InvokeSubject("w1"), inbox, []byte("q")); err != nil {
 		t.Fatal(err)
 	}
 	var got []string
@@ -455,15 +453,15 @@ func TestToolOnlyReadsRecords(t *testing.T) {
 	s := startAuthServer(t)
 	p := s.connect(t, natsutil.RolePlacement, "p1")
 	tool := s.connect(t, natsutil.RoleTool, "t1")
-	if !s.subscribed(t, p, tool, worker.SubjectRecords, worker.SubjectRecords, worker.SubjectRecords+".marker") {
+	if !s.subscribed(t, p, tool, wire.SubjectRecords, wire.SubjectRecords, wire.SubjectRecords+".marker") {
 		t.Error("tool did not receive records")
 	}
-	if s.subscribed(t, p, tool, placement.SubjectEvents, placement.SubjectEvents, worker.SubjectRecords) {
+	if s.subscribed(t, p, tool, wire.SubjectEvents, wire.SubjectEvents, wire.SubjectRecords) {
 		t.Error("tool received placement events")
 	}
-	tool.violation(t, placement.SubjectEvents)
-	tool.nc.Publish(placement.SubjectLeader, []byte("x"))
-	tool.violation(t, placement.SubjectLeader)
+	tool.violation(t, wire.SubjectEvents)
+	tool.nc.Publish(wire.SubjectLeader, []byte("x"))
+	tool.violation(t, wire.SubjectLeader)
 }
 
 func TestPermissionsTable(t *testing.T) {
@@ -486,7 +484,7 @@ func TestPermissionsTable(t *testing.T) {
 	}
 	// A worker's requests go on its own subjects only: the leader subject
 	// takes control-plane writes.
-	if slices.Contains(natsutil.Permissions(natsutil.RoleWorker, "w1").Publish.Allow, placement.SubjectLeader) {
+	if slices.Contains(natsutil.Permissions(natsutil.RoleWorker, "w1").Publish.Allow, wire.SubjectLeader) {
 		t.Error("a worker may publish on the leader subject")
 	}
 }

@@ -9,8 +9,7 @@ import (
 
 	"github.com/coldstart-dev/coldstart/internal/natsutil"
 	"github.com/coldstart-dev/coldstart/internal/testcluster"
-	"github.com/coldstart-dev/coldstart/placement"
-	"github.com/coldstart-dev/coldstart/worker"
+	"github.com/coldstart-dev/coldstart/wire"
 )
 
 // TestGarbageOnNATSSubjects: every internal subject answers garbage with a
@@ -23,13 +22,13 @@ func TestGarbageOnNATSSubjects(t *testing.T) {
 	// As a placement node: the one role allowed on every subject below.
 	nc := c.Client(natsutil.RolePlacement, "garbage")
 	junk := [][]byte{nil, []byte("\x00\xff"), []byte(`{"op":"create_sandbox"}`), []byte(`{"op":"nope"}`), []byte(`[1,2,3]`), []byte(`{"op":"create_function","function":{"name":""}}`)}
-	for _, subj := range []string{placement.SubjectLeader, placement.SubjectRead} {
+	for _, subj := range []string{wire.SubjectLeader, wire.SubjectRead} {
 		for _, j := range junk {
 			m, err := nc.Request(subj, j, 2*time.Second)
 			if err != nil {
 				t.Fatalf("%s %q: %v", subj, j, err)
 			}
-			var r placement.Response
+			var r wire.Response
 			if err := json.Unmarshal(m.Data, &r); err != nil {
 				t.Fatalf("%s %q: answer does not parse: %v", subj, j, err)
 			}
@@ -39,11 +38,11 @@ func TestGarbageOnNATSSubjects(t *testing.T) {
 		}
 	}
 	for _, j := range junk {
-		nc.Publish(placement.SubjectEvents, j)
-		nc.Publish(worker.SubjectRecords, j)
-		msg := nats.NewMsg(worker.InvokeSubject("worker-1"))
+		nc.Publish(wire.SubjectEvents, j)
+		nc.Publish(wire.SubjectRecords, j)
+		msg := nats.NewMsg(wire.InvokeSubject("worker-1"))
 		msg.Data = j
-		if m, err := nc.RequestMsg(msg, 2*time.Second); err != nil || m.Header.Get(worker.HdrStatus) != worker.StatusError {
+		if m, err := nc.RequestMsg(msg, 2*time.Second); err != nil || m.Header.Get(wire.HdrStatus) != wire.StatusError {
 			t.Fatalf("invoke garbage %q: %v %v", j, err, m)
 		}
 	}

@@ -29,7 +29,7 @@ import (
 	"github.com/coldstart-dev/coldstart/internal/secret"
 	"github.com/coldstart-dev/coldstart/placement"
 	"github.com/coldstart-dev/coldstart/quota"
-	"github.com/coldstart-dev/coldstart/worker"
+	"github.com/coldstart-dev/coldstart/wire"
 	"github.com/coldstart-dev/coldstart/worker/pool"
 )
 
@@ -343,8 +343,8 @@ func (c *Cluster) Records() *Recorder {
 	nc := c.Client(natsutil.RoleTool, "recorder")
 	var err error
 	r := &Recorder{nc: nc}
-	r.sub, err = nc.Subscribe(worker.SubjectRecords, func(m *nats.Msg) {
-		recs := worker.SplitRecords(m.Data)
+	r.sub, err = nc.Subscribe(wire.SubjectRecords, func(m *nats.Msg) {
+		recs := wire.SplitRecords(m.Data)
 		r.mu.Lock()
 		for _, rec := range recs {
 			// Throttles are kept apart: All and Len count invocations.

@@ -1,4 +1,4 @@
-package placement
+package wire
 
 import (
 	"crypto/hmac"
@@ -9,8 +9,8 @@ import (
 
 // GrantToken is placement's signature over a grant: the sandbox, what it was
 // granted for, and the worker incarnation it was placed on. A worker given a
-// key starts a cold sandbox only with a valid token, so nothing but
-// placement can make a worker create one.
+// key starts a cold sandbox only with a valid token (HdrGrantToken), so
+// nothing but placement can make a worker create one.
 func GrantToken(key []byte, sb *Sandbox) string {
 	if len(key) == 0 || sb == nil {
 		return ""

@@ -1,16 +1,17 @@
-package worker
+package wire
 
 import (
+	"bytes"
 	"encoding/json"
-	"strings"
 	"time"
 
-	"github.com/coldstart-dev/coldstart/worker/pool"
+	"github.com/coldstart-dev/coldstart/internal/api"
 	"github.com/coldstart-dev/coldstart/worker/synthetic"
 )
 
-// Headers of the invoke protocol between gateways and workers. The payload
-// travels as the NATS message body, untouched.
+// Headers of the invoke protocol between gateways and workers, on
+// WarmSubject and InvokeSubject. The payload travels as the NATS message
+// body, untouched.
 const (
 	HdrRequestID = "Cs-Req"
 	HdrAccount   = "Cs-Acct"
@@ -22,7 +23,11 @@ const (
 	HdrGranted   = "Cs-Granted" // cold invoke: Unix ns of the grant
 	HdrLogTail   = "Cs-Log"     // request: "tail"; reply: base64 log tail
 
-	HdrStatus    = "Cs-Status" // reply: ok | busy | error
+	// Cold invoke: placement's grant.
+	HdrWorkerInc  = "Cs-Winc"  // the worker incarnation the grant was placed on
+	HdrGrantToken = "Cs-Grant" // GrantToken over the grant
+
+	HdrStatus    = "Cs-Status" // reply: StatusOK | StatusBusy | StatusError
 	HdrFuncError = "Cs-Ferr"   // reply: function error kind (Unhandled)
 	HdrCold      = "Cs-Cold"
 	HdrInitMs    = "Cs-Init"
@@ -33,41 +38,14 @@ const (
 	HdrErrorType = "Cs-Etype"
 )
 
-// Reply statuses.
+// Reply statuses (HdrStatus).
 const (
-	StatusOK    = "ok"
+	StatusOK = "ok"
+	// StatusBusy: the worker started nothing (no idle sandbox left, or no
+	// lease); the gateway tries elsewhere.
 	StatusBusy  = "busy"
 	StatusError = "error"
 )
-
-// SubjectRecords carries finished-invocation records, as batches of
-// newline-separated api.Record JSON (see SplitRecords).
-const SubjectRecords = "cs.records"
-
-const queueWarm = "warm"
-
-// WarmSubject is the subject a worker subscribes to while it holds an idle
-// sandbox of k, so a gateway's request reaches an idle sandbox anywhere in
-// the cluster, or gets "no responders" when there is none.
-func WarmSubject(k pool.Key) string {
-	return "cs.warm." + k.Account + "." + k.Function + "." + token(k.Version)
-}
-
-// InvokeSubject addresses a worker directly (cold starts on a granted sandbox).
-func InvokeSubject(worker string) string { return "cs.worker." + worker + ".invoke" }
-
-var tokenReplacer = strings.NewReplacer("$", "", ".", "_", "*", "_", ">", "_")
-
-// token makes a version safe as a subject token; "$LATEST" is the common case.
-func token(v string) string {
-	if v == "$LATEST" {
-		return "LATEST"
-	}
-	if !strings.ContainsAny(v, "$.*>") {
-		return v
-	}
-	return tokenReplacer.Replace(v)
-}
 
 // Spec is what a worker needs to know about a function to run it; the
 // gateway sends it with every cold start, so workers hold no control-plane
@@ -90,4 +68,18 @@ type Spec struct {
 func EncodeSpec(s Spec) string {
 	b, _ := json.Marshal(s)
 	return string(b)
+}
+
+// SplitRecords decodes one message on SubjectRecords (newline-separated
+// api.Record JSON). Lines that do not decode are skipped: a reader must
+// not die on garbage.
+func SplitRecords(data []byte) []api.Record {
+	var out []api.Record
+	for _, line := range bytes.Split(data, []byte{'\n'}) {
+		var r api.Record
+		if len(line) > 0 && json.Unmarshal(line, &r) == nil {
+			out = append(out, r)
+		}
+	}
+	return out
 }
