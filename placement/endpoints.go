@@ -85,9 +85,11 @@ func (n *Node) handleWorkerOp(m *nats.Msg) {
 		return
 	}
 	if op == wire.OpIdle {
+		// A report from another incarnation than the ledger's (sent before
+		// a pause and delivered after it) describes sandboxes that are void.
 		var r wire.IdleReport
 		if err := json.Unmarshal(m.Data, &r); err == nil {
-			n.leases.setIdle(id, r)
+			n.onIdleReport(id, r)
 		}
 		return
 	}
@@ -115,6 +117,19 @@ func (n *Node) handleWorkerOp(m *nats.Msg) {
 		}
 		return wire.Response{Error: &wire.Error{Type: "InvalidRequestContentException", Message: "unknown worker op " + op}}
 	})
+}
+
+// onIdleReport takes a worker's idle report into the reclaim view, unless
+// it comes from another incarnation than the ledger's.
+func (n *Node) onIdleReport(worker string, r wire.IdleReport) {
+	current := false
+	n.fsm.Read(func(l *Ledger) {
+		w := l.s.Workers[worker]
+		current = w != nil && w.Incarnation == r.Incarnation
+	})
+	if current {
+		n.leases.setIdle(worker, r)
+	}
 }
 
 // handleGatewayOp serves cs.placement.gateway.<id>.<op>: grants requested

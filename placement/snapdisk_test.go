@@ -15,6 +15,11 @@ import (
 // startSingle starts a one-node placement cluster on its own NATS server.
 func startSingle(t *testing.T, dir string) (*Node, error) {
 	t.Helper()
+	return startSingleWith(t, dir, nil)
+}
+
+func startSingleWith(t *testing.T, dir string, opt func(*Config)) (*Node, error) {
+	t.Helper()
 	ns, err := natsutil.StartServer(natsutil.ServerConfig{})
 	if err != nil {
 		t.Fatal(err)
@@ -31,7 +36,11 @@ func startSingle(t *testing.T, dir string) (*Node, error) {
 	}
 	addr := l.Addr().String()
 	l.Close()
-	return Start(Config{ID: "p1", RaftAddr: addr, DataDir: dir, Peers: []Peer{{ID: "p1", Addr: addr}}, NATS: nc})
+	cfg := Config{ID: "p1", RaftAddr: addr, DataDir: dir, Peers: []Peer{{ID: "p1", Addr: addr}}, NATS: nc}
+	if opt != nil {
+		opt(&cfg)
+	}
+	return Start(cfg)
 }
 
 // TestCorruptSnapshotOnDiskRefusesToStart: a node whose only snapshot is

@@ -1,0 +1,220 @@
+package placement
+
+import (
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/coldstart-dev/coldstart/quota"
+	"github.com/coldstart-dev/coldstart/wire"
+)
+
+// fakeWorkers is the leader's view of the workers in these tests: it
+// records every request and retires what it is told to.
+type fakeWorkers struct {
+	mu      sync.Mutex
+	retires []wire.RetireRequest
+	drops   map[string][]string
+	refuse  bool
+}
+
+func (f *fakeWorkers) Retire(worker string, req wire.RetireRequest) (wire.RetireAnswer, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.retires = append(f.retires, req)
+	if f.refuse {
+		return wire.RetireAnswer{}, nil
+	}
+	return wire.RetireAnswer{OK: true, ID: req.ID}, nil
+}
+
+func (f *fakeWorkers) Drop(worker string, ids []string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.drops == nil {
+		f.drops = map[string][]string{}
+	}
+	f.drops[worker] = append(f.drops[worker], ids...)
+	return nil
+}
+
+func (f *fakeWorkers) count() int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.retires)
+}
+
+// leaderWith starts a one-node placement cluster whose workers are fw, with
+// an account limit, two functions and one registered worker.
+func leaderWith(t *testing.T, fw *fakeWorkers, limit int) *Node {
+	t.Helper()
+	n, err := startSingleWith(t, t.TempDir(), func(c *Config) { c.Workers = fw })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Shutdown() })
+	deadline := time.Now().Add(5 * time.Second)
+	for !n.isServing() {
+		if time.Now().After(deadline) {
+			t.Fatal("the single node never started serving as leader")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, err := n.apply(CmdSetAccountLimit, SetAccountLimit{Account: "a", Limit: limit}); err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range []string{"f", "g"} {
+		if _, err := n.apply(CmdCreateFunction, Function{Account: "a", Name: f, MemoryMB: 128, TimeoutMs: 3000}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if resp, ok := n.renew("w1", wire.Renew{Seq: 1, Capacity: 100}); !ok || resp.Lease == nil {
+		t.Fatalf("register w1: %+v", resp)
+	}
+	return n
+}
+
+func (n *Node) grantFor(t *testing.T, id, fn string) *Grant {
+	t.Helper()
+	resp := n.createSandbox(CreateSandbox{ID: id, Account: "a", Function: fn, Version: "$LATEST"})
+	if resp.Error != nil || resp.Grant == nil {
+		t.Fatalf("create_sandbox %s: %+v", id, resp)
+	}
+	return resp.Grant
+}
+
+func (n *Node) reportIdle(worker string, entries ...wire.IdleEntry) {
+	var inc uint64
+	n.fsm.Read(func(l *Ledger) { inc = l.s.Workers[worker].Incarnation })
+	keys := map[string]*wire.KeyIdle{}
+	r := wire.IdleReport{Incarnation: inc, Full: true}
+	for _, e := range entries {
+		k := keys[e.Function]
+		if k == nil {
+			k = &wire.KeyIdle{Account: e.Account, Function: e.Function, Version: e.Version}
+			keys[e.Function] = k
+		}
+		k.Count++
+		k.Idle = append(k.Idle, e)
+	}
+	for _, k := range keys {
+		r.Keys = append(r.Keys, *k)
+	}
+	n.leases.setIdle(worker, r)
+}
+
+func idle(id, fn string, lastUsed int64) wire.IdleEntry {
+	return wire.IdleEntry{ID: id, Account: "a", Function: fn, Version: "$LATEST", LastUsedNs: lastUsed}
+}
+
+// At the limit, the least recently used idle sandbox of another function
+// is retired for the new one, in one request to its worker; a retried
+// request with the same id retires nothing more.
+func TestLeaderReclaimsOnceAndRetriesRetireNothing(t *testing.T) {
+	fw := &fakeWorkers{}
+	n := leaderWith(t, fw, 2)
+	n.grantFor(t, "g1", "g")
+	n.grantFor(t, "g2", "g")
+	n.reportIdle("w1", idle("g1", "g", 20), idle("g2", "g", 10))
+	g := n.grantFor(t, "f1", "f")
+	if g.Sandbox == nil || fw.count() != 1 || fw.retires[0].ID != "g2" {
+		t.Fatalf("reclaim: grant %+v, retire requests %+v (want one, for the LRU g2)", g, fw.retires)
+	}
+	again := n.grantFor(t, "f1", "f")
+	if again.Sandbox == nil || *again.Sandbox != *g.Sandbox || fw.count() != 1 {
+		t.Fatalf("retry: %+v, retire requests %d (want the same sandbox and no new retire)", again, fw.count())
+	}
+	n.Read(func(l *Ledger) {
+		if l.AccountSandboxes("a") != 2 {
+			t.Fatalf("account holds %d sandboxes, want 2", l.AccountSandboxes("a"))
+		}
+	})
+}
+
+// An idle sandbox of the very function and version asking is never
+// reclaimed for it: the caller is sent back to the warm path.
+func TestLeaderSendsItsOwnFunctionBackToWarm(t *testing.T) {
+	fw := &fakeWorkers{}
+	n := leaderWith(t, fw, 2)
+	n.grantFor(t, "f1", "f")
+	n.grantFor(t, "g1", "g")
+	n.reportIdle("w1", idle("f1", "f", 10), idle("g1", "g", 5))
+	g := n.grantFor(t, "f2", "f")
+	if !g.Warm || g.Sandbox != nil || fw.count() != 0 {
+		t.Fatalf("own idle sandbox at the limit: %+v, %d retire requests (want warm, none)", g, fw.count())
+	}
+}
+
+// With nothing idle reported, a throttle asks no worker anything.
+func TestLeaderThrottlesWithoutFanOut(t *testing.T) {
+	fw := &fakeWorkers{}
+	n := leaderWith(t, fw, 1)
+	n.grantFor(t, "g1", "g")
+	g := n.grantFor(t, "f1", "f")
+	if g.Reason != quota.ReasonAccountConcurrency || g.Sandbox != nil || fw.count() != 0 {
+		t.Fatalf("throttle: %+v, %d retire requests (want none)", g, fw.count())
+	}
+}
+
+// A report from an incarnation the ledger has left behind is ignored.
+func TestLeaderIgnoresIdleReportsOfAStaleIncarnation(t *testing.T) {
+	fw := &fakeWorkers{}
+	n := leaderWith(t, fw, 1)
+	n.grantFor(t, "g1", "g")
+	var inc uint64
+	n.fsm.Read(func(l *Ledger) { inc = l.s.Workers["w1"].Incarnation })
+	n.leases.setIdle("w1", wire.IdleReport{Full: true}) // what a current report of nothing idle says
+	stale := wire.IdleReport{Incarnation: inc - 1, Full: true, Keys: []wire.KeyIdle{{Account: "a", Function: "g", Version: "$LATEST", Count: 1, Idle: []wire.IdleEntry{idle("g1", "g", 1)}}}}
+	n.onIdleReport("w1", stale)
+	if g := n.grantFor(t, "f1", "f"); g.Sandbox != nil || fw.count() != 0 {
+		t.Fatalf("a stale report was used: %+v, %d retire requests", g, fw.count())
+	}
+}
+
+// Lowering a limit asks the workers to drop exactly the excess.
+func TestLeaderTrimsTheExcess(t *testing.T) {
+	fw := &fakeWorkers{}
+	n := leaderWith(t, fw, 3)
+	for _, id := range []string{"s1", "s2", "s3"} {
+		n.grantFor(t, id, "f")
+	}
+	if _, err := n.apply(CmdSetAccountLimit, SetAccountLimit{Account: "a", Limit: 1}); err != nil {
+		t.Fatal(err)
+	}
+	n.trim("a")
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	if got := fw.drops["w1"]; len(got) != 2 {
+		t.Fatalf("trim asked w1 to drop %v, want the 2 newest", got)
+	}
+}
+
+// With a grant key, every grant carries a token that verifies for exactly
+// that sandbox on that worker incarnation.
+func TestLeaderSignsGrants(t *testing.T) {
+	key := []byte("k")
+	n, err := startSingleWith(t, t.TempDir(), func(c *Config) { c.GrantKey = key; c.Workers = &fakeWorkers{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Shutdown() })
+	for deadline := time.Now().Add(5 * time.Second); !n.isServing(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("never served")
+		}
+	}
+	if _, err := n.apply(CmdCreateFunction, Function{Account: "a", Name: "f", MemoryMB: 128, TimeoutMs: 3000}); err != nil {
+		t.Fatal(err)
+	}
+	n.renew("w1", wire.Renew{Seq: 1, Capacity: 10})
+	g := n.grantFor(t, "s1", "f")
+	sb := g.Sandbox
+	claim := wire.GrantClaim{ID: sb.ID, Account: sb.Account, Function: sb.Function, Version: sb.Version, Worker: sb.Worker, WorkerInc: sb.WorkerInc, CreatedNs: sb.CreatedNs}
+	if !wire.VerifyGrant(key, claim, g.Token) {
+		t.Fatalf("grant token does not verify: %+v", g)
+	}
+	claim.WorkerInc++
+	if wire.VerifyGrant(key, claim, g.Token) {
+		t.Fatal("the token verifies for another worker incarnation")
+	}
+}
