@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"sort"
 	"strings"
 	"testing"
@@ -160,7 +161,11 @@ func (m *model) step() {
 		if live := m.liveOf(acct); len(live) > 0 && m.src.intn(3) == 0 {
 			victims = []string{live[m.src.intn(len(live))]}
 		}
-		m.grant(CreateSandbox{ID: id, Account: acct, Function: fn, Version: "$LATEST", Now: m.now(), Release: victims, Requester: m.pick(modelGateways)})
+		var avoid []string
+		if m.src.intn(3) == 0 {
+			avoid = []string{m.pick(modelWorkers)}
+		}
+		m.grant(CreateSandbox{ID: id, Account: acct, Function: fn, Version: "$LATEST", Now: m.now(), Release: victims, Requester: m.pick(modelGateways), Avoid: avoid})
 	case op < 10: // a worker releases (its own, or another's by mistake)
 		w := m.pick(modelWorkers)
 		inc := m.workerInc(w)
@@ -282,6 +287,13 @@ func (m *model) grant(c CreateSandbox) {
 	}
 	if sb.Pool == quota.PoolUnreserved && (fn.HasReserved || a.Unreserved > quota.UnreservedCap(a)) {
 		m.t.Fatalf("step %d: grant %s put the unreserved pool at %d > %d", m.steps, sb.ID, a.Unreserved, quota.UnreservedCap(a))
+	}
+	if slices.Contains(c.Avoid, sb.Worker) {
+		for id, w := range m.l.s.Workers {
+			if id != sb.Worker && !slices.Contains(c.Avoid, id) && w.Alive && (w.Capacity == 0 || m.l.wkCount[id] < w.Capacity) {
+				m.t.Fatalf("step %d: grant %s on avoided worker %s while %s had room", m.steps, sb.ID, sb.Worker, id)
+			}
+		}
 	}
 	if w := m.l.s.Workers[sb.Worker]; w == nil || w.Incarnation != sb.WorkerInc {
 		m.t.Fatalf("step %d: grant %s on worker %s with incarnation %d (worker %+v)", m.steps, sb.ID, sb.Worker, sb.WorkerInc, w)
