@@ -234,6 +234,11 @@ func (g *Gateway) cold(ctx context.Context, msg *nats.Msg, k fnVersion, spec str
 		return nil, errService("invocation failed in transit: " + err.Error()), false
 	}
 	if reply.Header.Get(wire.HdrStatus) != wire.StatusOK {
+		if reply.Header.Get(wire.HdrErrorType) == "AccessDeniedException" {
+			// The worker refused the grant and created nothing: give it
+			// back rather than leave it counted until a reconcile.
+			go g.cancelGrant(gr.Sandbox.ID)
+		}
 		return nil, workerError(reply), false
 	}
 	g.m.cold.Inc()
@@ -248,24 +253,33 @@ const (
 	placementBudget = 600 * time.Millisecond
 	controlBudget   = 900 * time.Millisecond // writes without quorum fail within 1 s, like cold starts
 	cancelBudget    = 5 * time.Second
+	attemptBudget   = 300 * time.Millisecond
 )
 
 // askPlacement retries while placement is between leaders. The sandbox id
 // in the request makes a retry that follows a lost answer idempotent.
 func (g *Gateway) askPlacement(ctx context.Context, req wire.Request, budget time.Duration) (wire.Response, error) {
-	return retryPlacement(ctx, budget, func(ctx context.Context) (wire.Response, error) { return g.pl.Do(ctx, req) })
+	return retryPlacement(ctx, budget, budget, func(ctx context.Context) (wire.Response, error) { return g.pl.Do(ctx, req) })
 }
 
 // askPlacementOp is askPlacement on this gateway's own subject.
 func (g *Gateway) askPlacementOp(ctx context.Context, op string, req wire.Request, budget time.Duration) (wire.Response, error) {
-	return retryPlacement(ctx, budget, func(ctx context.Context) (wire.Response, error) { return g.pl.GatewayOp(ctx, g.cfg.ID, op, req) })
+	return retryPlacement(ctx, budget, attemptBudget, func(ctx context.Context) (wire.Response, error) { return g.pl.GatewayOp(ctx, g.cfg.ID, op, req) })
 }
 
-func retryPlacement(ctx context.Context, budget time.Duration, do func(context.Context) (wire.Response, error)) (wire.Response, error) {
+// Each attempt gets at most attempt. The gateway's own requests (a grant
+// by its id, a cancel by its ids) are idempotent, so they get a short one:
+// a leader that stopped answering (paused, cut off) must not hold the
+// whole budget while a new one already serves. Control-plane writes are
+// not (a create repeated after it succeeded answers a conflict), so they
+// wait for their one answer.
+func retryPlacement(ctx context.Context, budget, attempt time.Duration, do func(context.Context) (wire.Response, error)) (wire.Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
 	for wait := 20 * time.Millisecond; ; wait *= 2 {
-		resp, err := do(ctx)
+		actx, acancel := context.WithTimeout(ctx, attempt)
+		resp, err := do(actx)
+		acancel()
 		if err == nil || !errors.Is(err, wire.ErrUnavailable) {
 			return resp, err
 		}

@@ -17,8 +17,10 @@ const barrierTimeout = 5 * time.Second
 
 func (n *Node) watchLeadership() {
 	defer n.wg.Done()
-	tick := time.NewTicker(n.cfg.Lease.TTL / 16)
+	every := n.cfg.Lease.TTL / 16
+	tick := time.NewTicker(every)
 	defer tick.Stop()
+	last := time.Now()
 	for {
 		select {
 		case <-n.done:
@@ -29,7 +31,16 @@ func (n *Node) watchLeadership() {
 			} else {
 				n.revokeLeadership()
 			}
-		case <-tick.C:
+		case now := <-tick.C:
+			gap := now.Sub(last)
+			last = now
+			if gap > 4*every {
+				// This node was not running (paused, starved): the workers'
+				// silence meanwhile is its own. Count them as renewed now;
+				// holding their capacity a little longer is always safe.
+				n.leases.reset(now)
+				continue
+			}
 			if n.isServing() {
 				n.expireLeases()
 			} else if n.IsLeader() {
@@ -134,11 +145,20 @@ func (n *Node) isServing() bool {
 // responders" and keep their leases, so it never expires one unless its
 // connection is up right now (a PING round trip) and has been since the
 // table started: a reconnect starts the table again.
+//
+// It also verifies leadership first: a leader that was deposed while it was
+// not running must not release anyone before it notices.
 func (n *Node) expireLeases() {
 	if !n.natsHealthy() {
 		return
 	}
 	now := time.Now()
+	if !n.anyExpired(now) {
+		return
+	}
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		return
+	}
 	type wk struct {
 		id  string
 		inc uint64
@@ -186,6 +206,20 @@ func (n *Node) natsHealthy() bool {
 	}
 	n.natsDownSince = time.Time{}
 	return true
+}
+
+// anyExpired is the cheap check before expireLeases verifies leadership.
+func (n *Node) anyExpired(now time.Time) bool {
+	found := false
+	n.fsm.Read(func(l *Ledger) {
+		for id := range l.s.Workers {
+			if n.leases.silentFor(id, now) > n.cfg.Lease.Expiry() {
+				found = true
+				return
+			}
+		}
+	})
+	return found
 }
 
 // renew answers a worker's lease renewal. It is answered only after

@@ -298,15 +298,13 @@ func (n *Node) applyIndex(t CmdType, body any) (any, uint64, error) {
 	if err != nil {
 		return nil, 0, err
 	}
+	// ApplyTimeout bounds the enqueue only. Once enqueued, the answer is
+	// the entry's fate: committed, or failed because this node lost
+	// leadership (without a quorum it steps down within its lease
+	// timeout). A timer of our own here once reported committed grants as
+	// failed, and nobody released them.
 	f := n.raft.Apply(buf, n.cfg.ApplyTimeout)
-	done := make(chan error, 1)
-	go func() { done <- f.Error() }()
-	select {
-	case err = <-done:
-	case <-time.After(n.cfg.ApplyTimeout):
-		err = raft.ErrEnqueueTimeout
-	}
-	if err != nil {
+	if err = f.Error(); err != nil {
 		return nil, 0, &wire.Error{Type: "ServiceException", Message: "placement could not commit (no Raft quorum?): " + err.Error()}
 	}
 	res := f.Response().(Result)

@@ -31,12 +31,33 @@ func (n *Node) mayStart(now time.Time) (bool, uint64) {
 
 var errBadGrant = errors.New("cold invoke without a valid grant from placement")
 
+// staleGrantError is a grant for another incarnation of this worker: it
+// started nothing, and the caller places the invocation again.
+type staleGrantError struct{ inc, cur uint64 }
+
+func (e *staleGrantError) Error() string {
+	return "grant for worker incarnation " + strconv.FormatUint(e.inc, 10) + ", this worker is incarnation " + strconv.FormatUint(e.cur, 10)
+}
+
+// renewSoon asks the renew loop for a renewal now.
+func (n *Node) renewSoon() {
+	select {
+	case n.renewNow <- struct{}{}:
+	default:
+	}
+}
+
 // checkGrant verifies that placement granted this sandbox on this
 // incarnation of this worker.
 func (n *Node) checkGrant(h nats.Header, id string, k pool.Key) error {
 	inc, _ := strconv.ParseUint(h.Get(wire.HdrWorkerInc), 10, 64)
 	if cur := n.lease.incarnation(); inc != cur {
-		return errors.New("grant for worker incarnation " + strconv.FormatUint(inc, 10) + ", this worker is incarnation " + strconv.FormatUint(cur, 10))
+		if inc > cur {
+			// Placement registered this worker again and granted before
+			// the answer reached it: learn the new incarnation now.
+			n.renewSoon()
+		}
+		return &staleGrantError{inc: inc, cur: cur}
 	}
 	if len(n.cfg.GrantKey) == 0 {
 		return nil
@@ -61,6 +82,7 @@ func (n *Node) renewLoop() {
 		case <-n.done:
 			return
 		case <-t.C:
+		case <-n.renewNow:
 		}
 	}
 }

@@ -6,6 +6,7 @@ package worker
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"log/slog"
 	"math/rand/v2"
@@ -72,6 +73,7 @@ type Node struct {
 	rnd      *rand.Rand
 
 	lease     lease
+	renewNow  chan struct{}
 	running   map[string]chan struct{} // busy sandbox id -> closed to fence its invocation
 	idleDirty bool                     // the idle set changed since the last full report
 	idleCount map[pool.Key]int         // idle sandboxes per key, as last reported
@@ -336,6 +338,11 @@ func (n *Node) handleCold(m *nats.Msg) {
 		return
 	}
 	if err := n.checkGrant(m.Header, id, k); err != nil {
+		var stale *staleGrantError
+		if errors.As(err, &stale) {
+			n.replyStatus(m, wire.StatusBusy, "ServiceException", err.Error())
+			return
+		}
 		n.replyStatus(m, wire.StatusError, "AccessDeniedException", err.Error())
 		return
 	}
@@ -430,11 +437,27 @@ func (n *Node) handleRetire(m *nats.Msg) {
 			a = wire.RetireAnswer{OK: true, ID: sb.ID}
 			n.updateWarmSub(sb.Key)
 			n.m.reclaimed.Inc()
+			// Placement releases the victim in the command that grants in
+			// its place. If that command never commits (the leader is
+			// deposed meanwhile), the release comes from here: a release
+			// of an id already gone changes nothing.
+			id := sb.ID
+			time.AfterFunc(retiredRelease, func() {
+				n.mu.Lock()
+				n.pending = append(n.pending, id)
+				n.mu.Unlock()
+				n.kick()
+			})
 		}
 		n.mu.Unlock()
 	}
 	n.respondJSON(m, a)
 }
+
+// retiredRelease is how long a retired victim waits for the grant that
+// replaces it before the worker releases it itself: far longer than a
+// commit, far shorter than a reconcile.
+const retiredRelease = 2 * time.Second
 
 // Stats returns the worker's pool counts.
 func (n *Node) Stats() wire.Stats {

@@ -391,9 +391,18 @@ func TestNewIncarnationVoidsSandboxes(t *testing.T) {
 		m.Header.Set(k, v)
 	}
 	r, err := h.nc.RequestMsg(m, 5*time.Second)
-	if err != nil || r.Header.Get(wire.HdrErrorType) != "AccessDeniedException" {
-		t.Fatalf("grant for the old incarnation: %v %v", err, r)
+	if err != nil || r.Header.Get(wire.HdrStatus) != wire.StatusBusy || h.w.Stats().Idle+h.w.Stats().Busy != 0 {
+		t.Fatalf("grant for the old incarnation: %v %v (want busy, nothing started)", err, r)
 	}
+	// A grant for a newer incarnation than the worker knows makes it renew
+	// at once, and it learns the incarnation well before its next period.
+	h.fake.set(func(f *fakePlacement) { f.inc = 9; f.renewals = 0 })
+	m.Header.Set(wire.HdrWorkerInc, "9")
+	m.Header.Set(wire.HdrSandbox, "newer")
+	if r, err := h.nc.RequestMsg(m, 5*time.Second); err != nil || r.Header.Get(wire.HdrStatus) != wire.StatusBusy {
+		t.Fatalf("grant for a newer incarnation: %v %v", err, r)
+	}
+	waitFor(t, "the newer incarnation", func() bool { return h.w.lease.incarnation() == 9 })
 }
 
 // TestColdStartNeedsPlacementsSignature: with a grant key, only a grant
