@@ -33,6 +33,8 @@ run -test.bench '^BenchmarkP2WarmThroughput$' -test.benchtime 2s -test.count 5
 run -test.bench '^BenchmarkP3ColdStart$' -test.benchtime 200x -test.count 5
 run -test.bench '^BenchmarkP5LeaderKill$' -test.benchtime 9x -test.count 1
 run -test.bench '^BenchmarkP5WorkerKill$' -test.benchtime 9x -test.count 1
+run -test.bench '^BenchmarkP5WorkerPause$' -test.benchtime 9x -test.count 1
+run -test.bench '^BenchmarkOverload20x$' -test.benchtime 1x -test.count 1
 run -test.bench '^BenchmarkColdBurst1000$' -test.benchtime 3x -test.count 2
 for i in 1 2 3; do
 	run -test.bench '^BenchmarkP7Scale$' -test.benchtime 1x -test.count 1
