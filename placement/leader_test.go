@@ -1,6 +1,7 @@
 package placement
 
 import (
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -22,7 +23,9 @@ func (f *fakeWorkers) Retire(worker string, req wire.RetireRequest) (wire.Retire
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.retires = append(f.retires, req)
-	if f.refuse {
+	if f.refuse || req.ID == "" {
+		// A probe (no id): this fake worker has nothing idle beyond what
+		// it reported.
 		return wire.RetireAnswer{}, nil
 	}
 	return wire.RetireAnswer{OK: true, ID: req.ID}, nil
@@ -145,14 +148,23 @@ func TestLeaderSendsItsOwnFunctionBackToWarm(t *testing.T) {
 	}
 }
 
-// With nothing idle reported, a throttle asks no worker anything.
+// With nothing idle, throttles cost at most one probe per worker per
+// probeQuiet, however many there are: no fan-out per 429.
 func TestLeaderThrottlesWithoutFanOut(t *testing.T) {
 	fw := &fakeWorkers{}
 	n := leaderWith(t, fw, 1)
 	n.grantFor(t, "g1", "g")
-	g := n.grantFor(t, "f1", "f")
-	if g.Reason != quota.ReasonAccountConcurrency || g.Sandbox != nil || fw.count() != 0 {
-		t.Fatalf("throttle: %+v, %d retire requests (want none)", g, fw.count())
+	start := time.Now()
+	const throttles = 200
+	for i := 0; i < throttles; i++ {
+		g := n.grantFor(t, "f"+strconv.Itoa(i), "f")
+		if g.Reason != quota.ReasonAccountConcurrency || g.Sandbox != nil {
+			t.Fatalf("throttle %d: %+v", i, g)
+		}
+	}
+	bound := 1 + int(time.Since(start)/probeQuiet)
+	if fw.count() > bound || fw.count() >= throttles {
+		t.Fatalf("%d throttles asked the worker %d times, want at most %d", throttles, fw.count(), bound)
 	}
 }
 
@@ -166,8 +178,13 @@ func TestLeaderIgnoresIdleReportsOfAStaleIncarnation(t *testing.T) {
 	n.leases.setIdle("w1", wire.IdleReport{Full: true}) // what a current report of nothing idle says
 	stale := wire.IdleReport{Incarnation: inc - 1, Full: true, Keys: []wire.KeyIdle{{Account: "a", Function: "g", Version: "$LATEST", Count: 1, Idle: []wire.IdleEntry{idle("g1", "g", 1)}}}}
 	n.onIdleReport("w1", stale)
-	if g := n.grantFor(t, "f1", "f"); g.Sandbox != nil || fw.count() != 0 {
-		t.Fatalf("a stale report was used: %+v, %d retire requests", g, fw.count())
+	if g := n.grantFor(t, "f1", "f"); g.Sandbox != nil {
+		t.Fatalf("a stale report was used: %+v", g)
+	}
+	for _, r := range fw.retires {
+		if r.ID == "g1" {
+			t.Fatal("the stale report's sandbox was asked for by id")
+		}
 	}
 }
 

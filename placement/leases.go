@@ -49,6 +49,28 @@ type leaseTable struct {
 	// suspects are workers a gateway could not reach or gossip reported
 	// gone: new grants avoid them until they renew again.
 	suspects map[string]time.Time
+	// empty is when a probe of a worker for an account's idle sandboxes
+	// last found none ("worker/account").
+	empty map[string]time.Time
+}
+
+// probeQuiet is how long a worker that had no idle sandbox of an account is
+// not asked again.
+const probeQuiet = 2 * time.Millisecond
+
+func (t *leaseTable) mayProbe(worker, account string, now time.Time) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return now.Sub(t.empty[worker+"/"+account]) >= probeQuiet
+}
+
+func (t *leaseTable) probedEmpty(worker, account string, now time.Time) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.empty == nil {
+		t.empty = map[string]time.Time{}
+	}
+	t.empty[worker+"/"+account] = now
 }
 
 func newLeaseTable() *leaseTable {

@@ -150,6 +150,27 @@ func (n *Node) findVictim(c CreateSandbox, scope quota.Scope) (victim string, wa
 			}
 		}
 	})
+	var probe []string // workers holding sandboxes in scope, most first
+	n.fsm.Read(func(l *Ledger) {
+		per := map[string]int{}
+		for _, sb := range l.s.Sandboxes {
+			if sb.Account != c.Account || (sb.Function == c.Function && sb.Version == c.Version) {
+				continue
+			}
+			if quota.InScope(quota.Idle{Account: sb.Account, Function: sb.Function, Reserved: sb.Pool == quota.PoolReserved}, c.Account, c.Function, scope) {
+				per[sb.Worker]++
+			}
+		}
+		for w := range per {
+			probe = append(probe, w)
+		}
+		sort.Slice(probe, func(i, j int) bool {
+			if per[probe[i]] != per[probe[j]] {
+				return per[probe[i]] > per[probe[j]]
+			}
+			return probe[i] < probe[j]
+		})
+	})
 	var cands []quota.Idle
 	for _, e := range entries {
 		p, known := pool[e.ID]
@@ -166,12 +187,21 @@ func (n *Node) findVictim(c CreateSandbox, scope quota.Scope) (victim string, wa
 	for attempt := 0; attempt < maxRetireAttempts; attempt++ {
 		v, ok := quota.ChooseVictim(cands, c.Account, c.Function, scope)
 		if !ok {
-			// Reports list a few idle sandboxes per function; a worker
-			// that has more is asked for its least recently used in scope.
-			for _, w := range more {
+			// Reports list a few idle sandboxes per function, and are up
+			// to idleReportEvery old: a worker that reported more, or that
+			// holds sandboxes in scope at all, is asked for its least
+			// recently used idle one. A worker that had none a moment ago
+			// is not asked again (probeQuiet): under overload the cost of
+			// a throttle stays bounded per worker, not per request.
+			for _, w := range append(more, probe...) {
+				if !n.leases.mayProbe(w, c.Account, time.Now()) {
+					continue
+				}
 				n.leases.takeIdle(w, c.Account, "")
 				if a, err := n.workers.Retire(w, wire.RetireRequest{Query: query}); err == nil && a.OK {
 					return a.ID, false
+				} else if err == nil {
+					n.leases.probedEmpty(w, c.Account, time.Now())
 				}
 			}
 			return "", false

@@ -176,15 +176,13 @@ const (
 	idleReportPerFunction = 8
 )
 
-// noteIdleLocked is called on every change of key k's pool. While k's idle
-// count is low, the change is published at once, before the invocation's
-// reply leaves this worker: the leader then sees a sandbox idle before its
-// caller can send the next request, and never counts on one that is gone.
-// Above that, the loop reports within idleReportEvery. Called with n.mu
+// noteIdleLocked is called on every change of key k's pool: the loop
+// reports it within idleReportEvery. Publishing at once cost a message per
+// invocation on the warm path; placement asks a worker directly when its
+// report shows nothing to reclaim (placement/reclaim.go). Called with n.mu
 // held.
 func (n *Node) noteIdleLocked(k pool.Key, idle int) {
-	prev := n.idleCount[k]
-	if prev == idle {
+	if n.idleCount[k] == idle {
 		return
 	}
 	if idle == 0 {
@@ -192,12 +190,7 @@ func (n *Node) noteIdleLocked(k pool.Key, idle int) {
 	} else {
 		n.idleCount[k] = idle
 	}
-	if idle > idleReportPerFunction && prev > idleReportPerFunction {
-		n.idleDirty = true
-		return
-	}
-	b, _ := json.Marshal(wire.IdleReport{Incarnation: n.lease.incarnation(), Keys: []wire.KeyIdle{n.keyIdleLocked(k, idle)}})
-	_ = n.nc.Publish(wire.WorkerOpSubject(n.cfg.ID, wire.OpIdle), b)
+	n.idleDirty = true
 }
 
 func (n *Node) keyIdleLocked(k pool.Key, idle int) wire.KeyIdle {
