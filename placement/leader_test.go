@@ -1,7 +1,10 @@
 package placement
 
 import (
+	"context"
+	"errors"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -233,5 +236,34 @@ func TestLeaderSignsGrants(t *testing.T) {
 	claim.WorkerInc++
 	if wire.VerifyGrant(key, claim, g.Token) {
 		t.Fatal("the token verifies for another worker incarnation")
+	}
+}
+
+// A leader whose request pool is full answers at once with a retryable
+// ServiceException instead of queueing without bound.
+func TestLeaderAnswersBusyWhenItsPoolIsFull(t *testing.T) {
+	n, err := startSingleWith(t, t.TempDir(), func(c *Config) { c.MaxInFlight = 1; c.Workers = &fakeWorkers{} })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Shutdown() })
+	for deadline := time.Now().Add(5 * time.Second); !n.isServing(); time.Sleep(5 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("never served")
+		}
+	}
+	c := NewClient(n.nc, time.Second)
+	if _, err := c.Do(context.Background(), wire.Request{Op: wire.OpSnapshot}); err != nil {
+		t.Fatalf("with room: %v", err)
+	}
+	n.sem <- struct{}{} // the pool's one slot is taken
+	defer func() { <-n.sem }()
+	start := time.Now()
+	resp, err := c.Do(context.Background(), wire.Request{Op: wire.OpSnapshot})
+	if !errors.Is(err, wire.ErrUnavailable) || resp.Error == nil || resp.Error.Type != "ServiceException" || !strings.Contains(resp.Error.Message, "busy") {
+		t.Fatalf("full pool answered %+v, %v", resp, err)
+	}
+	if took := time.Since(start); took > 500*time.Millisecond {
+		t.Fatalf("busy answer took %s", took)
 	}
 }
