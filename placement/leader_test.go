@@ -267,3 +267,18 @@ func TestLeaderAnswersBusyWhenItsPoolIsFull(t *testing.T) {
 		t.Fatalf("busy answer took %s", took)
 	}
 }
+
+// A leader that was not running (its watch loop missed ticks) answers no
+// renewal before it has verified it still leads: renewals queued during a
+// pause must not be answered by a leader deposed meanwhile.
+func TestLeaderVerifiesBeforeRenewingAfterAStall(t *testing.T) {
+	n := leaderWith(t, &fakeWorkers{}, 5)
+	if _, ok := n.renew("w1", wire.Renew{Seq: 2, Capacity: 100, Incarnation: 0}); !ok {
+		t.Fatal("a healthy leader did not answer a renewal")
+	}
+	n.lastTick.Store(time.Now().Add(-time.Second).UnixNano()) // as after a SIGSTOP
+	n.raft.Shutdown().Error()                                 // and it leads no more
+	if resp, ok := n.renew("w1", wire.Renew{Seq: 3, Capacity: 100}); ok {
+		t.Fatalf("a stalled node answered a renewal without verifying: %+v", resp)
+	}
+}

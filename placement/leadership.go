@@ -21,6 +21,7 @@ func (n *Node) watchLeadership() {
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	last := time.Now()
+	n.lastTick.Store(last.UnixNano())
 	for {
 		select {
 		case <-n.done:
@@ -34,10 +35,14 @@ func (n *Node) watchLeadership() {
 		case now := <-tick.C:
 			gap := now.Sub(last)
 			last = now
+			n.lastTick.Store(now.UnixNano())
 			if gap > 4*every {
 				// This node was not running (paused, starved): the workers'
 				// silence meanwhile is its own. Count them as renewed now;
 				// holding their capacity a little longer is always safe.
+				// Its leadership may have ended meanwhile: renewals wait
+				// for a verification again.
+				n.verified.Store(false)
 				n.leases.reset(now)
 				continue
 			}
@@ -99,6 +104,7 @@ func (n *Node) establishLeadership() {
 	n.nc.Flush()
 	n.leases.reset(time.Now())
 	n.natsEpoch = n.nc.Stats().Reconnects
+	n.verified.Store(true) // the Barrier just committed in this term
 	n.leading = true
 	n.log.Info("became leader")
 }
@@ -119,6 +125,7 @@ func (n *Node) revokeLeadership() {
 	if n.leading {
 		n.log.Info("lost leadership")
 	}
+	n.verified.Store(false)
 	n.unsubscribeLeaderLocked()
 }
 
@@ -156,7 +163,7 @@ func (n *Node) expireLeases() {
 	if !n.anyExpired(now) {
 		return
 	}
-	if err := n.raft.VerifyLeader().Error(); err != nil {
+	if !n.verifyLeader() {
 		return
 	}
 	type wk struct {
@@ -208,6 +215,23 @@ func (n *Node) natsHealthy() bool {
 	return true
 }
 
+// verifyLeader reports whether a quorum still follows this node, within a
+// renewal period: an answer that does not come (a node shutting down never
+// answers) counts as no.
+func (n *Node) verifyLeader() bool {
+	f := n.raft.VerifyLeader()
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		return err == nil
+	case <-time.After(n.cfg.Lease.RenewEvery()):
+		return false
+	case <-n.done:
+		return false
+	}
+}
+
 // anyExpired is the cheap check before expireLeases verifies leadership.
 func (n *Node) anyExpired(now time.Time) bool {
 	found := false
@@ -222,17 +246,28 @@ func (n *Node) anyExpired(now time.Time) bool {
 	return found
 }
 
-// renew answers a worker's lease renewal. It is answered only after
-// VerifyLeader: a deposed leader that has not noticed yet must not extend
-// a lease that the new leader is already timing out.
+// renew answers a worker's lease renewal without a Raft round trip: a
+// renewal waiting behind the leader loop's log fsync (VerifyLeader goes
+// through it) lapsed every lease at once on a slow disk. What keeps a
+// deposed leader's answer harmless is in DESIGN.md ("Leases"): every
+// placement node reads the same NATS stream, so the leader that could
+// release a worker receives each renewal the deposed one answers; and a
+// leader coming back from a pause (when queued renewals arrive) verifies
+// its leadership before it answers again.
 //
 // A node that cannot verify it leads does not answer at all: another node
 // that does lead may answer the same request, and an error from this one
 // must not arrive first.
 func (n *Node) renew(worker string, r wire.Renew) (wire.Response, bool) {
 	received := time.Now()
-	if err := n.raft.VerifyLeader().Error(); err != nil {
-		return wire.Response{}, false
+	// A watch loop that has not ticked for a while means this node was
+	// not running, and may not have noticed yet: verify.
+	stalled := received.UnixNano()-n.lastTick.Load() > int64(4*n.cfg.Lease.TTL/16)
+	if !n.verified.Load() || stalled {
+		if !n.verifyLeader() {
+			return wire.Response{}, false
+		}
+		n.verified.Store(true)
 	}
 	var cur *Worker
 	n.fsm.Read(func(l *Ledger) {

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -95,14 +96,18 @@ type Node struct {
 	mu             sync.Mutex
 	inflightGrants map[string]*grantCall // create_sandbox requests being decided, by id
 	leaderSubs     []*nats.Subscription
-	natsEpoch      uint64    // NATS reconnects when the lease table started
-	natsDownSince  time.Time // leader's NATS connection down since
-	leading        bool
-	readSub        *nats.Subscription
-	nodeReadSub    *nats.Subscription
-	notify         chan bool
-	done           chan struct{}
-	wg             sync.WaitGroup
+	// verified is false after this node was not running: renewals are
+	// answered again only once VerifyLeader succeeds.
+	verified      atomic.Bool
+	lastTick      atomic.Int64 // the watch loop's last tick, Unix ns
+	natsEpoch     uint64       // NATS reconnects when the lease table started
+	natsDownSince time.Time    // leader's NATS connection down since
+	leading       bool
+	readSub       *nats.Subscription
+	nodeReadSub   *nats.Subscription
+	notify        chan bool
+	done          chan struct{}
+	wg            sync.WaitGroup
 }
 
 // Start opens (or creates) the node's data directory, starts Raft and the
