@@ -441,12 +441,15 @@ func TestProcessChaosDrill(t *testing.T) {
 }
 
 // drillDataDir is where the Raft logs and the NATS store go: tmpfs when the
-// machine has one. Raft fsyncs its log on every append, in the leader
-// loop that lease renewals also wait on (VerifyLeader); on a shared disk
-// a single fdatasync can take more than the lease TTL, and every worker's
-// lease lapses at once: a slow-disk fault of its own, not one this drill
-// means to inject.
+// machine has one (CS_DRILL_DISK=1: the test's own temp dir). Raft fsyncs
+// its log on every append in the leader loop; on a shared disk a single
+// fdatasync can take longer than an election timeout, which delays
+// commits and elections: a slow-disk fault of its own, not one this drill
+// means to inject. (Lease renewals no longer wait on that loop.)
 func drillDataDir(t *testing.T, fallback string) string {
+	if os.Getenv("CS_DRILL_DISK") != "" {
+		return fallback
+	}
 	if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
 		if d, err := os.MkdirTemp("/dev/shm", "coldstart-drill-"); err == nil {
 			t.Cleanup(func() { os.RemoveAll(d) })
