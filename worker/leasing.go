@@ -106,10 +106,14 @@ func (n *Node) renewOnce() {
 		return
 	}
 	l := resp.Lease
-	if n.lease.renewed(l.Seq, sent, l.Incarnation, time.Duration(l.TTLNs)) {
+	if l.Seq == seq && l.Incarnation != n.lease.incarnation() {
+		// The sandboxes go before the lease is valid again: in between, a
+		// warm request could otherwise start on one whose capacity
+		// placement has already given to another worker.
 		n.log.Info("new incarnation: sandboxes of the previous one are void", "incarnation", l.Incarnation, "previous", inc)
 		n.voidSandboxes()
 	}
+	n.lease.renewed(l.Seq, sent, l.Incarnation, time.Duration(l.TTLNs))
 }
 
 // voidSandboxes drops every sandbox: placement released them with the

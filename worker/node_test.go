@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -460,4 +461,64 @@ func TestLeaseGenerations(t *testing.T) {
 		t.Fatal("a stale answer extended the lease")
 	}
 	_ = seq
+}
+
+// TestNoWarmStartBetweenNewIncarnationAndVoiding: when a worker whose lease
+// lapsed learns it has a new incarnation, no warm request may start on a
+// sandbox of the old one, even while requests keep arriving.
+func TestNoWarmStartBetweenNewIncarnationAndVoiding(t *testing.T) {
+	h := newHarness(t, time.Minute, withLease(300*time.Millisecond))
+	var recs []api.Record
+	var mu sync.Mutex
+	sub, _ := h.nc.Subscribe(wire.SubjectRecords, func(m *nats.Msg) { mu.Lock(); recs = append(recs, wire.SplitRecords(m.Data)...); mu.Unlock() })
+	defer sub.Unsubscribe()
+	h.nc.Flush()
+	var cold sync.WaitGroup
+	for _, id := range []string{"old1", "old2", "old3"} {
+		m := nats.NewMsg(wire.InvokeSubject("w1"))
+		for k, v := range map[string]string{wire.HdrRequestID: "c", wire.HdrAccount: testKey.Account, wire.HdrFunction: testKey.Function, wire.HdrVersion: testKey.Version, wire.HdrSpec: spec(50*time.Millisecond, time.Second), wire.HdrSandbox: id, wire.HdrWorkerInc: "7"} {
+			m.Header.Set(k, v)
+		}
+		cold.Add(1)
+		go func() { defer cold.Done(); h.nc.RequestMsg(m, 5*time.Second) }()
+	}
+	cold.Wait()
+	waitFor(t, "three idle sandboxes", func() bool { return h.w.Stats().Idle == 3 })
+	h.fake.set(func(f *fakePlacement) { f.silent = true })
+	waitFor(t, "the lease to lapse", func() bool { ok, _ := h.w.mayStart(time.Now()); return !ok })
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var served atomic.Int64
+	for i := 0; i < 4; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				m := nats.NewMsg(wire.WarmSubject(testKey.Account, testKey.Function, testKey.Version))
+				m.Header.Set(wire.HdrRequestID, "warm")
+				h.nc.RequestMsg(m, time.Second) // answered, busy or no responders: it came
+				served.Add(1)
+			}
+		}()
+	}
+	var answered time.Time
+	h.fake.set(func(f *fakePlacement) { f.inc = 8; f.silent = false; answered = time.Now() })
+	waitFor(t, "the new incarnation", func() bool { return h.w.lease.incarnation() == 8 })
+	after := served.Load()
+	waitFor(t, "requests answered past the switch", func() bool { return served.Load() > after+50 })
+	close(stop)
+	wg.Wait()
+	h.w.records.flush()
+	mu.Lock()
+	defer mu.Unlock()
+	for _, r := range recs {
+		if strings.HasPrefix(r.Sandbox, "old") && !r.Cold && time.Unix(0, r.StartNs).After(answered) {
+			t.Fatalf("warm invocation on %s started %s after placement answered with a new incarnation", r.Sandbox, time.Unix(0, r.StartNs).Sub(answered))
+		}
+	}
 }
