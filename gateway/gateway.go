@@ -91,8 +91,8 @@ type Gateway struct {
 	subWatch dropWatch
 	inflight inFlight
 	rate     *rateLimiter
-	gateways atomic.Int64 // gateways sharing each account's rate
-	recs     *throttleRecords
+	gateways atomic.Int64        // gateways sharing each account's rate
+	recs     *wire.RecordBatcher // throttled records, for the checker
 	// hint is the highest index an event announced since the event loop
 	// last looked; kick wakes the loop.
 	hint atomic.Uint64
@@ -147,7 +147,7 @@ func Start(cfg Config) (*Gateway, error) {
 	g := &Gateway{cfg: cfg, log: cfg.Logger.With("node", cfg.ID, "role", "gateway"), nc: cfg.NATS, pl: cfg.Placement, cache: newCache(cfg.Placement, cfg.Now), done: make(chan struct{}), kick: make(chan struct{}, 1)}
 	g.inflight.max = int64(cfg.MaxInFlight)
 	g.rate = newRateLimiter(cfg.RateFactor, cfg.Now)
-	g.recs = newThrottleRecords(cfg.NATS)
+	g.recs = wire.NewRecordBatcher(cfg.NATS)
 	g.m = newMetrics(cfg.Registry, cfg.ID)
 	g.countGateways()
 	ln, err := net.Listen("tcp", cfg.Listen)
@@ -201,7 +201,7 @@ func (g *Gateway) Stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	g.srv.Shutdown(ctx)
-	g.recs.stop()
+	g.recs.Stop()
 }
 
 func (g *Gateway) refresh() {

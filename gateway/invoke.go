@@ -119,7 +119,7 @@ func (g *Gateway) handleInvoke(w http.ResponseWriter, r *http.Request) {
 // gateway answers can be checked against the limits at that instant.
 func (g *Gateway) throttle(w http.ResponseWriter, reqID string, k fnVersion, lerr *lambdaError) {
 	g.m.throttles.Inc()
-	g.recs.add(api.Record{RequestID: reqID, Account: k.Account, Function: k.Function, Version: k.Version, ReceivedNs: time.Now().UnixNano(), Outcome: api.OutcomeThrottled, Reason: lerr.Reason, Gateway: g.cfg.ID})
+	g.recs.Add(api.Record{RequestID: reqID, Account: k.Account, Function: k.Function, Version: k.Version, ReceivedNs: time.Now().UnixNano(), Outcome: api.OutcomeThrottled, Reason: lerr.Reason, Gateway: g.cfg.ID})
 	writeError(w, lerr)
 }
 

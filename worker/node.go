@@ -78,7 +78,7 @@ type Node struct {
 	idleDirty bool                     // the idle set changed since the last full report
 	idleCount map[pool.Key]int         // idle sandboxes per key, as last reported
 	unsubAt   map[pool.Key]*time.Timer // pending warm unsubscriptions
-	records   *recordBatcher
+	records   *wire.RecordBatcher
 
 	subs   []*nats.Subscription
 	wake   chan struct{}
@@ -120,7 +120,7 @@ func Start(cfg Config) (*Node, error) {
 		done:      make(chan struct{}),
 	}
 	n.specs.m = map[string]*wire.Spec{}
-	n.records = newRecordBatcher(n.nc)
+	n.records = wire.NewRecordBatcher(n.nc)
 	n.m = newMetrics(cfg.Registry, cfg.ID)
 	for subj, h := range map[string]nats.MsgHandler{
 		wire.InvokeSubject(cfg.ID):                    n.handleCold,
@@ -172,7 +172,7 @@ func (n *Node) Stop() {
 	}
 	close(n.done)
 	n.wg.Wait()
-	n.records.stop()
+	n.records.Stop()
 }
 
 func newRand() *rand.Rand { return rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x636f6c64)) }

@@ -513,7 +513,7 @@ func TestNoWarmStartBetweenNewIncarnationAndVoiding(t *testing.T) {
 	waitFor(t, "requests answered past the switch", func() bool { return served.Load() > after+50 })
 	close(stop)
 	wg.Wait()
-	h.w.records.flush()
+	h.w.records.Flush()
 	mu.Lock()
 	defer mu.Unlock()
 	for _, r := range recs {

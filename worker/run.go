@@ -147,7 +147,7 @@ func (n *Node) run(m *nats.Msg, sb *pool.Sandbox, spec *wire.Spec, cold bool, re
 	n.finish(sb, timedOut)
 	rec.ReleasedNs = time.Now().UnixNano()
 	_ = m.RespondMsg(r)
-	n.records.add(rec)
+	n.records.Add(rec)
 }
 
 // reportLines renders Lambda's START/END/REPORT lines.
@@ -188,7 +188,7 @@ func (n *Node) fence(m *nats.Msg, sb *pool.Sandbox, spec *wire.Spec, cold bool, 
 		rec.GrantedNs, _ = strconv.ParseInt(m.Header.Get(wire.HdrGranted), 10, 64)
 	}
 	n.replyStatus(m, wire.StatusError, "ServiceException", "the invocation was fenced: worker "+n.cfg.ID+" lost its lease from placement while it ran, and its result is discarded")
-	n.records.add(rec)
+	n.records.Add(rec)
 }
 
 // inScope reports whether an idle sandbox of k may be reclaimed for q.
