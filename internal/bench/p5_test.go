@@ -83,44 +83,18 @@ func BenchmarkP5LeaderKill(b *testing.B) {
 //
 // Goal: median <= 2 s.
 func BenchmarkP5WorkerKill(b *testing.B) {
-	c := upCluster(b, testcluster.Options{Rate: upRate})
-	gws := gatewayURLs(c)
-	hc := &http.Client{Transport: newTransport(16), Timeout: hangAfter}
-	createFunction(b, hc, gws[0], synthetic("p5w"))
-	for _, gw := range gws {
-		dryRun(b, hc, gw, "p5w")
-	}
-	workers := c.IDs(membership.RoleWorker)
+	w := newWorkerTrials(b, "p5w")
+	c := w.c
 	var recov, released, rerouted []time.Duration
 	var sum time.Duration
 	lost := 0
-	trial := 0
 	for b.Loop() {
 		b.StopTimer()
-		waitHealthy(b, c)
-		// Sandboxes on every worker (placement spreads new ones evenly).
-		prewarm(b, hc, gws, "p5w", 12, 100*time.Millisecond)
-		victim := workers[trial%len(workers)]
-		trial++
-		if held(c, victim) == 0 {
-			b.Fatalf("%s holds no sandbox before the kill", victim)
-		}
-		load := startLoad(hc, gws, "p5w", 4)
-		time.Sleep(100 * time.Millisecond)
+		victim, load := w.next(b)
 		b.StartTimer()
 		killed := time.Now()
 		c.Kill(victim)
-		var rel time.Duration
-		for {
-			if held(c, victim) == 0 {
-				rel = time.Since(killed)
-				break
-			}
-			if time.Since(killed) > 10*time.Second {
-				b.Fatalf("%s's sandboxes not released within 10 s", victim)
-			}
-			time.Sleep(pollEvery)
-		}
+		rel := w.waitReleased(b, victim, killed)
 		b.StopTimer()
 		// Keep the load up a little past the release so that a late
 		// misroute would show.
@@ -152,51 +126,76 @@ func BenchmarkP5WorkerKill(b *testing.B) {
 // margin of its last renewal, and no invocation may have run on it after
 // its lease expired; it is resumed after the release.
 func BenchmarkP5WorkerPause(b *testing.B) {
-	c := upCluster(b, testcluster.Options{Rate: upRate})
-	gws := gatewayURLs(c)
-	hc := &http.Client{Transport: newTransport(16), Timeout: hangAfter}
-	createFunction(b, hc, gws[0], synthetic("p5p"))
-	for _, gw := range gws {
-		dryRun(b, hc, gw, "p5p")
-	}
-	workers := c.IDs(membership.RoleWorker)
+	w := newWorkerTrials(b, "p5p")
 	var released []time.Duration
 	var sum time.Duration
-	trial := 0
 	for b.Loop() {
 		b.StopTimer()
-		waitHealthy(b, c)
-		prewarm(b, hc, gws, "p5p", 12, 100*time.Millisecond)
-		victim := workers[trial%len(workers)]
-		trial++
-		if held(c, victim) == 0 {
-			b.Fatalf("%s holds no sandbox before the pause", victim)
-		}
-		load := startLoad(hc, gws, "p5p", 4)
-		time.Sleep(100 * time.Millisecond)
+		victim, load := w.next(b)
 		b.StartTimer()
 		paused := time.Now()
-		c.Pause(victim)
-		var rel time.Duration
-		for {
-			if held(c, victim) == 0 {
-				rel = time.Since(paused)
-				break
-			}
-			if time.Since(paused) > 10*time.Second {
-				b.Fatalf("%s's sandboxes not released within 10 s of its pause", victim)
-			}
-			time.Sleep(pollEvery)
-		}
+		w.c.Pause(victim)
+		rel := w.waitReleased(b, victim, paused)
 		b.StopTimer()
 		load.stop()
-		c.Resume(victim)
+		w.c.Resume(victim)
 		released = append(released, rel)
 		sum += rel
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(sum.Nanoseconds())/float64(len(released)), "ns/op")
 	reportTrials(b, released, placement.DefaultLease.Expiry())
+}
+
+// workerTrials is the setup the worker-fault trials share: a cluster shaped
+// like `coldstart up`, one function, and the workers taken in turn.
+type workerTrials struct {
+	c       *testcluster.Cluster
+	hc      *http.Client
+	gws     []string
+	fn      string
+	workers []string
+	trial   int
+}
+
+func newWorkerTrials(b *testing.B, fn string) *workerTrials {
+	c := upCluster(b, testcluster.Options{Rate: upRate})
+	w := &workerTrials{c: c, gws: gatewayURLs(c), fn: fn, workers: c.IDs(membership.RoleWorker),
+		hc: &http.Client{Transport: newTransport(16), Timeout: hangAfter}}
+	createFunction(b, w.hc, w.gws[0], synthetic(fn))
+	for _, gw := range w.gws {
+		dryRun(b, w.hc, gw, fn)
+	}
+	return w
+}
+
+// next readies a trial: a healthy cluster, sandboxes on every worker
+// (placement spreads new ones evenly), load running; it returns the
+// victim, which holds sandboxes.
+func (w *workerTrials) next(b *testing.B) (string, *load) {
+	waitHealthy(b, w.c)
+	prewarm(b, w.hc, w.gws, w.fn, 12, 100*time.Millisecond)
+	victim := w.workers[w.trial%len(w.workers)]
+	w.trial++
+	if held(w.c, victim) == 0 {
+		b.Fatalf("%s holds no sandbox before the fault", victim)
+	}
+	l := startLoad(w.hc, w.gws, w.fn, 4)
+	time.Sleep(100 * time.Millisecond) // the load's warm-up span
+	return victim, l
+}
+
+// waitReleased polls the leader's ledger until the victim holds nothing.
+func (w *workerTrials) waitReleased(b *testing.B, victim string, since time.Time) time.Duration {
+	for {
+		if held(w.c, victim) == 0 {
+			return time.Since(since)
+		}
+		if time.Since(since) > 10*time.Second {
+			b.Fatalf("%s's sandboxes not released within 10 s", victim)
+		}
+		time.Sleep(pollEvery)
+	}
 }
 
 // reportTrials reports the median, min and max trial and the median's
