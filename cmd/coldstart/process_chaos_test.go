@@ -4,7 +4,6 @@ package main
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,13 +23,12 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/coldstart-dev/coldstart/gateway"
 	"github.com/coldstart-dev/coldstart/internal/api"
-	"github.com/coldstart-dev/coldstart/internal/check"
 	"github.com/coldstart-dev/coldstart/internal/client"
 	"github.com/coldstart-dev/coldstart/internal/faultnet"
 	"github.com/coldstart-dev/coldstart/internal/natsutil"
 	"github.com/coldstart-dev/coldstart/internal/secret"
+	"github.com/coldstart-dev/coldstart/internal/testcluster"
 	"github.com/coldstart-dev/coldstart/placement"
 	"github.com/coldstart-dev/coldstart/wire"
 )
@@ -193,19 +191,10 @@ func TestProcessChaosDrill(t *testing.T) {
 	}()
 
 	// The load runs for fixed spans between faults (the drill's schedule,
-	// not a wait for anything). Each fault, until its effects have settled
-	// (a lease expired, a leader elected), is not steady state: 429s there
-	// are not judged, the limits are.
+	// not a wait for anything).
 	run := func(d time.Duration) { time.Sleep(d) }
-	settle := placement.DefaultLease.Expiry() + time.Second
-	// An interval starts a little before its fault: the records of
-	// invocations running when a worker is cut off are lost with its
-	// traffic, so the record stream does not show what was held then.
-	before := 400*time.Millisecond + check.DefaultWindow
-	var unsteady []check.Interval
-	fault := func(from time.Time) {
-		unsteady = append(unsteady, check.Interval{FromNs: from.Add(-before).UnixNano(), ToNs: time.Now().Add(settle).UnixNano()})
-	}
+	faults := testcluster.Faults{Handler: 400 * time.Millisecond}
+	fault, settle := faults.Ended, testcluster.Settle
 	type workerFault struct {
 		worker   string
 		from, to time.Time
@@ -339,46 +328,13 @@ func TestProcessChaosDrill(t *testing.T) {
 
 	recs := rec.all()
 	cl.writeLogs(os.Getenv("CS_DRILL_LOGS"))
-	if path := os.Getenv("CS_DRILL_RECORDS"); path != "" {
-		// The run's records, for `coldstart check --records` by hand.
-		var b bytes.Buffer
-		for _, r := range recs {
-			line, _ := json.Marshal(r)
-			b.Write(append(line, '\n'))
-		}
-		if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
-			t.Error(err)
-		}
-	}
-	first := int64(0)
-	for _, r := range recs {
-		if h := check.HeldFrom(r); first == 0 || h < first {
-			first = h
-		}
-	}
-	for _, iv := range unsteady {
-		t.Logf("fault: +%.0fms .. +%.0fms", float64(iv.FromNs-first)/1e6, float64(iv.ToNs-first)/1e6)
-	}
-	rep := check.Run(recs, check.Options{Unsteady: unsteady, Limits: []check.LimitChange{{AtNs: 0, Account: gateway.DefaultAccount, Limit: limit}}})
-	var table strings.Builder
-	rep.WriteTable(&table)
-	t.Logf("coldstart check:\n%s", table.String())
-	if !rep.OK() {
-		t.Error("coldstart check failed over the drill")
-	}
+	faults.Judge(t, recs, limit)
 
 	// Fencing: the stopped worker's running invocations were fenced, and
 	// each fenced record of a worker cut off by a fault ends no later than
 	// the leader released that worker: the platform stopped counting it
 	// before its capacity could be granted again.
 	releases := cl.releases(pids)
-	fenced := 0
-	for _, r := range recs {
-		if r.Outcome == api.OutcomeFenced {
-			fenced++
-		}
-	}
-	t.Logf("%d invocations fenced", fenced)
 	for i, f := range workerFaults {
 		var released time.Time
 		for _, at := range releases[f.worker] {

@@ -2,16 +2,11 @@ package testcluster_test
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
-	"os"
-	"strings"
 	"testing"
 	"time"
 
-	"github.com/coldstart-dev/coldstart/gateway"
 	"github.com/coldstart-dev/coldstart/internal/api"
-	"github.com/coldstart-dev/coldstart/internal/check"
 	"github.com/coldstart-dev/coldstart/internal/testcluster"
 	"github.com/coldstart-dev/coldstart/placement"
 )
@@ -48,19 +43,10 @@ func TestChaosDrillLimitHoldsUnderEveryFault(t *testing.T) {
 		done <- result{hammer(ctx, t, urls, map[string]int{"drill": 3 * limit, "drill2": 2 * limit}, `{}`)}
 	}()
 	// The load runs for fixed spans between faults (this is the drill's
-	// schedule, not a wait for anything). Each fault, until its effects
-	// have settled (a lease expired, a leader elected), is not steady
-	// state: 429s there are not judged, the limits are.
+	// schedule, not a wait for anything).
 	run := func(d time.Duration) { time.Sleep(d) }
-	var unsteady []check.Interval
-	settle := placement.DefaultLease.Expiry() + time.Second
-	// An interval starts a little before its fault: the records of
-	// invocations running when a worker is cut off are lost with its
-	// traffic, so the record stream does not show what was held then.
-	before := 400*time.Millisecond + check.DefaultWindow
-	fault := func(from time.Time) {
-		unsteady = append(unsteady, check.Interval{FromNs: from.Add(-before).UnixNano(), ToNs: time.Now().Add(settle).UnixNano()})
-	}
+	faults := testcluster.Faults{Handler: 400 * time.Millisecond}
+	fault, settle := faults.Ended, testcluster.Settle
 
 	run(2 * time.Second)
 	// 1. A worker paused for twice its lease TTL, then resumed.
@@ -152,38 +138,9 @@ func TestChaosDrillLimitHoldsUnderEveryFault(t *testing.T) {
 		t.Fatalf("successful invocations without a record")
 	}
 	// The checker over the whole run.
-	first := int64(0)
-	for _, r := range rec.Everything() {
-		if h := check.HeldFrom(r); first == 0 || h < first {
-			first = h
-		}
+	if faults.Judge(t, rec.Everything(), limit); t.Failed() {
+		t.FailNow()
 	}
-	if path := os.Getenv("CS_DRILL_RECORDS"); path != "" {
-		// The run's records, for `coldstart check --records` by hand.
-		var b strings.Builder
-		for _, r := range rec.Everything() {
-			line, _ := json.Marshal(r)
-			b.Write(append(line, '\n'))
-		}
-		os.WriteFile(path, []byte(b.String()), 0o644)
-	}
-	for _, iv := range unsteady {
-		t.Logf("fault: +%.0fms .. +%.0fms", float64(iv.FromNs-first)/1e6, float64(iv.ToNs-first)/1e6)
-	}
-	rep := check.Run(rec.Everything(), check.Options{Unsteady: unsteady, Limits: []check.LimitChange{{AtNs: 0, Account: gateway.DefaultAccount, Limit: limit}}})
-	var b strings.Builder
-	rep.WriteTable(&b)
-	t.Logf("coldstart check:\n%s", b.String())
-	if !rep.OK() {
-		t.Fatal("coldstart check failed over the drill")
-	}
-	fenced := 0
-	for _, r := range rec.All() {
-		if r.Outcome == api.OutcomeFenced {
-			fenced++
-		}
-	}
-	t.Logf("%d invocations fenced", fenced)
 	// The replicas agree: same digest at the same applied index.
 	if err := c.WaitFor(func() bool {
 		digest, idx := "", uint64(0)
