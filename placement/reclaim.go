@@ -150,27 +150,32 @@ func (n *Node) findVictim(c CreateSandbox, scope quota.Scope) (victim string, wa
 			}
 		}
 	})
-	var probe []string // workers holding sandboxes in scope, most first
-	n.fsm.Read(func(l *Ledger) {
-		per := map[string]int{}
-		for _, sb := range l.s.Sandboxes {
-			if sb.Account != c.Account || (sb.Function == c.Function && sb.Version == c.Version) {
-				continue
+	// probeList is the workers holding sandboxes in scope, most first. It
+	// scans the ledger, so only a decision the view could not serve pays.
+	probeList := func() []string {
+		var probe []string
+		n.fsm.Read(func(l *Ledger) {
+			per := map[string]int{}
+			for _, sb := range l.s.Sandboxes {
+				if sb.Account != c.Account || (sb.Function == c.Function && sb.Version == c.Version) {
+					continue
+				}
+				if quota.InScope(quota.Idle{Account: sb.Account, Function: sb.Function, Reserved: sb.Pool == quota.PoolReserved}, c.Account, c.Function, scope) {
+					per[sb.Worker]++
+				}
 			}
-			if quota.InScope(quota.Idle{Account: sb.Account, Function: sb.Function, Reserved: sb.Pool == quota.PoolReserved}, c.Account, c.Function, scope) {
-				per[sb.Worker]++
+			for w := range per {
+				probe = append(probe, w)
 			}
-		}
-		for w := range per {
-			probe = append(probe, w)
-		}
-		sort.Slice(probe, func(i, j int) bool {
-			if per[probe[i]] != per[probe[j]] {
-				return per[probe[i]] > per[probe[j]]
-			}
-			return probe[i] < probe[j]
+			sort.Slice(probe, func(i, j int) bool {
+				if per[probe[i]] != per[probe[j]] {
+					return per[probe[i]] > per[probe[j]]
+				}
+				return probe[i] < probe[j]
+			})
 		})
-	})
+		return probe
+	}
 	var cands []quota.Idle
 	for _, e := range entries {
 		p, known := pool[e.ID]
@@ -193,7 +198,7 @@ func (n *Node) findVictim(c CreateSandbox, scope quota.Scope) (victim string, wa
 			// recently used idle one. A worker that had none a moment ago
 			// is not asked again (probeQuiet): under overload the cost of
 			// a throttle stays bounded per worker, not per request.
-			for _, w := range append(more, probe...) {
+			for _, w := range append(more, probeList()...) {
 				if !n.leases.mayProbe(w, c.Account, time.Now()) {
 					continue
 				}
