@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"strconv"
 	"sync"
 	"time"
@@ -22,6 +21,15 @@ type fnEntry struct {
 	spec string // wire.Spec, encoded once per revision (cold starts)
 	rev  string // the Spec's revision (warm requests)
 	cfg  *api.SyntheticConfig
+	// versions holds each published version's encoded Spec.
+	versions map[string]verEntry
+}
+
+// verEntry is a published version's precomputed invoke data.
+type verEntry struct {
+	spec, rev string
+	timeoutMs int64
+	code      string
 }
 
 // Reader is what the cache needs from placement: a read that works without
@@ -279,62 +287,24 @@ func newEntry(f wire.Function) (*fnEntry, error) {
 			return nil, err
 		}
 	}
-	prof, keep, err := ProfileOf(f.Runtime, cfg)
+	spec, err := wire.SpecFor(&f, LatestVersion)
 	if err != nil {
 		return nil, err
 	}
-	spec := wire.Spec{Revision: f.Created, Runtime: f.Runtime, MemoryMB: f.MemoryMB, TimeoutMs: f.TimeoutMs, KeepAlive: keep, Profile: prof}
-	return &fnEntry{fn: f, spec: wire.EncodeSpec(spec), rev: strconv.FormatUint(f.Created, 10), cfg: &cfg}, nil
+	e := &fnEntry{fn: f, spec: wire.EncodeSpec(spec), rev: strconv.FormatUint(spec.Revision, 10), cfg: &cfg, versions: map[string]verEntry{}}
+	for _, v := range f.Versions {
+		vs := strconv.Itoa(v.Version)
+		sp, err := wire.SpecFor(&f, vs)
+		if err != nil {
+			return nil, err
+		}
+		e.versions[vs] = verEntry{spec: wire.EncodeSpec(sp), rev: strconv.FormatUint(sp.Revision, 10), timeoutMs: sp.TimeoutMs, code: sp.CodeSha256}
+	}
+	return e, nil
 }
 
-// ProfileOf builds a synthetic profile from a function's configuration:
-// measured defaults for cfg.Profile (or the runtime name), then whatever the
-// user set explicitly.
+// ProfileOf builds a synthetic profile from a function's configuration
+// (wire.ProfileOf).
 func ProfileOf(runtime string, cfg api.SyntheticConfig) (synthetic.Profile, time.Duration, error) {
-	base := cfg.Profile
-	if base == "" {
-		base = runtime
-	}
-	p := synthetic.DefaultProfile(base)
-	set := func(dst *synthetic.Dist, s, what string) error {
-		if s == "" {
-			return nil
-		}
-		d, err := synthetic.ParseDist(s)
-		if err != nil {
-			return fmt.Errorf("Coldstart.%s: %w", what, err)
-		}
-		*dst = d
-		return nil
-	}
-	if cfg.ColdStart != "" {
-		d, err := synthetic.ParseDist(cfg.ColdStart)
-		if err != nil {
-			return p, 0, fmt.Errorf("Coldstart.ColdStart: %w", err)
-		}
-		if d.Kind == synthetic.Fixed {
-			p = p.WithColdStart(d.A)
-		} else {
-			// A distribution for the whole cold start goes to runtime init;
-			// the other phases are zero.
-			p.SandboxCreate, p.FunctionInit, p.RuntimeInit = synthetic.FixedDist(0), synthetic.FixedDist(0), d
-		}
-	}
-	for _, s := range []struct {
-		dst  *synthetic.Dist
-		v, n string
-	}{{&p.SandboxCreate, cfg.SandboxCreate, "SandboxCreate"}, {&p.RuntimeInit, cfg.RuntimeInit, "RuntimeInit"}, {&p.FunctionInit, cfg.FunctionInit, "FunctionInit"}, {&p.Duration, cfg.Duration, "Duration"}} {
-		if err := set(s.dst, s.v, s.n); err != nil {
-			return p, 0, err
-		}
-	}
-	var keep time.Duration
-	if cfg.KeepAlive != "" {
-		d, err := time.ParseDuration(cfg.KeepAlive)
-		if err != nil || d <= 0 {
-			return p, 0, fmt.Errorf("Coldstart.KeepAlive: %q is not a positive duration", cfg.KeepAlive)
-		}
-		keep = d
-	}
-	return p, keep, nil
+	return wire.ProfileOf(runtime, cfg)
 }

@@ -21,6 +21,14 @@ const (
 	CmdReleaseSandboxes CmdType = 8
 	CmdReconcileWorker  CmdType = 9
 	CmdSetClusterID     CmdType = 10
+	CmdUpdateFunction   CmdType = 11
+	CmdPublishVersion   CmdType = 12
+	CmdPutAlias         CmdType = 13
+	CmdDeleteAlias      CmdType = 14
+	CmdSetProvisioned   CmdType = 15
+	CmdSandboxReady     CmdType = 16
+	CmdCreateAccount    CmdType = 17
+	CmdAddAccessKey     CmdType = 18
 
 	// IgnoreUnknown marks a command that replicas which do not know its type
 	// may skip (Nomad's IgnoreUnknownTypeFlag), so new optional commands can

@@ -226,7 +226,58 @@ func (l *Ledger) Apply(t CmdType, body []byte, idx uint64) (any, error) {
 		if err := unmarshal(body, &c); err != nil {
 			return nil, err
 		}
+		if c.Qualifier != "" {
+			return l.deleteVersion(c, idx)
+		}
 		return l.deleteFunction(c)
+	case CmdUpdateFunction:
+		var c UpdateFunction
+		if err := unmarshal(body, &c); err != nil {
+			return nil, err
+		}
+		return l.updateFunction(c, idx)
+	case CmdPublishVersion:
+		var c PublishVersion
+		if err := unmarshal(body, &c); err != nil {
+			return nil, err
+		}
+		return l.publishVersion(c, idx)
+	case CmdPutAlias:
+		var c PutAlias
+		if err := unmarshal(body, &c); err != nil {
+			return nil, err
+		}
+		return l.putAlias(c, idx)
+	case CmdDeleteAlias:
+		var c DeleteAlias
+		if err := unmarshal(body, &c); err != nil {
+			return nil, err
+		}
+		return l.deleteAlias(c, idx)
+	case CmdSetProvisioned:
+		var c SetProvisioned
+		if err := unmarshal(body, &c); err != nil {
+			return nil, err
+		}
+		return l.setProvisioned(c, idx)
+	case CmdSandboxReady:
+		var c SandboxReady
+		if err := unmarshal(body, &c); err != nil {
+			return nil, err
+		}
+		return l.sandboxReady(c), nil
+	case CmdCreateAccount:
+		var c CreateAccount
+		if err := unmarshal(body, &c); err != nil {
+			return nil, err
+		}
+		return l.createAccount(c)
+	case CmdAddAccessKey:
+		var c AddAccessKey
+		if err := unmarshal(body, &c); err != nil {
+			return nil, err
+		}
+		return l.addAccessKey(c)
 	case CmdSetAccountLimit:
 		var c SetAccountLimit
 		if err := unmarshal(body, &c); err != nil {
@@ -329,10 +380,15 @@ func (l *Ledger) createFunction(f Function, idx uint64) (*Function, error) {
 			return nil, err
 		}
 	}
-	f.Revision, f.Created = idx, idx
-	l.s.Functions[k] = &f
-	cp := f
-	return &cp, nil
+	if err := ValidEnvironment(f.Environment); err != nil {
+		return nil, err
+	}
+	// A new function starts with no versions, aliases or provisioned
+	// concurrency, whatever the request carried.
+	f.Versions, f.Aliases, f.Provisioned, f.LastVersion = nil, nil, nil, 0
+	f.Revision, f.Created, f.ConfigRev = idx, idx, idx
+	l.s.Functions[k] = f.Clone()
+	return f.Clone(), nil
 }
 
 func (l *Ledger) deleteFunction(c DeleteFunction) (*Function, error) {
@@ -346,17 +402,22 @@ func (l *Ledger) deleteFunction(c DeleteFunction) (*Function, error) {
 	// must stay under the limit.
 	delete(l.s.Functions, k)
 	delete(l.s.Buckets, k)
-	cp := *f
-	return &cp, nil
+	return f.Clone(), nil
 }
 
 func (l *Ledger) setLimit(c SetAccountLimit) (*Account, error) {
-	if err := quota.CheckLimit(c.Limit, l.reservedTotal(c.Account, "")); err != nil {
+	// Provisioned concurrency of unreserved functions is carved out of the
+	// unreserved pool like a reservation.
+	if err := quota.CheckLimit(c.Limit, l.reservedTotal(c.Account, "")+l.unreservedProvisioned(c.Account, "")); err != nil {
 		return nil, err
 	}
 	a := &Account{ID: c.Account, Limit: c.Limit}
+	if old := l.s.Accounts[c.Account]; old != nil {
+		a.Keys, a.Created = old.Keys, old.Created
+	}
 	l.s.Accounts[c.Account] = a
 	cp := *a
+	cp.Keys = slices.Clone(a.Keys)
 	return &cp, nil
 }
 
@@ -367,16 +428,24 @@ func (l *Ledger) setReserved(c SetReserved, idx uint64) (*Function, error) {
 		return nil, fmt.Errorf("%w: Function not found: %s", ErrNotFound, c.Name)
 	}
 	if c.Reserved != nil {
-		if err := quota.CheckReserved(l.Limit(c.Account), l.reservedTotal(c.Account, k), *c.Reserved); err != nil {
+		if err := quota.CheckReserved(l.Limit(c.Account), l.reservedTotal(c.Account, k)+l.unreservedProvisioned(c.Account, k), *c.Reserved); err != nil {
 			return nil, err
+		}
+		if pc := provisionedTotal(f, ""); *c.Reserved < pc {
+			return nil, invalid("ReservedConcurrentExecutions %d is less than the function's provisioned concurrency %d", *c.Reserved, pc)
+		}
+	} else if pc := provisionedTotal(f, ""); pc > 0 {
+		// Its provisioned concurrency moves to the unreserved pool.
+		limit := l.Limit(c.Account)
+		if free := limit - (l.reservedTotal(c.Account, k)) - l.unreservedProvisioned(c.Account, k) - quota.Minimum(limit); pc > free {
+			return nil, invalid("Specified ConcurrentExecutions for function is greater than account's unreserved concurrency [%d].", max(free, 0))
 		}
 	}
 	// Live sandboxes keep the pool they were admitted under; the leader
 	// trims what exceeds the new caps (Excess).
 	f.Reserved = c.Reserved
 	f.Revision = idx
-	cp := *f
-	return &cp, nil
+	return f.Clone(), nil
 }
 
 // registerWorker records a worker joining or renewing its registration.
@@ -495,6 +564,9 @@ const (
 	// ErrStale is the Grant.Err of a worker request from an incarnation
 	// placement has given up on.
 	ErrStale = "stale worker incarnation: its sandboxes were released"
+	// ErrProvisionedFull: a provisioned grant beyond what the version's
+	// config requests.
+	ErrProvisionedFull = "provisioned concurrency already allocated"
 )
 
 func (l *Ledger) createSandbox(c CreateSandbox) *Grant {
@@ -525,6 +597,19 @@ func (l *Ledger) createSandbox(c CreateSandbox) *Grant {
 	if !ok {
 		return &Grant{Err: ErrNotFound.Error()}
 	}
+	mem, rev := f.MemoryMB, f.Rev()
+	if c.Version != "" && c.Version != "$LATEST" {
+		v := f.Version(c.Version)
+		if v == nil {
+			return &Grant{Err: ErrNotFound.Error()}
+		}
+		mem, rev = v.MemoryMB, v.Created
+	}
+	if c.Provisioned && l.provisionedHeld(f, c.Version, rev) >= l.ProvisionedTarget(f)[c.Version] {
+		// The provisioner asks again after a lost answer or a leader
+		// change: never more than the config requests.
+		return &Grant{Err: ErrProvisionedFull}
+	}
 	a, fn := l.Usage(c.Account, c.Function)
 	d := quota.Admit(a, fn)
 	if !d.Admit {
@@ -540,14 +625,14 @@ func (l *Ledger) createSandbox(c CreateSandbox) *Grant {
 	if !b.Available(l.rate, now) {
 		return &Grant{Reason: quota.RateReason(fn)}
 	}
-	w := l.pickWorker(f.MemoryMB, c.Avoid)
+	w := l.pickWorker(mem, c.Avoid)
 	if w == "" {
 		return &Grant{Err: ErrNoCapacity.Error()}
 	}
 	b.Take(l.rate, now)
 	sb := &Sandbox{ID: c.ID, Account: c.Account, Function: c.Function, Version: c.Version,
 		Incarnation: f.Created, Pool: quota.PoolFor(fn), Worker: w, WorkerInc: l.s.Workers[w].Incarnation,
-		Requester: c.Requester, MemoryMB: f.MemoryMB, CreatedNs: c.Now}
+		Requester: c.Requester, MemoryMB: mem, CreatedNs: c.Now, Revision: rev, Provisioned: c.Provisioned}
 	l.s.Sandboxes[c.ID] = sb
 	l.count(sb, 1)
 	cp := *sb

@@ -15,6 +15,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/coldstart-dev/coldstart/quota"
+	"github.com/coldstart-dev/coldstart/wire"
 )
 
 // The ledger's invariants, checked over random sequences of every command
@@ -27,7 +28,18 @@ import (
 //  3. a grant id is applied at most once, and a retry gets the same sandbox;
 //  4. victims named in a CreateSandbox never stay counted, retry or not;
 //  5. snapshot-then-restore equals the replayed ledger, byte for byte, and
-//     replaying the log from scratch gives the same state (determinism).
+//     replaying the log from scratch gives the same state (determinism);
+//  6. published versions are immutable and their numbers strictly
+//     increase, never reused; publishing unchanged code and configuration
+//     makes no new version;
+//  7. every alias names published versions of its own function, with
+//     weights in [0, 1]; a version an alias names cannot be deleted;
+//  8. a write with a stale RevisionId changes nothing;
+//  9. provisioned concurrency is only on published versions or aliases,
+//     never above the function's reservation nor into the account's
+//     unreserved floor, at most one config per version; provisioned
+//     sandboxes are counted like any other (invariant 1) and a grant is
+//     made only for a version that exists, with its current revision.
 
 // source is where a sequence draws its choices: a seeded PRNG for the
 // random test, the fuzzer's bytes for the fuzz target.
@@ -68,6 +80,11 @@ type model struct {
 	ids   []string // grant ids in use (some granted, some not)
 	nGen  int
 	steps int
+	// published remembers each version as first published, by
+	// account/function/incarnation/version: it must never change.
+	published map[string]string
+	// lastNum is the highest version number seen per function incarnation.
+	lastNum map[string]int
 }
 
 var (
@@ -78,11 +95,11 @@ var (
 )
 
 func newModel(t testing.TB, src source) *model {
-	m := &model{t: t, src: src, l: NewLedger(quota.Rate{Burst: 40, Window: time.Second}, 1000)}
+	m := &model{t: t, src: src, l: NewLedger(quota.Rate{Burst: 40, Window: time.Second}, 1000), published: map[string]string{}, lastNum: map[string]int{}}
 	// A small account (no reservations fit under Lambda's floor, except
 	// 0) and one just above the floor, so that limits are reached.
 	m.apply(CmdSetAccountLimit, SetAccountLimit{Account: "a", Limit: 4})
-	m.apply(CmdSetAccountLimit, SetAccountLimit{Account: "b", Limit: 104})
+	m.apply(CmdSetAccountLimit, SetAccountLimit{Account: "b", Limit: 120})
 	for _, w := range modelWorkers {
 		m.apply(CmdRegisterWorker, Worker{ID: w, Capacity: 60})
 	}
@@ -146,7 +163,9 @@ func (m *model) workerInc(w string) uint64 {
 // step applies one random command and checks the invariants.
 func (m *model) step() {
 	m.steps++
-	switch op := m.src.intn(20); {
+	switch op := m.src.intn(28); {
+	case op >= 20:
+		m.controlStep(op - 20)
 	case op < 8: // CreateSandbox: a new id, or a retry, with or without victims
 		acct, fn := m.pick(modelAccounts), m.pick(modelFunctions)
 		id := ""
@@ -165,7 +184,11 @@ func (m *model) step() {
 		if m.src.intn(3) == 0 {
 			avoid = []string{m.pick(modelWorkers)}
 		}
-		m.grant(CreateSandbox{ID: id, Account: acct, Function: fn, Version: "$LATEST", Now: m.now(), Release: victims, Requester: m.pick(modelGateways), Avoid: avoid})
+		c := CreateSandbox{ID: id, Account: acct, Function: fn, Version: m.pickVersion(acct, fn), Now: m.now(), Release: victims, Requester: m.pick(modelGateways), Avoid: avoid}
+		if m.src.intn(4) == 0 {
+			c.Provisioned, c.Version, c.Requester = true, m.provisionedVersion(acct, fn), ""
+		}
+		m.grant(c)
 	case op < 10: // a worker releases (its own, or another's by mistake)
 		w := m.pick(modelWorkers)
 		inc := m.workerInc(w)
@@ -203,7 +226,7 @@ func (m *model) step() {
 		acct := m.pick(modelAccounts)
 		lim := 1 + m.src.intn(6)
 		if acct == "b" {
-			lim = 100 + m.src.intn(10)
+			lim = 104 + m.src.intn(20)
 		}
 		m.apply(CmdSetAccountLimit, SetAccountLimit{Account: acct, Limit: lim})
 	case op == 14: // reconcile, current or stale incarnation
@@ -295,10 +318,25 @@ func (m *model) grant(c CreateSandbox) {
 			}
 		}
 	}
+	f := m.l.s.Functions[FunctionKeyOf(sb)]
+	switch v := f.Version(sb.Version); {
+	case sb.Version != "" && sb.Version != "$LATEST" && (v == nil || sb.Revision != v.Created || sb.MemoryMB != v.MemoryMB):
+		m.t.Fatalf("step %d: grant %s for version %s at revision %d (version %+v)", m.steps, sb.ID, sb.Version, sb.Revision, v)
+	case (sb.Version == "" || sb.Version == "$LATEST") && sb.Revision != f.Rev():
+		m.t.Fatalf("step %d: grant %s of $LATEST at revision %d, current %d", m.steps, sb.ID, sb.Revision, f.Rev())
+	}
+	if sb.Provisioned {
+		if held, want := m.l.provisionedHeld(f, sb.Version, sb.Revision), m.l.ProvisionedTarget(f)[sb.Version]; held > want {
+			m.t.Fatalf("step %d: provisioned grant %s makes %d for version %s, config requests %d", m.steps, sb.ID, held, sb.Version, want)
+		}
+	}
 	if w := m.l.s.Workers[sb.Worker]; w == nil || w.Incarnation != sb.WorkerInc {
 		m.t.Fatalf("step %d: grant %s on worker %s with incarnation %d (worker %+v)", m.steps, sb.ID, sb.Worker, sb.WorkerInc, w)
 	}
 }
+
+// FunctionKeyOf is the function key of a sandbox.
+func FunctionKeyOf(sb *Sandbox) string { return wire.FunctionKey(sb.Account, sb.Function) }
 
 func (m *model) check() {
 	if d := m.l.Accounting().Diff(m.l.Recount()); d != "" {
@@ -322,6 +360,7 @@ func (m *model) check() {
 	if err := Validate(&m.l.s); err != nil {
 		m.t.Fatalf("step %d: the live state does not validate: %v", m.steps, err)
 	}
+	m.checkControl()
 }
 
 // checkSnapshotAndReplay restores a snapshot into a fresh FSM and replays

@@ -327,6 +327,10 @@ func typedError(err error) *wire.Error {
 		return &wire.Error{Type: "InvalidParameterValueException", Message: ve.Message}
 	case errors.Is(err, ErrNotFound):
 		return &wire.Error{Type: "ResourceNotFoundException", Message: trimType(err)}
+	case errors.Is(err, ErrPrecondition):
+		return &wire.Error{Type: "PreconditionFailedException", Message: trimType(err)}
+	case errors.Is(err, ErrNoProvisionedConfig):
+		return &wire.Error{Type: "ProvisionedConcurrencyConfigNotFoundException", Message: trimType(err)}
 	case errors.Is(err, ErrConflict):
 		return &wire.Error{Type: "ResourceConflictException", Message: trimType(err)}
 	case errors.Is(err, ErrUnknownCommand):

@@ -15,6 +15,11 @@ type (
 	Account  = wire.Account
 	Grant    = wire.Grant
 
+	FunctionVersion   = wire.FunctionVersion
+	Alias             = wire.Alias
+	ProvisionedConfig = wire.ProvisionedConfig
+	AccessKey         = wire.AccessKey
+
 	// Bodies of CmdDeleteFunction, CmdSetAccountLimit, CmdSetReserved,
 	// CmdCreateSandbox and CmdReconcileWorker: the request bodies, as
 	// received, with the fields the leader owns set.
@@ -23,4 +28,12 @@ type (
 	SetReserved     = wire.SetReserved
 	CreateSandbox   = wire.CreateSandbox
 	ReconcileWorker = wire.ReconcileWorker
+	UpdateFunction  = wire.UpdateFunction
+	PublishVersion  = wire.PublishVersion
+	PutAlias        = wire.PutAlias
+	DeleteAlias     = wire.DeleteAlias
+	SetProvisioned  = wire.SetProvisioned
+	SandboxReady    = wire.SandboxReady
+	CreateAccount   = wire.CreateAccount
+	AddAccessKey    = wire.AddAccessKey
 )

@@ -41,6 +41,23 @@ func Validate(s *State) error {
 		if f.Reserved != nil && *f.Reserved < 0 {
 			return bad("function %q: reserved %d", k, *f.Reserved)
 		}
+		for name, a := range f.Aliases {
+			if a == nil || a.Name != name {
+				return bad("function %q: alias %q is null or misnamed", k, name)
+			}
+		}
+		for q, pc := range f.Provisioned {
+			if pc == nil || pc.Qualifier != q || pc.Requested < 1 {
+				return bad("function %q: provisioned config %q is null or invalid", k, q)
+			}
+		}
+		prev := 0
+		for _, v := range f.Versions {
+			if v.Version <= prev || v.Version > f.LastVersion {
+				return bad("function %q: version %d out of order", k, v.Version)
+			}
+			prev = v.Version
+		}
 	}
 	for k, w := range s.Workers {
 		if w == nil {

@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"time"
 
 	"github.com/coldstart-dev/coldstart/internal/api"
@@ -62,6 +63,96 @@ type Spec struct {
 	TimeoutMs int64             `json:"timeout_ms"`
 	KeepAlive time.Duration     `json:"keep_alive,omitempty"` // 0: the worker's default
 	Profile   synthetic.Profile `json:"profile"`
+	// A real function (Synthetic false): its code bundle by digest, its
+	// handler and environment.
+	Version     string            `json:"version,omitempty"`
+	Handler     string            `json:"handler,omitempty"`
+	Environment map[string]string `json:"environment,omitempty"`
+	CodeSha256  string            `json:"code_sha256,omitempty"`
+	// Synthetic marks a function run by the synthetic runtime (its
+	// Profile), not by a process.
+	Synthetic bool `json:"synthetic,omitempty"`
+}
+
+// SpecFor is the Spec of version ("$LATEST" or a published number) of f,
+// or an error when f has no such version or a bad synthetic config. A
+// function without code runs synthetic (the runtime name picks the
+// profile); one with code runs its code.
+func SpecFor(f *Function, version string) (Spec, error) {
+	rt, mem, tmo, handler, env, code, syn, rev := f.Runtime, f.MemoryMB, f.TimeoutMs, f.Handler, f.Environment, f.CodeSha256, f.Synthetic, f.Rev()
+	if version != "" && version != "$LATEST" {
+		v := f.Version(version)
+		if v == nil {
+			return Spec{}, fmt.Errorf("function %s has no version %s", f.Name, version)
+		}
+		rt, mem, tmo, handler, env, code, syn, rev = v.Runtime, v.MemoryMB, v.TimeoutMs, v.Handler, v.Environment, v.CodeSha256, v.Synthetic, v.Created
+	} else {
+		version = "$LATEST"
+	}
+	var cfg api.SyntheticConfig
+	if len(syn) > 0 {
+		if err := json.Unmarshal(syn, &cfg); err != nil {
+			return Spec{}, fmt.Errorf("synthetic config: %w", err)
+		}
+	}
+	prof, keep, err := ProfileOf(rt, cfg)
+	if err != nil {
+		return Spec{}, err
+	}
+	return Spec{Revision: rev, Runtime: rt, MemoryMB: mem, TimeoutMs: tmo, KeepAlive: keep, Profile: prof,
+		Version: version, Handler: handler, Environment: env, CodeSha256: code, Synthetic: code == ""}, nil
+}
+
+// ProfileOf builds a synthetic profile from a function's configuration:
+// measured defaults for cfg.Profile (or the runtime name), then whatever the
+// user set explicitly.
+func ProfileOf(runtime string, cfg api.SyntheticConfig) (synthetic.Profile, time.Duration, error) {
+	base := cfg.Profile
+	if base == "" {
+		base = runtime
+	}
+	p := synthetic.DefaultProfile(base)
+	set := func(dst *synthetic.Dist, s, what string) error {
+		if s == "" {
+			return nil
+		}
+		d, err := synthetic.ParseDist(s)
+		if err != nil {
+			return fmt.Errorf("Coldstart.%s: %w", what, err)
+		}
+		*dst = d
+		return nil
+	}
+	if cfg.ColdStart != "" {
+		d, err := synthetic.ParseDist(cfg.ColdStart)
+		if err != nil {
+			return p, 0, fmt.Errorf("Coldstart.ColdStart: %w", err)
+		}
+		if d.Kind == synthetic.Fixed {
+			p = p.WithColdStart(d.A)
+		} else {
+			// A distribution for the whole cold start goes to runtime init;
+			// the other phases are zero.
+			p.SandboxCreate, p.FunctionInit, p.RuntimeInit = synthetic.FixedDist(0), synthetic.FixedDist(0), d
+		}
+	}
+	for _, s := range []struct {
+		dst  *synthetic.Dist
+		v, n string
+	}{{&p.SandboxCreate, cfg.SandboxCreate, "SandboxCreate"}, {&p.RuntimeInit, cfg.RuntimeInit, "RuntimeInit"}, {&p.FunctionInit, cfg.FunctionInit, "FunctionInit"}, {&p.Duration, cfg.Duration, "Duration"}} {
+		if err := set(s.dst, s.v, s.n); err != nil {
+			return p, 0, err
+		}
+	}
+	var keep time.Duration
+	if cfg.KeepAlive != "" {
+		d, err := time.ParseDuration(cfg.KeepAlive)
+		if err != nil || d <= 0 {
+			return p, 0, fmt.Errorf("Coldstart.KeepAlive: %q is not a positive duration", cfg.KeepAlive)
+		}
+		keep = d
+	}
+	return p, keep, nil
 }
 
 // EncodeSpec renders a spec for HdrSpec.

@@ -1,6 +1,11 @@
 package wire
 
-import "github.com/coldstart-dev/coldstart/quota"
+import (
+	"encoding/json"
+	"strconv"
+
+	"github.com/coldstart-dev/coldstart/quota"
+)
 
 // Values of placement's ledger that messages carry. They are also entries
 // of its Raft log and snapshots (see the package doc): placement names
@@ -23,6 +28,159 @@ type Function struct {
 	// of the old one must never serve it.
 	Created    uint64 `json:"created"`
 	ModifiedNs int64  `json:"modified_ns"`
+
+	// $LATEST's code and configuration beyond the above.
+	Handler     string            `json:"handler,omitempty"`
+	Environment map[string]string `json:"environment,omitempty"`
+	Description string            `json:"description,omitempty"`
+	CodeSha256  string            `json:"code_sha256,omitempty"` // Lambda's CodeSha256; the bundle is in codestore
+	CodeSize    int64             `json:"code_size,omitempty"`
+	// ConfigRev is the Raft index of the last change to $LATEST's code or
+	// configuration (its create at first). It is $LATEST's Spec revision:
+	// a sandbox created before a deploy never serves an invocation after it.
+	ConfigRev uint64 `json:"config_rev,omitempty"`
+	// LastVersion is the highest version number ever published; numbers
+	// are never reused, even after a version is deleted.
+	LastVersion int               `json:"last_version,omitempty"`
+	Versions    []FunctionVersion `json:"versions,omitempty"`
+	Aliases     map[string]*Alias `json:"aliases,omitempty"`
+	// Provisioned holds the provisioned-concurrency configs by qualifier
+	// (a version number or an alias name).
+	Provisioned map[string]*ProvisionedConfig `json:"provisioned,omitempty"`
+}
+
+// Rev is the Spec revision of $LATEST (ConfigRev, or Created for a
+// function written before ConfigRev existed).
+func (f *Function) Rev() uint64 {
+	if f.ConfigRev != 0 {
+		return f.ConfigRev
+	}
+	return f.Created
+}
+
+// Version returns published version v, or nil.
+func (f *Function) Version(v string) *FunctionVersion {
+	for i := range f.Versions {
+		if strconv.Itoa(f.Versions[i].Version) == v {
+			return &f.Versions[i]
+		}
+	}
+	return nil
+}
+
+// Clone is a deep copy: ledger values are handed out as copies, and a
+// Function holds maps and slices.
+func (f *Function) Clone() *Function {
+	cp := *f
+	cp.Environment = cloneEnv(f.Environment)
+	cp.Synthetic = append([]byte(nil), f.Synthetic...)
+	if f.Synthetic == nil {
+		cp.Synthetic = nil
+	}
+	if f.Reserved != nil {
+		r := *f.Reserved
+		cp.Reserved = &r
+	}
+	if f.Versions != nil {
+		cp.Versions = make([]FunctionVersion, len(f.Versions))
+		for i, v := range f.Versions {
+			cp.Versions[i] = v.Clone()
+		}
+	}
+	if f.Aliases != nil {
+		cp.Aliases = make(map[string]*Alias, len(f.Aliases))
+		for k, a := range f.Aliases {
+			c := a.Clone()
+			cp.Aliases[k] = &c
+		}
+	}
+	if f.Provisioned != nil {
+		cp.Provisioned = make(map[string]*ProvisionedConfig, len(f.Provisioned))
+		for k, p := range f.Provisioned {
+			c := *p
+			cp.Provisioned[k] = &c
+		}
+	}
+	return &cp
+}
+
+func cloneEnv(e map[string]string) map[string]string {
+	if e == nil {
+		return nil
+	}
+	out := make(map[string]string, len(e))
+	for k, v := range e {
+		out[k] = v
+	}
+	return out
+}
+
+// FunctionVersion is a published, immutable version: $LATEST's code and
+// configuration as they were when it was published.
+type FunctionVersion struct {
+	Version     int               `json:"version"`
+	Runtime     string            `json:"runtime"`
+	Handler     string            `json:"handler,omitempty"`
+	MemoryMB    int               `json:"memory_mb"`
+	TimeoutMs   int64             `json:"timeout_ms"`
+	Environment map[string]string `json:"environment,omitempty"`
+	Synthetic   []byte            `json:"synthetic,omitempty"`
+	Description string            `json:"description,omitempty"`
+	CodeSha256  string            `json:"code_sha256,omitempty"`
+	CodeSize    int64             `json:"code_size,omitempty"`
+	// Created is the Raft index of the publish: the version's Spec revision.
+	Created    uint64 `json:"created"`
+	ModifiedNs int64  `json:"modified_ns"`
+}
+
+// Clone is a deep copy.
+func (v FunctionVersion) Clone() FunctionVersion {
+	v.Environment = cloneEnv(v.Environment)
+	if v.Synthetic != nil {
+		v.Synthetic = append([]byte(nil), v.Synthetic...)
+	}
+	return v
+}
+
+// Alias names a published version, optionally routing a share of the
+// invocations to a second one (RoutingConfig.AdditionalVersionWeights).
+type Alias struct {
+	Name            string             `json:"name"`
+	FunctionVersion string             `json:"function_version"`
+	Weights         map[string]float64 `json:"weights,omitempty"`
+	Description     string             `json:"description,omitempty"`
+	Revision        uint64             `json:"revision"` // Raft index of its last change
+}
+
+// Clone is a deep copy.
+func (a Alias) Clone() Alias {
+	if a.Weights != nil {
+		w := make(map[string]float64, len(a.Weights))
+		for k, v := range a.Weights {
+			w[k] = v
+		}
+		a.Weights = w
+	}
+	return a
+}
+
+// ProvisionedConfig is a provisioned-concurrency configuration of a version
+// or an alias. An alias's config follows the alias: its sandboxes are of
+// the version the alias names at the time.
+type ProvisionedConfig struct {
+	Qualifier  string `json:"qualifier"`
+	Requested  int    `json:"requested"`
+	Revision   uint64 `json:"revision"`
+	ModifiedNs int64  `json:"modified_ns"`
+	// Failure is why pre-warming last failed (an init error), "" otherwise.
+	Failure string `json:"failure,omitempty"`
+}
+
+// AccessKey is a SigV4 access key of an account.
+type AccessKey struct {
+	ID        string `json:"id"`
+	Secret    string `json:"secret"`
+	CreatedNs int64  `json:"created_ns"`
 }
 
 // Sandbox is one granted execution environment. Everything it was
@@ -46,6 +204,13 @@ type Sandbox struct {
 	Requester string `json:"requester,omitempty"`
 	MemoryMB  int    `json:"memory_mb"`
 	CreatedNs int64  `json:"created_ns"`
+	// Revision is the Spec revision of the version at the grant ($LATEST's
+	// ConfigRev, or the published version's Created).
+	Revision uint64 `json:"revision,omitempty"`
+	// Provisioned sandboxes are pre-warmed by placement for a
+	// provisioned-concurrency config; Ready once their init finished.
+	Provisioned bool `json:"provisioned,omitempty"`
+	Ready       bool `json:"ready,omitempty"`
 }
 
 // Worker is a worker node as placement knows it. Incarnation is the Raft
@@ -62,8 +227,12 @@ type Worker struct {
 
 // Account holds an account's limit.
 type Account struct {
-	ID    string `json:"id"`
-	Limit int    `json:"limit"`
+	ID    string      `json:"id"`
+	Limit int         `json:"limit"`
+	Keys  []AccessKey `json:"keys,omitempty"`
+	// Created marks an account made by CreateAccount (an entry may also
+	// exist only because its limit was set).
+	Created bool `json:"created,omitempty"`
 }
 
 // FunctionKey is the map key of a function, in placement's state and in
@@ -92,6 +261,8 @@ type Grant struct {
 type DeleteFunction struct {
 	Account string `json:"account"`
 	Name    string `json:"name"`
+	// Qualifier, when a version number, deletes only that version.
+	Qualifier string `json:"qualifier,omitempty"`
 }
 
 // SetAccountLimit sets an account's concurrency limit (OpSetLimit).
@@ -121,6 +292,9 @@ type CreateSandbox struct {
 	// Requester is the gateway that asked, taken by the leader from the
 	// subject the request came on (never from a caller's body).
 	Requester string `json:"requester,omitempty"`
+	// Provisioned asks for a pre-warmed provisioned-concurrency sandbox;
+	// only the leader's provisioner sets it.
+	Provisioned bool `json:"provisioned,omitempty"`
 	// Avoid lists workers the leader suspects (unreachable, silent): the
 	// grant goes elsewhere when another worker has room. It is part of the
 	// command, so every replica picks the same worker.
@@ -137,4 +311,89 @@ type ReconcileWorker struct {
 	Present     []string `json:"present"`
 	Now         int64    `json:"now"`
 	GraceNs     int64    `json:"grace_ns"`
+}
+
+// UpdateFunction changes $LATEST (OpUpdateFunction): its code, or any of
+// its configuration fields (nil: unchanged). IfRevision, when set, must be
+// the function's current Revision (RevisionId), or nothing changes.
+type UpdateFunction struct {
+	Account     string             `json:"account"`
+	Name        string             `json:"name"`
+	IfRevision  uint64             `json:"if_revision,omitempty"`
+	CodeSha256  string             `json:"code_sha256,omitempty"`
+	CodeSize    int64              `json:"code_size,omitempty"`
+	Runtime     *string            `json:"runtime,omitempty"`
+	Handler     *string            `json:"handler,omitempty"`
+	MemoryMB    *int               `json:"memory_mb,omitempty"`
+	TimeoutMs   *int64             `json:"timeout_ms,omitempty"`
+	Environment *map[string]string `json:"environment,omitempty"`
+	Description *string            `json:"description,omitempty"`
+	Synthetic   json.RawMessage    `json:"synthetic,omitempty"`
+	ModifiedNs  int64              `json:"modified_ns"`
+}
+
+// PublishVersion publishes $LATEST as a new version (OpPublishVersion),
+// unless the last version has the same code and configuration, which is
+// then returned. IfCodeSha256 and IfRevision are Lambda's preconditions.
+type PublishVersion struct {
+	Account      string `json:"account"`
+	Name         string `json:"name"`
+	IfRevision   uint64 `json:"if_revision,omitempty"`
+	IfCodeSha256 string `json:"if_code_sha256,omitempty"`
+	Description  string `json:"description,omitempty"`
+	ModifiedNs   int64  `json:"modified_ns"`
+}
+
+// PutAlias creates (Create) or updates an alias (OpPutAlias). On update,
+// empty FunctionVersion keeps the version, nil Weights keep the routing
+// (an empty map removes it), nil Description keeps it.
+type PutAlias struct {
+	Account         string              `json:"account"`
+	Function        string              `json:"function"`
+	Name            string              `json:"name"`
+	Create          bool                `json:"create,omitempty"`
+	FunctionVersion string              `json:"function_version,omitempty"`
+	Weights         *map[string]float64 `json:"weights,omitempty"`
+	Description     *string             `json:"description,omitempty"`
+	IfRevision      uint64              `json:"if_revision,omitempty"`
+}
+
+// DeleteAlias deletes an alias (OpDeleteAlias).
+type DeleteAlias struct {
+	Account  string `json:"account"`
+	Function string `json:"function"`
+	Name     string `json:"name"`
+}
+
+// SetProvisioned sets (Requested non-nil) or deletes a provisioned
+// concurrency config (OpSetProvisioned).
+type SetProvisioned struct {
+	Account    string `json:"account"`
+	Function   string `json:"function"`
+	Qualifier  string `json:"qualifier"`
+	Requested  *int   `json:"requested"`
+	ModifiedNs int64  `json:"modified_ns"`
+}
+
+// SandboxReady reports pre-warmed provisioned sandboxes: Ready ones
+// finished their init; Failed ones did not (Failure says why) and are
+// released.
+type SandboxReady struct {
+	Ready   []string `json:"ready,omitempty"`
+	Failed  []string `json:"failed,omitempty"`
+	Failure string   `json:"failure,omitempty"`
+}
+
+// CreateAccount creates an account with its first access key
+// (OpCreateAccount); AddAccessKey adds one (OpAddAccessKey).
+type CreateAccount struct {
+	ID    string     `json:"id"`
+	Limit int        `json:"limit,omitempty"`
+	Key   *AccessKey `json:"key,omitempty"`
+}
+
+// AddAccessKey adds a key to an existing account.
+type AddAccessKey struct {
+	Account string    `json:"account"`
+	Key     AccessKey `json:"key"`
 }

@@ -19,16 +19,23 @@ var ErrNoLeader = fmt.Errorf("%w: no placement leader (Raft has no quorum)", Err
 
 // Request is the envelope of every placement request.
 type Request struct {
-	Op        string           `json:"op"`
-	Function  *Function        `json:"function,omitempty"`
-	Delete    *DeleteFunction  `json:"delete,omitempty"`
-	Limit     *SetAccountLimit `json:"limit,omitempty"`
-	Reserved  *SetReserved     `json:"reserved,omitempty"`
-	Sandbox   *CreateSandbox   `json:"sandbox,omitempty"`
-	Release   []string         `json:"release,omitempty"`
-	Reconcile *ReconcileWorker `json:"reconcile,omitempty"`
-	Worker    string           `json:"worker,omitempty"` // suspect
-	Renew     *Renew           `json:"renew,omitempty"`
+	Op          string           `json:"op"`
+	Function    *Function        `json:"function,omitempty"`
+	Delete      *DeleteFunction  `json:"delete,omitempty"`
+	Limit       *SetAccountLimit `json:"limit,omitempty"`
+	Reserved    *SetReserved     `json:"reserved,omitempty"`
+	Sandbox     *CreateSandbox   `json:"sandbox,omitempty"`
+	Release     []string         `json:"release,omitempty"`
+	Reconcile   *ReconcileWorker `json:"reconcile,omitempty"`
+	Worker      string           `json:"worker,omitempty"` // suspect
+	Renew       *Renew           `json:"renew,omitempty"`
+	Update      *UpdateFunction  `json:"update,omitempty"`
+	Publish     *PublishVersion  `json:"publish,omitempty"`
+	Alias       *PutAlias        `json:"alias,omitempty"`
+	DeleteAlias *DeleteAlias     `json:"delete_alias,omitempty"`
+	Provisioned *SetProvisioned  `json:"provisioned,omitempty"`
+	NewAccount  *CreateAccount   `json:"new_account,omitempty"`
+	AddKey      *AddAccessKey    `json:"add_key,omitempty"`
 	// Incarnation is the sender's worker incarnation (release).
 	Incarnation uint64 `json:"incarnation,omitempty"`
 }
@@ -45,13 +52,15 @@ func (e *Error) Error() string { return e.Type + ": " + e.Message }
 
 // Response is the envelope of every placement answer.
 type Response struct {
-	Error    *Error    `json:"error,omitempty"`
-	Function *Function `json:"function,omitempty"`
-	Account  *Account  `json:"account,omitempty"`
-	Grant    *Grant    `json:"grant,omitempty"`
-	Snapshot *Snapshot `json:"snapshot,omitempty"`
-	Lease    *Lease    `json:"lease,omitempty"`
-	Index    uint64    `json:"index,omitempty"` // Raft index of a committed write
+	Error    *Error           `json:"error,omitempty"`
+	Function *Function        `json:"function,omitempty"`
+	Account  *Account         `json:"account,omitempty"`
+	Grant    *Grant           `json:"grant,omitempty"`
+	Version  *FunctionVersion `json:"version,omitempty"`
+	Alias    *Alias           `json:"alias,omitempty"`
+	Snapshot *Snapshot        `json:"snapshot,omitempty"`
+	Lease    *Lease           `json:"lease,omitempty"`
+	Index    uint64           `json:"index,omitempty"` // Raft index of a committed write
 }
 
 // Snapshot is the read view gateways cache and status pages show.
@@ -92,6 +101,8 @@ type Event struct {
 	Index     uint64 `json:"index"`
 	Term      uint64 `json:"term,omitempty"`
 	ClusterID string `json:"cluster_id,omitempty"`
+	Version   string `json:"version,omitempty"`  // deploy: the version concerned
+	Revision  uint64 `json:"revision,omitempty"` // deploy: its current Spec revision (0: deleted)
 }
 
 // Kinds of Event.
@@ -99,6 +110,10 @@ const (
 	EventFunction = "function" // created, or its reservation changed
 	EventDelete   = "delete"   // deleted: workers drop its sandboxes
 	EventAccount  = "account"  // the account's limit changed (Function empty)
+	// EventDeploy: $LATEST's code or configuration changed (Revision is
+	// its new Spec revision), or a version was deleted: workers drop idle
+	// sandboxes of older revisions.
+	EventDeploy = "deploy"
 )
 
 // Renew is a worker's lease renewal (on WorkerOpSubject(id, OpRenew)). It

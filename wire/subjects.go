@@ -84,6 +84,14 @@ const (
 	OpRenew          = "renew"    // a worker renews its lease (WorkerOpSubject)
 	OpCancel         = "cancel"   // a gateway gives up on its own grant (GatewayOpSubject)
 	OpIdle           = "idle"     // a worker's idle report (WorkerOpSubject, no reply)
+
+	OpUpdateFunction = "update_function"
+	OpPublishVersion = "publish_version"
+	OpPutAlias       = "put_alias"
+	OpDeleteAlias    = "delete_alias"
+	OpSetProvisioned = "set_provisioned"
+	OpCreateAccount  = "create_account"
+	OpAddAccessKey   = "add_access_key"
 )
 
 // WorkerSubject is where others ask worker something: op is one of the
@@ -96,6 +104,10 @@ const (
 	WorkerRetire = "retire" // placement: RetireRequest, answered with RetireAnswer
 	WorkerDrop   = "drop"   // placement: DropRequest, answered with RetireAnswer
 	WorkerStats  = "stats"  // gateway (status page): empty request, answered with Stats
+	// WorkerPrewarm: placement's provisioner creates a granted
+	// provisioned sandbox and runs its init (headers as a cold invoke, no
+	// payload), answered when the sandbox is ready or failed.
+	WorkerPrewarm = "prewarm"
 )
 
 // InvokeSubject addresses a worker directly (cold starts on a granted
