@@ -3,6 +3,7 @@ package placement
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 	"time"
 
@@ -149,7 +150,7 @@ func (n *Node) handleGatewayOp(m *nats.Msg) {
 		switch {
 		case op == wire.OpCreateSandbox && req.Sandbox != nil:
 			c := *req.Sandbox
-			c.Requester = id
+			c.Requester, c.Provisioned = id, false
 			return n.createSandbox(c)
 		case op == wire.OpCancel:
 			if _, err := n.apply(CmdReleaseSandboxes, ReleaseSandboxes{IDs: req.Release, Now: time.Now().UnixNano(), Gateway: id}); err != nil {
@@ -172,7 +173,7 @@ func (n *Node) serve(req *wire.Request) wire.Response {
 	switch {
 	case req.Op == wire.OpCreateSandbox && req.Sandbox != nil:
 		c := *req.Sandbox
-		c.Requester = ""
+		c.Requester, c.Provisioned = "", false // only the provisioner pre-warms
 		return n.createSandbox(c)
 	case req.Op == wire.OpCreateFunction && req.Function != nil:
 		req.Function.ModifiedNs = time.Now().UnixNano()
@@ -187,8 +188,69 @@ func (n *Node) serve(req *wire.Request) wire.Response {
 		if err != nil {
 			return wire.Response{Error: typedError(err)}
 		}
-		n.publishEvent(wire.EventDelete, req.Delete.Account, req.Delete.Name, idx)
+		if req.Delete.Qualifier != "" {
+			n.publishDeploy(req.Delete.Account, req.Delete.Name, req.Delete.Qualifier, 0, idx)
+			go n.provisionSoon()
+		} else {
+			n.publishEvent(wire.EventDelete, req.Delete.Account, req.Delete.Name, idx)
+		}
 		return wire.Response{Function: v.(*Function), Index: idx}
+	case req.Op == wire.OpUpdateFunction && req.Update != nil:
+		req.Update.ModifiedNs = time.Now().UnixNano()
+		v, idx, err := n.applyIndex(CmdUpdateFunction, req.Update)
+		if err != nil {
+			return wire.Response{Error: typedError(err)}
+		}
+		f := v.(*Function)
+		n.publishDeploy(f.Account, f.Name, "$LATEST", f.Rev(), idx)
+		return wire.Response{Function: f, Index: idx}
+	case req.Op == wire.OpPublishVersion && req.Publish != nil:
+		req.Publish.ModifiedNs = time.Now().UnixNano()
+		v, idx, err := n.applyIndex(CmdPublishVersion, req.Publish)
+		if err != nil {
+			return wire.Response{Error: typedError(err)}
+		}
+		n.publishEvent(wire.EventFunction, req.Publish.Account, req.Publish.Name, idx)
+		return wire.Response{Version: v.(*FunctionVersion), Index: idx}
+	case req.Op == wire.OpPutAlias && req.Alias != nil:
+		v, idx, err := n.applyIndex(CmdPutAlias, req.Alias)
+		if err != nil {
+			return wire.Response{Error: typedError(err)}
+		}
+		n.publishEvent(wire.EventFunction, req.Alias.Account, req.Alias.Function, idx)
+		go n.provisionSoon() // an alias with provisioned concurrency moved
+		return wire.Response{Alias: v.(*Alias), Index: idx}
+	case req.Op == wire.OpDeleteAlias && req.DeleteAlias != nil:
+		v, idx, err := n.applyIndex(CmdDeleteAlias, req.DeleteAlias)
+		if err != nil {
+			return wire.Response{Error: typedError(err)}
+		}
+		n.publishEvent(wire.EventFunction, req.DeleteAlias.Account, req.DeleteAlias.Function, idx)
+		go n.provisionSoon()
+		return wire.Response{Function: v.(*Function), Index: idx}
+	case req.Op == wire.OpSetProvisioned && req.Provisioned != nil:
+		req.Provisioned.ModifiedNs = time.Now().UnixNano()
+		v, idx, err := n.applyIndex(CmdSetProvisioned, req.Provisioned)
+		if err != nil {
+			return wire.Response{Error: typedError(err)}
+		}
+		n.publishEvent(wire.EventFunction, req.Provisioned.Account, req.Provisioned.Function, idx)
+		go n.provisionSoon()
+		return wire.Response{Function: v.(*Function), Index: idx}
+	case req.Op == wire.OpCreateAccount && req.NewAccount != nil:
+		v, idx, err := n.applyIndex(CmdCreateAccount, req.NewAccount)
+		if err != nil {
+			return wire.Response{Error: typedError(err)}
+		}
+		n.publishEvent(wire.EventAccount, req.NewAccount.ID, "", idx)
+		return wire.Response{Account: v.(*Account), Index: idx}
+	case req.Op == wire.OpAddAccessKey && req.AddKey != nil:
+		v, idx, err := n.applyIndex(CmdAddAccessKey, req.AddKey)
+		if err != nil {
+			return wire.Response{Error: typedError(err)}
+		}
+		n.publishEvent(wire.EventAccount, req.AddKey.Account, "", idx)
+		return wire.Response{Account: v.(*Account), Index: idx}
 	case req.Op == wire.OpSetLimit && req.Limit != nil:
 		v, idx, err := n.applyIndex(CmdSetAccountLimit, req.Limit)
 		if err != nil {
@@ -213,6 +275,16 @@ func (n *Node) serve(req *wire.Request) wire.Response {
 		return wire.Response{Error: &wire.Error{Type: "AccessDeniedException", Message: req.Op + " is a worker operation: send it on the worker's own subject"}}
 	}
 	return wire.Response{Error: &wire.Error{Type: "InvalidRequestContentException", Message: "unknown placement op " + req.Op}}
+}
+
+// publishDeploy tells workers that version of a function now has Spec
+// revision rev (0: the version is gone): idle sandboxes of other revisions
+// are dropped, and busy ones when their invocation ends.
+func (n *Node) publishDeploy(account, name, version string, rev, idx uint64) {
+	var cid string
+	n.fsm.Read(func(l *Ledger) { cid = l.s.ClusterID })
+	b, _ := json.Marshal(wire.Event{Kind: wire.EventDeploy, Account: account, Function: name, Index: idx, Term: termOf(n.raft), ClusterID: cid, Version: version, Revision: rev})
+	_ = n.nc.Publish(wire.SubjectEvents, b)
 }
 
 func (n *Node) publishEvent(kind, account, name string, idx uint64) {
@@ -245,10 +317,12 @@ func (n *Node) Snapshot() *wire.Snapshot {
 	}
 	n.fsm.Read(func(l *Ledger) {
 		for _, a := range l.s.Accounts {
-			s.Accounts = append(s.Accounts, *a)
+			cp := *a
+			cp.Keys = slices.Clone(a.Keys)
+			s.Accounts = append(s.Accounts, cp)
 		}
 		for k, f := range l.s.Functions {
-			s.Functions = append(s.Functions, *f)
+			s.Functions = append(s.Functions, *f.Clone())
 			s.Counts[k] = l.FunctionSandboxes(f.Account, f.Name)
 		}
 		for _, w := range l.s.Workers {
@@ -256,6 +330,16 @@ func (n *Node) Snapshot() *wire.Snapshot {
 		}
 		for _, sb := range l.s.Sandboxes {
 			s.Accounted[sb.Account] = l.AccountSandboxes(sb.Account)
+			if sb.Provisioned && sb.Ready {
+				if f := l.s.Functions[wire.FunctionKey(sb.Account, sb.Function)]; f != nil && f.Created == sb.Incarnation {
+					if v := f.Version(sb.Version); v != nil && v.Created == sb.Revision {
+						if s.Provisioned == nil {
+							s.Provisioned = map[string]int{}
+						}
+						s.Provisioned[wire.FunctionKey(sb.Account, sb.Function)+"/"+sb.Version]++
+					}
+				}
+			}
 		}
 		s.ClusterID = l.s.ClusterID
 		s.Digest = l.Digest()

@@ -90,6 +90,7 @@ type Node struct {
 	nc    *nats.Conn
 
 	workers WorkerAPI
+	prov    provisioner
 	leases  *leaseTable
 	sem     chan struct{} // bounds leader requests in flight
 
@@ -220,8 +221,10 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n.registerMetrics(cfg.Registry)
-	n.wg.Add(1)
+	n.prov = provisioner{pending: map[string]bool{}, backoff: map[string]time.Time{}, kick: make(chan struct{}, 1)}
+	n.wg.Add(2)
 	go n.watchLeadership()
+	go n.provisionLoop()
 	return n, nil
 }
 

@@ -71,18 +71,21 @@ type Snapshot struct {
 	ClusterID string `json:"cluster_id,omitempty"`
 	// Digest is a hash of the ledger state at Index: replicas that agree
 	// report the same digest at the same applied index.
-	Digest    string                     `json:"digest,omitempty"`
-	Leader    string                     `json:"leader"`
-	Term      uint64                     `json:"term"`
-	Index     uint64                     `json:"index"`
-	Peers     []PeerState                `json:"peers"`
-	Accounts  []Account                  `json:"accounts"`
-	Functions []Function                 `json:"functions"`
-	Workers   []Worker                   `json:"workers"`
-	Counts    map[string]int             `json:"counts"`    // sandboxes per FunctionKey
-	Accounted map[string]int             `json:"accounted"` // sandboxes per account
-	Rate      quota.Rate                 `json:"rate"`
-	Extra     map[string]json.RawMessage `json:"extra,omitempty"`
+	Digest    string         `json:"digest,omitempty"`
+	Leader    string         `json:"leader"`
+	Term      uint64         `json:"term"`
+	Index     uint64         `json:"index"`
+	Peers     []PeerState    `json:"peers"`
+	Accounts  []Account      `json:"accounts"`
+	Functions []Function     `json:"functions"`
+	Workers   []Worker       `json:"workers"`
+	Counts    map[string]int `json:"counts"`    // sandboxes per FunctionKey
+	Accounted map[string]int `json:"accounted"` // sandboxes per account
+	Rate      quota.Rate     `json:"rate"`
+	// Provisioned counts the ready provisioned sandboxes of each
+	// "account/function/version" at the version's current revision.
+	Provisioned map[string]int             `json:"provisioned,omitempty"`
+	Extra       map[string]json.RawMessage `json:"extra,omitempty"`
 }
 
 // PeerState is one placement node as the answering node sees it.
