@@ -12,7 +12,6 @@ import (
 	"sync"
 	"testing"
 	"time"
-
 )
 
 // testBase holds every test's code and scratch dirs. It is world-searchable (0755)
@@ -261,4 +260,9 @@ func (l *logSink) has(sub string) bool {
 		}
 	}
 	return false
+}
+
+func readComm(pid int) string {
+	b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	return strings.TrimSpace(string(b))
 }

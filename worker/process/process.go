@@ -150,8 +150,8 @@ type Sandbox struct {
 	exitErr      error
 	oomMB        int
 	peak         uint64
-	members      []procInfo          // last scan, for the quick sample at the end of an invoke
-	known        map[[2]uint64]bool  // (pid,start) of every process seen in the sandbox (non-uid mode)
+	members      []procInfo         // last scan, for the quick sample at the end of an invoke
+	known        map[[2]uint64]bool // (pid,start) of every process seen in the sandbox (non-uid mode)
 
 	logMu   sync.Mutex
 	partial []byte
