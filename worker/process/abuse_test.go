@@ -52,8 +52,8 @@ func TestAbuseForkBomb(t *testing.T) {
 		Forked int    `json:"forked"`
 		Err    string `json:"err"`
 	}
-	if err := json.Unmarshal(r.Payload, &got); err != nil {
-		t.Fatalf("%s: %v", r.Payload, err)
+	if err := json.Unmarshal(r.Payload, &got); err != nil || r.ErrorType != "" {
+		t.Fatalf("%s %s: %v", r.ErrorType, r.Payload, err)
 	}
 	t.Logf("forked %d children before: %s", got.Forked, got.Err)
 	if got.Forked >= 32 || !strings.Contains(got.Err, "Resource temporarily unavailable") {

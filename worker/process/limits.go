@@ -182,6 +182,26 @@ func rssBytes(pid int) uint64 {
 	return n * pageSize
 }
 
+// pssBytes is a process's proportional set size: pages shared with other
+// processes (a forked child and its parent) are divided among them, so a sum over
+// the sandbox counts each page once, as a memory cgroup would.
+func pssBytes(pid int) uint64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
+	if err != nil {
+		return rssBytes(pid)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Pss:"); ok {
+			f := strings.Fields(v)
+			if len(f) > 0 {
+				n, _ := strconv.ParseUint(f[0], 10, 64)
+				return n << 10
+			}
+		}
+	}
+	return rssBytes(pid)
+}
+
 // applyRlimits sets the sandbox's limits on a process that is stopped at its first
 // instruction after exec (see startStopped), so nothing it runs can fork first.
 func applyRlimits(pid, maxProcs int) error {

@@ -44,9 +44,15 @@ func (s *Sandbox) sample(full bool) {
 	if full {
 		procs = s.scan()
 	}
+	// One process: its RSS, cheap to read. Several: their PSS, which does not count
+	// the pages a fork shares with its parent twice.
 	var sum uint64
 	for _, p := range procs {
-		sum += rssBytes(p.pid)
+		if len(procs) == 1 {
+			sum += rssBytes(p.pid)
+		} else {
+			sum += pssBytes(p.pid)
+		}
 	}
 	limit := uint64(s.cfg.MemoryMB) << 20
 	s.mu.Lock()
