@@ -190,7 +190,7 @@ func TestAccountLimitsComeFromTheSnapshot(t *testing.T) {
 
 func FuzzDecodeEvent(f *testing.F) {
 	for _, s := range []string{
-		`{"kind":"function","account":"123456789012","function":"f","index":7}`,
+		`{"kind":"function","account":"000000000000","function":"f","index":7}`,
 		`{"kind":"limit","index":18446744073709551615,"term":3,"cluster_id":"c1"}`,
 		`{"kind":""}`, `{"index":-1}`, `null`, `[]`, ``, `{"kind":"x","index":1e30}`,
 	} {

@@ -75,6 +75,15 @@ type Config struct {
 	// Now is the clock of the rate limiter and the cache's time bounds
 	// (default time.Now).
 	Now func() time.Time
+	// Code stores function code bundles (codestore.Store); nil refuses
+	// functions with code.
+	Code CodeStore
+	// StrictAuth refuses unsigned requests; otherwise they act as
+	// DefaultAccount (development mode).
+	StrictAuth bool
+	// NoDefaultKey removes the built-in access key "test" (secret "test")
+	// of DefaultAccount that local emulators' users expect.
+	NoDefaultKey bool
 }
 
 // Gateway is a running gateway.
@@ -345,11 +354,27 @@ func (g *Gateway) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("POST /2015-03-31/functions/{name}/invocations", g.handleInvoke)
 	mux.HandleFunc("POST /2015-03-31/functions", g.handleCreate)
-	mux.HandleFunc("POST /2015-03-31/functions/", g.handleCreate)
-	mux.HandleFunc("GET /2015-03-31/functions/", g.handleList)
+	mux.HandleFunc("POST /2015-03-31/functions/{$}", g.handleCreate)
+	mux.HandleFunc("GET /2015-03-31/functions/{$}", g.handleList)
 	mux.HandleFunc("GET /2015-03-31/functions", g.handleList)
 	mux.HandleFunc("GET /2015-03-31/functions/{name}", g.handleGet)
 	mux.HandleFunc("DELETE /2015-03-31/functions/{name}", g.handleDelete)
+	mux.HandleFunc("GET /2015-03-31/functions/{name}/configuration", g.handleGetConfiguration)
+	mux.HandleFunc("PUT /2015-03-31/functions/{name}/configuration", g.handleUpdateConfiguration)
+	mux.HandleFunc("PUT /2015-03-31/functions/{name}/code", g.handleUpdateCode)
+	mux.HandleFunc("POST /2015-03-31/functions/{name}/versions", g.handlePublish)
+	mux.HandleFunc("GET /2015-03-31/functions/{name}/versions", g.handleListVersions)
+	mux.HandleFunc("POST /2015-03-31/functions/{name}/aliases", g.handleCreateAlias)
+	mux.HandleFunc("GET /2015-03-31/functions/{name}/aliases", g.handleListAliases)
+	mux.HandleFunc("GET /2015-03-31/functions/{name}/aliases/{alias}", g.handleGetAlias)
+	mux.HandleFunc("PUT /2015-03-31/functions/{name}/aliases/{alias}", g.handleUpdateAlias)
+	mux.HandleFunc("DELETE /2015-03-31/functions/{name}/aliases/{alias}", g.handleDeleteAlias)
+	mux.HandleFunc("PUT /2019-09-30/functions/{name}/provisioned-concurrency", g.handlePutProvisioned)
+	mux.HandleFunc("GET /2019-09-30/functions/{name}/provisioned-concurrency", g.handleGetProvisioned)
+	mux.HandleFunc("DELETE /2019-09-30/functions/{name}/provisioned-concurrency", g.handleDeleteProvisioned)
+	mux.HandleFunc("POST "+api.PathAccounts, g.handleCreateAccount)
+	mux.HandleFunc("GET "+api.PathAccounts+"/{id}", g.handleAccountKeys)
+	mux.HandleFunc("POST "+api.PathAccounts+"/{id}/keys", g.handleAccountKeys)
 	mux.HandleFunc("PUT /2017-10-31/functions/{name}/concurrency", g.handlePutConcurrency)
 	mux.HandleFunc("DELETE /2017-10-31/functions/{name}/concurrency", g.handleDeleteConcurrency)
 	mux.HandleFunc("GET /2019-09-30/functions/{name}/concurrency", g.handleGetConcurrency)
@@ -362,15 +387,9 @@ func (g *Gateway) routes() http.Handler {
 	mux.HandleFunc("GET /{$}", handleDashboard)
 	mux.HandleFunc("GET /dashboard", handleDashboard)
 	mux.Handle("GET /metrics", metricsHandler(g.cfg.Gatherer))
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, &lambdaError{http.StatusNotFound, "UnknownOperationException", "Unknown operation " + r.Method + " " + r.URL.Path, ""})
-	})
-	return mux
+	mux.HandleFunc("/", g.handleUnknown)
+	return g.authenticate(mux)
 }
-
-// account returns the caller's account. Development mode: every request is
-// the default account.
-func (g *Gateway) account(r *http.Request) string { return DefaultAccount }
 
 func newRequestID() string {
 	var b [16]byte

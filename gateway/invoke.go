@@ -2,7 +2,10 @@ package gateway
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"net/http"
 	"strconv"
 	"time"
@@ -27,8 +30,11 @@ func (v fnVersion) warmSubject() string { return wire.WarmSubject(v.Account, v.F
 
 func (g *Gateway) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	reqID := newRequestID()
-	w.Header().Set(api.HeaderRequestID, reqID)
+	reqID := w.Header().Get(api.HeaderRequestID)
+	if reqID == "" {
+		reqID = newRequestID()
+		w.Header().Set(api.HeaderRequestID, reqID)
+	}
 	ref, err := ParseFunctionName(r.PathValue("name"), r.URL.Query().Get("Qualifier"))
 	if err != nil {
 		writeError(w, errInvalidParam(err.Error()))
@@ -49,14 +55,14 @@ func (g *Gateway) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, errInvalidParam("1 validation error detected: Value '"+clip(r.Header.Get(api.HeaderInvocationType))+"' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]"))
 		return
 	}
-	version := LatestVersion
-	if ref.Qualifier != "" && ref.Qualifier != LatestVersion {
-		writeError(w, errNotFound("Function not found: arn:aws:lambda:us-east-1:"+acct+":function:"+ref.Name+":"+ref.Qualifier))
-		return
-	}
 	e := g.lookup(r.Context(), acct, ref.Name)
 	if e == nil {
-		writeError(w, errNotFound("Function not found: arn:aws:lambda:us-east-1:"+acct+":function:"+ref.Name))
+		writeError(w, errNotFound("Function not found: "+arnOf(acct, ref.Name)))
+		return
+	}
+	version, spec, rev, timeoutMs, lerr := e.resolve(ref.Qualifier)
+	if lerr != nil {
+		writeError(w, lerr)
 		return
 	}
 	key := fnVersion{Account: acct, Function: ref.Name, Version: version}
@@ -90,7 +96,15 @@ func (g *Gateway) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	h.Set(wire.HdrAccount, acct)
 	h.Set(wire.HdrFunction, ref.Name)
 	h.Set(wire.HdrVersion, version)
-	h.Set(wire.HdrRev, e.rev)
+	h.Set(wire.HdrRev, rev)
+	if cc := r.Header.Get(api.HeaderClientContext); cc != "" {
+		raw, err := base64.StdEncoding.DecodeString(cc)
+		if err != nil || len(cc) > 3583 || !json.Valid(raw) {
+			writeError(w, errInvalidContent("Client context must be a valid Base64-encoded JSON object"))
+			return
+		}
+		h.Set(wire.HdrClientContext, string(raw))
+	}
 	if r.Header.Get(api.HeaderLogType) == "Tail" {
 		h.Set(wire.HdrLogTail, "tail")
 	}
@@ -98,11 +112,11 @@ func (g *Gateway) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	// longer (cold-start phases included) so the worker's Sandbox.Timedout
 	// answer arrives first. A worker that dies mid-invocation costs the
 	// caller this wait: NATS does not tell a requester its responder died.
-	wait := time.Duration(e.fn.TimeoutMs)*time.Millisecond + invokeMargin
+	wait := time.Duration(timeoutMs)*time.Millisecond + invokeMargin
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
 
-	reply, lerr := g.route(ctx, msg, key, e.spec)
+	reply, lerr := g.route(ctx, msg, key, spec)
 	if lerr != nil {
 		if lerr.Status == http.StatusTooManyRequests {
 			g.throttle(w, reqID, key, lerr)
@@ -110,6 +124,13 @@ func (g *Gateway) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		}
 		writeError(w, lerr)
 		return
+	}
+	if e.fn.Provisioned != nil && e.provisioned(version) {
+		if reply.Header.Get(wire.HdrProvisioned) == "true" {
+			g.m.pcInvocations.Inc()
+		} else {
+			g.m.pcSpillover.Inc()
+		}
 	}
 	g.writeInvokeReply(w, reply, version)
 	g.m.latency.Observe(time.Since(start).Seconds())
@@ -336,4 +357,44 @@ func (g *Gateway) lookup(ctx context.Context, account, name string) *fnEntry {
 	}
 	g.refreshFresh(0)
 	return g.cache.get(account, name)
+}
+
+// resolve maps an invocation's qualifier to the version that runs: $LATEST,
+// a published version, or an alias's version, chosen by its routing
+// weights ("a simple probabilistic model", like Lambda's).
+func (e *fnEntry) resolve(q string) (version, spec, rev string, timeoutMs int64, lerr *lambdaError) {
+	if q == "" || q == LatestVersion {
+		return LatestVersion, e.spec, e.rev, e.fn.TimeoutMs, nil
+	}
+	v := q
+	if a := e.fn.Aliases[q]; a != nil {
+		v = a.FunctionVersion
+		for extra, w := range a.Weights {
+			if rand.Float64() < w {
+				v = extra
+			}
+		}
+		if v == LatestVersion {
+			return LatestVersion, e.spec, e.rev, e.fn.TimeoutMs, nil
+		}
+	}
+	ve, ok := e.versions[v]
+	if !ok {
+		return "", "", "", 0, errNotFound("Function not found: " + arnOf(e.fn.Account, e.fn.Name) + ":" + q)
+	}
+	return v, ve.spec, ve.rev, ve.timeoutMs, nil
+}
+
+// provisioned reports whether version has a provisioned config (its own or
+// through an alias).
+func (e *fnEntry) provisioned(version string) bool {
+	for q := range e.fn.Provisioned {
+		if q == version {
+			return true
+		}
+		if a := e.fn.Aliases[q]; a != nil && a.FunctionVersion == version {
+			return true
+		}
+	}
+	return false
 }

@@ -9,6 +9,7 @@ import (
 
 type metrics struct {
 	invocations, throttles, errors, cold, warm, busy, placementFail, overloaded prometheus.Counter
+	authFailures, pcInvocations, pcSpillover                                    prometheus.Counter
 	latency                                                                     prometheus.Histogram
 }
 
@@ -26,10 +27,13 @@ func newMetrics(reg prometheus.Registerer, node string) *metrics {
 		busy:          c("warm_busy_total", "Warm attempts answered busy by a worker."),
 		placementFail: c("placement_unavailable_total", "Cold starts refused because placement had no quorum."),
 		overloaded:    c("overloaded_total", "Requests answered 503 past the gateway's in-flight cap."),
+		authFailures:  c("auth_failures_total", "Requests refused for a bad, expired or missing signature."),
+		pcInvocations: c("provisioned_concurrency_invocations_total", "Invocations served by a provisioned sandbox (Lambda: ProvisionedConcurrencyInvocations)."),
+		pcSpillover:   c("provisioned_concurrency_spillover_invocations_total", "Invocations of a version with provisioned concurrency served on demand (Lambda: ProvisionedConcurrencySpilloverInvocations)."),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "coldstart", Subsystem: "gateway", Name: "invoke_latency_seconds", Help: "Invoke latency at the gateway.", ConstLabels: l,
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}),
 	}
-	for _, col := range []prometheus.Collector{m.invocations, m.throttles, m.errors, m.cold, m.warm, m.busy, m.placementFail, m.overloaded, m.latency} {
+	for _, col := range []prometheus.Collector{m.invocations, m.throttles, m.errors, m.cold, m.warm, m.busy, m.placementFail, m.overloaded, m.authFailures, m.pcInvocations, m.pcSpillover, m.latency} {
 		_ = reg.Register(col)
 	}
 	return m

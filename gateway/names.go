@@ -7,7 +7,7 @@ import (
 )
 
 // DefaultAccount is the account of unsigned requests in development mode.
-const DefaultAccount = "123456789012"
+const DefaultAccount = "000000000000"
 
 // LatestVersion is the unpublished version.
 const LatestVersion = "$LATEST"

@@ -23,6 +23,10 @@ const (
 	HdrSandbox   = "Cs-Sandbox" // cold invoke: the granted sandbox id
 	HdrGranted   = "Cs-Granted" // cold invoke: Unix ns of the grant
 	HdrLogTail   = "Cs-Log"     // request: "tail"; reply: base64 log tail
+	// HdrClientContext carries X-Amz-Client-Context, decoded (JSON).
+	HdrClientContext = "Cs-Ctx"
+	// HdrProvisioned (reply): "true" when a provisioned sandbox served it.
+	HdrProvisioned = "Cs-Prov"
 
 	// Cold invoke: placement's grant.
 	HdrWorkerInc  = "Cs-Winc"  // the worker incarnation the grant was placed on

@@ -112,7 +112,7 @@ func newHarness(t *testing.T, keep time.Duration, opts ...harnessOpt) *harness {
 	return h
 }
 
-var testKey = pool.Key{Account: "123456789012", Function: "f", Version: "$LATEST"}
+var testKey = pool.Key{Account: "000000000000", Function: "f", Version: "$LATEST"}
 
 func spec(d, timeout time.Duration) string {
 	return wire.EncodeSpec(wire.Spec{Runtime: "synthetic", MemoryMB: 128, TimeoutMs: timeout.Milliseconds(), Profile: synthetic.Profile{Duration: synthetic.FixedDist(d)}})

@@ -258,7 +258,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return 1
 	}
 	defer n.Stop()
-	fmt.Fprintf(stdout, "gateway %s http://%s ready (development mode: unsigned requests act as account 123456789012)\n", nf.id, n.Gateway.Addr())
+	fmt.Fprintf(stdout, "gateway %s http://%s ready (development mode: unsigned requests act as account 000000000000)\n", nf.id, n.Gateway.Addr())
 	<-ctx.Done()
 	return 0
 }

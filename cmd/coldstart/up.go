@@ -184,7 +184,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "secret     %s   (cluster secret: NATS logins, gossip encryption; keep it private)\n", secretPath)
 	fmt.Fprintf(stdout, "admin      http://%s   (chaos: coldstart chaos kill|pause|partition NODE; token in %s)\n", *admin, filepath.Join(*data, "admin-token"))
 	_ = token
-	fmt.Fprintln(stdout, "mode       development: unsigned requests act as account 123456789012")
+	fmt.Fprintln(stdout, "mode       development: unsigned requests act as account 000000000000")
 	fmt.Fprintln(stdout, "ready")
 	<-ctx.Done()
 	fmt.Fprintln(stderr, "coldstart up: shutting down")

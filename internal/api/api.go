@@ -13,6 +13,7 @@ const (
 	HeaderExecutedVersion = "X-Amz-Executed-Version"
 	HeaderLogResult       = "X-Amz-Log-Result"
 	HeaderLogType         = "X-Amz-Log-Type"
+	HeaderClientContext   = "X-Amz-Client-Context"
 	HeaderInvocationType  = "X-Amz-Invocation-Type"
 
 	HeaderCold       = "X-Coldstart-Cold"        // "true" | "false"
@@ -66,24 +67,145 @@ type SyntheticConfig struct {
 // CreateFunctionInput is the CreateFunction request body (the subset used).
 type CreateFunctionInput struct {
 	FunctionName string           `json:"FunctionName"`
-	Runtime      string           `json:"Runtime"` // "synthetic"
+	Runtime      string           `json:"Runtime"` // "synthetic", or a Lambda runtime
 	MemorySize   int              `json:"MemorySize,omitempty"`
 	Timeout      int              `json:"Timeout,omitempty"` // seconds
+	Handler      string           `json:"Handler,omitempty"`
+	Description  string           `json:"Description,omitempty"`
+	Role         string           `json:"Role,omitempty"`
+	Environment  *Environment     `json:"Environment,omitempty"`
+	Code         *FunctionCode    `json:"Code,omitempty"`
+	Publish      bool             `json:"Publish,omitempty"`
 	Coldstart    *SyntheticConfig `json:"Coldstart,omitempty"`
+}
+
+// FunctionCode is CreateFunction's Code: the zip, base64 in JSON ([]byte
+// decodes it).
+type FunctionCode struct {
+	ZipFile  []byte `json:"ZipFile,omitempty"`
+	S3Bucket string `json:"S3Bucket,omitempty"`
+	ImageUri string `json:"ImageUri,omitempty"`
+}
+
+// Environment is a function's environment variables.
+type Environment struct {
+	Variables map[string]string `json:"Variables"`
+}
+
+// UpdateFunctionCodeInput is UpdateFunctionCode's body.
+type UpdateFunctionCodeInput struct {
+	ZipFile    []byte `json:"ZipFile,omitempty"`
+	S3Bucket   string `json:"S3Bucket,omitempty"`
+	ImageUri   string `json:"ImageUri,omitempty"`
+	Publish    bool   `json:"Publish,omitempty"`
+	DryRun     bool   `json:"DryRun,omitempty"`
+	RevisionId string `json:"RevisionId,omitempty"`
+}
+
+// UpdateFunctionConfigurationInput is UpdateFunctionConfiguration's body.
+type UpdateFunctionConfigurationInput struct {
+	MemorySize  *int             `json:"MemorySize,omitempty"`
+	Timeout     *int             `json:"Timeout,omitempty"`
+	Handler     *string          `json:"Handler,omitempty"`
+	Runtime     *string          `json:"Runtime,omitempty"`
+	Description *string          `json:"Description,omitempty"`
+	Role        *string          `json:"Role,omitempty"`
+	Environment *Environment     `json:"Environment,omitempty"`
+	RevisionId  string           `json:"RevisionId,omitempty"`
+	Coldstart   *SyntheticConfig `json:"Coldstart,omitempty"`
 }
 
 // FunctionConfiguration is Lambda's FunctionConfiguration (the subset used).
 type FunctionConfiguration struct {
-	FunctionName string           `json:"FunctionName"`
-	FunctionArn  string           `json:"FunctionArn"`
-	Runtime      string           `json:"Runtime"`
-	MemorySize   int              `json:"MemorySize"`
-	Timeout      int              `json:"Timeout"`
-	Version      string           `json:"Version"`
-	LastModified string           `json:"LastModified"`
-	State        string           `json:"State"`
-	Coldstart    *SyntheticConfig `json:"Coldstart,omitempty"`
+	FunctionName     string           `json:"FunctionName"`
+	FunctionArn      string           `json:"FunctionArn"`
+	Runtime          string           `json:"Runtime"`
+	Role             string           `json:"Role,omitempty"`
+	Handler          string           `json:"Handler,omitempty"`
+	CodeSize         int64            `json:"CodeSize"`
+	CodeSha256       string           `json:"CodeSha256,omitempty"`
+	Description      string           `json:"Description"`
+	MemorySize       int              `json:"MemorySize"`
+	Timeout          int              `json:"Timeout"`
+	Version          string           `json:"Version"`
+	LastModified     string           `json:"LastModified"`
+	RevisionId       string           `json:"RevisionId,omitempty"`
+	State            string           `json:"State"`
+	LastUpdateStatus string           `json:"LastUpdateStatus,omitempty"`
+	PackageType      string           `json:"PackageType,omitempty"`
+	Architectures    []string         `json:"Architectures,omitempty"`
+	Environment      *Environment     `json:"Environment,omitempty"`
+	Coldstart        *SyntheticConfig `json:"Coldstart,omitempty"`
 }
+
+// AliasConfiguration is Lambda's AliasConfiguration.
+type AliasConfiguration struct {
+	AliasArn        string              `json:"AliasArn"`
+	Name            string              `json:"Name"`
+	FunctionVersion string              `json:"FunctionVersion"`
+	Description     string              `json:"Description"`
+	RoutingConfig   *AliasRoutingConfig `json:"RoutingConfig,omitempty"`
+	RevisionId      string              `json:"RevisionId"`
+}
+
+// AliasRoutingConfig routes a share of an alias's invocations to a second
+// version.
+type AliasRoutingConfig struct {
+	AdditionalVersionWeights map[string]float64 `json:"AdditionalVersionWeights,omitempty"`
+}
+
+// AliasInput is the body of CreateAlias and UpdateAlias.
+type AliasInput struct {
+	Name            string              `json:"Name,omitempty"`
+	FunctionVersion string              `json:"FunctionVersion,omitempty"`
+	Description     *string             `json:"Description,omitempty"`
+	RoutingConfig   *AliasRoutingConfig `json:"RoutingConfig,omitempty"`
+	RevisionId      string              `json:"RevisionId,omitempty"`
+}
+
+// PublishVersionInput is PublishVersion's body.
+type PublishVersionInput struct {
+	CodeSha256  string `json:"CodeSha256,omitempty"`
+	Description string `json:"Description,omitempty"`
+	RevisionId  string `json:"RevisionId,omitempty"`
+}
+
+// ProvisionedConcurrencyConfig is Put/GetProvisionedConcurrencyConfig's
+// answer (and an item of the list, with FunctionArn).
+type ProvisionedConcurrencyConfig struct {
+	FunctionArn                              string `json:"FunctionArn,omitempty"`
+	RequestedProvisionedConcurrentExecutions int    `json:"RequestedProvisionedConcurrentExecutions"`
+	AvailableProvisionedConcurrentExecutions int    `json:"AvailableProvisionedConcurrentExecutions"`
+	AllocatedProvisionedConcurrentExecutions int    `json:"AllocatedProvisionedConcurrentExecutions"`
+	Status                                   string `json:"Status"`
+	StatusReason                             string `json:"StatusReason,omitempty"`
+	LastModified                             string `json:"LastModified"`
+}
+
+// ProvisionedInput is PutProvisionedConcurrencyConfig's body.
+type ProvisionedInput struct {
+	ProvisionedConcurrentExecutions int `json:"ProvisionedConcurrentExecutions"`
+}
+
+// AccountInfo answers the account admin API (coldstart account ...).
+// Secrets appear only in the answer that created them.
+type AccountInfo struct {
+	Account string    `json:"Account"`
+	Limit   int       `json:"Limit"`
+	Keys    []KeyInfo `json:"Keys"`
+}
+
+// KeyInfo is one access key; Secret only when just created.
+type KeyInfo struct {
+	AccessKeyID     string `json:"AccessKeyId"`
+	SecretAccessKey string `json:"SecretAccessKey,omitempty"`
+	Created         string `json:"Created,omitempty"`
+}
+
+// Paths of the account admin API.
+const (
+	PathAccounts = "/coldstart/v1/accounts"
+)
 
 // Concurrency is the body of Put/GetFunctionConcurrency.
 type Concurrency struct {
@@ -98,7 +220,8 @@ type GetFunctionOutput struct {
 
 // ListFunctionsOutput is the ListFunctions response.
 type ListFunctionsOutput struct {
-	Functions []FunctionConfiguration `json:"Functions"`
+	Functions  []FunctionConfiguration `json:"Functions"`
+	NextMarker string                  `json:"NextMarker,omitempty"`
 }
 
 // AccountLimit / AccountUsage / AccountSettings mirror GetAccountSettings.
@@ -149,6 +272,12 @@ type Record struct {
 	Reason string `json:"reason,omitempty"`
 	// Gateway is the gateway that published a throttled record.
 	Gateway string `json:"gateway,omitempty"`
+	// CodeSha256 is the code the invocation ran ("" for synthetic), and
+	// Provisioned whether its sandbox was a provisioned one.
+	CodeSha256  string `json:"code_sha256,omitempty"`
+	Revision    uint64 `json:"revision,omitempty"`
+	Provisioned bool   `json:"provisioned,omitempty"`
+	MaxMemoryMB int    `json:"max_memory_mb,omitempty"`
 }
 
 // Outcomes of a Record.

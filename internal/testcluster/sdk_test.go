@@ -26,7 +26,7 @@ func TestOfficialSDK(t *testing.T) {
 	_, err := cl.CreateFunction(ctx, &lambda.CreateFunctionInput{
 		FunctionName: aws.String("sdk"),
 		Runtime:      types.RuntimePython312,
-		Role:         aws.String("arn:aws:iam::123456789012:role/x"),
+		Role:         aws.String("arn:aws:iam::000000000000:role/x"),
 		Handler:      aws.String("app.handler"),
 		Code:         &types.FunctionCode{ZipFile: []byte("PK")},
 		MemorySize:   aws.Int32(256),
@@ -43,7 +43,7 @@ func TestOfficialSDK(t *testing.T) {
 		t.Fatalf("Invoke output: %d %s %q log %q", out.StatusCode, out.Payload, aws.ToString(out.ExecutedVersion), aws.ToString(out.LogResult))
 	}
 	// Qualified by ARN, as the SDK escapes it (%3A).
-	if _, err := cl.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("arn:aws:lambda:eu-west-1:123456789012:function:sdk:$LATEST")}); err != nil {
+	if _, err := cl.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("arn:aws:lambda:eu-west-1:000000000000:function:sdk:$LATEST")}); err != nil {
 		t.Fatalf("Invoke by ARN: %v", err)
 	}
 	_, err = cl.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("missing")})
