@@ -76,25 +76,30 @@ func Permissions(role, id string) *server.Permissions {
 		// Placement is the control plane: it serves cs.placement.leader,
 		// .read, .node.<id>, .worker.*.* and .gateway.*.*, publishes
 		// cs.placement.events and asks workers on cs.worker.<id>.<op>
-		// (retire, drop). No role uses JetStream, so there is no $JS
-		// grant.
+		// (retire, drop). The ledger holds code digests only, never the
+		// bundles, and placement reads no logs: it has no $JS grant.
 		return &server.Permissions{
 			Publish:   allow("cs.>"),
 			Subscribe: allow("cs.>", inbox),
 			Response:  responses(), // answers to every request it serves
 		}
 	case RoleGateway:
+		pub := []string{
+			wire.SubjectLeader,                              // placement.Client.Do, ReadLeader: writes, create_sandbox, suspect, fresh snapshots
+			wire.SubjectRead,                                // placement.Client.Read: snapshots from any placement node
+			wire.SubjectNodeRead + ".*",                     // placement.Client.ReadNode: each node's own snapshot (status)
+			"cs.placement.gateway." + id + ".>",             // wire.GatewayOpSubject: its own ops (create_sandbox, cancel, suspect)
+			"cs.warm.>",                                     // wire.WarmSubject: warm invokes, any idle sandbox
+			"cs.worker.*.invoke",                            // wire.InvokeSubject: cold invokes on a sandbox placement granted
+			"cs.worker.*.stats",                             // wire.WorkerStats: every worker's stats (status page)
+			wire.SubjectRecords, wire.SubjectRecords + ".>", // records of the throttled invocations it answers
+		}
+		pub = append(pub, codeRead...)
+		pub = append(pub, codeWrite...)
+		pub = append(pub, logsAdmin...)
+		pub = append(pub, logsRead...)
 		return &server.Permissions{
-			Publish: allow(
-				wire.SubjectLeader,                            // placement.Client.Do, ReadLeader: writes, create_sandbox, suspect, fresh snapshots
-				wire.SubjectRead,                              // placement.Client.Read: snapshots from any placement node
-				wire.SubjectNodeRead+".*",                     // placement.Client.ReadNode: each node's own snapshot (status)
-				"cs.placement.gateway."+id+".>",               // wire.GatewayOpSubject: its own ops (create_sandbox, cancel, suspect)
-				"cs.warm.>",                                   // wire.WarmSubject: warm invokes, any idle sandbox
-				"cs.worker.*.invoke",                          // wire.InvokeSubject: cold invokes on a sandbox placement granted
-				"cs.worker.*.stats",                           // wire.WorkerStats: every worker's stats (status page)
-				wire.SubjectRecords, wire.SubjectRecords+".>", // records of the throttled invocations it answers
-			),
+			Publish: allow(pub...),
 			Subscribe: allow(
 				wire.SubjectEvents,                            // cache invalidation
 				wire.SubjectRecords, wire.SubjectRecords+".>", // /coldstart/v1/records streams them to the CLI
@@ -105,7 +110,9 @@ func Permissions(role, id string) *server.Permissions {
 		pub := []string{
 			"cs.placement.worker." + id + ".>",              // wire.WorkerOpSubject: renew, release, reconcile, idle
 			wire.SubjectRecords, wire.SubjectRecords + ".>", // finished invocations
+			logSubjects, // its sandboxes' log lines (logstream.Publisher), captured by the logs stream
 		}
+		pub = append(pub, codeRead...) // code bundles it runs (codestore.OpenReader, Get): read only
 		return &server.Permissions{
 			Publish: allow(pub...),
 			Subscribe: allow(
@@ -117,16 +124,62 @@ func Permissions(role, id string) *server.Permissions {
 			Response: responses(), // answers to invokes and placement's and gateways' queries
 		}
 	case RoleTool:
+		// JetStream API requests are publishes: the tool may make the
+		// logs stream's read requests and publish nothing else.
 		return &server.Permissions{
-			Publish:   &server.SubjectPermission{Deny: []string{">"}},
+			Publish:   allow(logsRead...),
 			Subscribe: allow(wire.SubjectRecords, wire.SubjectRecords+".>", inbox),
 		}
 	}
 	return nil
 }
 
+// JetStream grants. Each JetStream API call is a request on a
+// $JS.API subject naming the stream, so a grant names the stream (and,
+// for consumers, the filter subject) rather than $JS.API.>. The lists are
+// what nats.go v1.55 sends for each call codestore and logstream make;
+// the replies come on the caller's own inbox.
+const (
+	codeStream  = "OBJ_cs-code" // codestore.StreamName
+	codeSubject = "$O.cs-code." // the bucket's chunk (C) and meta (M) subjects
+	logsStream  = "CS_LOGS"     // logstream.Stream
+	logSubjects = "cs.logs.>"   // logstream.SubjectFor
+)
+
+var (
+	// codeRead reads bundles (codestore.OpenReader and Store.Get).
+	codeRead = []string{
+		"$JS.API.STREAM.INFO." + codeStream,                                   // bind to the bucket; count an object's chunks
+		"$JS.API.DIRECT.GET." + codeStream + "." + codeSubject + "M.>",        // an object's record (last message on its meta subject)
+		"$JS.API.CONSUMER.CREATE." + codeStream + ".*." + codeSubject + "C.*", // the ordered push consumer on one object's chunks
+		"$JS.API.CONSUMER.DELETE." + codeStream + ".*",                        // ... deleted when the object is read
+		"$JS.FC." + codeStream + ".>", "$JS.FC.*.*." + codeStream + ".>",      // its flow-control replies (v1 and v2 ack formats)
+	}
+	// codeWrite creates the bucket and stores bundles (codestore.Open,
+	// Store.Put). Workers lack it: they cannot put, delete or purge.
+	codeWrite = []string{
+		"$JS.API.STREAM.CREATE." + codeStream, // Open: the bucket if missing
+		"$JS.API.STREAM.PURGE." + codeStream,  // Put over a broken object purges its old chunks
+		codeSubject + ">",                     // chunk and record messages
+	}
+	// logsAdmin creates the logs stream and sets its retention
+	// (logstream.Ensure).
+	logsAdmin = []string{
+		"$JS.API.STREAM.CREATE." + logsStream,
+		"$JS.API.STREAM.UPDATE." + logsStream,
+	}
+	// logsRead reads one function's lines (logstream.Read).
+	logsRead = []string{
+		"$JS.API.STREAM.INFO." + logsStream,                           // the stream exists
+		"$JS.API.CONSUMER.CREATE." + logsStream + ".*." + logSubjects, // an ordered consumer filtered on cs.logs.<acct>.<fn>
+		"$JS.API.CONSUMER.MSG.NEXT." + logsStream + ".*",              // its pulls
+		"$JS.API.CONSUMER.DELETE." + logsStream + ".*",                // ... deleted when done, and on its resets
+	}
+)
+
 func allow(subjects ...string) *server.SubjectPermission {
-	return &server.SubjectPermission{Allow: subjects}
+	// A copy: callers pass the shared grant lists.
+	return &server.SubjectPermission{Allow: append([]string(nil), subjects...)}
 }
 
 // responses lets a node answer each request delivered to it once, within

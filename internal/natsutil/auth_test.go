@@ -1,6 +1,9 @@
 package natsutil_test
 
 import (
+	"bytes"
+	"context"
+	"crypto/rand"
 	"errors"
 	"fmt"
 	"slices"
@@ -11,6 +14,10 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/coldstart-dev/coldstart/codestore"
+	"github.com/coldstart-dev/coldstart/internal/logstream"
 
 	"github.com/coldstart-dev/coldstart/internal/natsutil"
 	"github.com/coldstart-dev/coldstart/internal/secret"
@@ -28,11 +35,23 @@ type authServer struct {
 
 func startAuthServer(t *testing.T) *authServer {
 	t.Helper()
+	return startServer(t, natsutil.ServerConfig{})
+}
+
+// startJSAuthServer is an authenticating server with JetStream.
+func startJSAuthServer(t *testing.T) *authServer {
+	t.Helper()
+	return startServer(t, natsutil.ServerConfig{JetStream: true, StoreDir: t.TempDir()})
+}
+
+func startServer(t *testing.T, cfg natsutil.ServerConfig) *authServer {
+	t.Helper()
 	sec, err := secret.Generate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := natsutil.StartServer(natsutil.ServerConfig{Secret: sec})
+	cfg.Secret = sec
+	s, err := natsutil.StartServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -486,5 +505,265 @@ func TestPermissionsTable(t *testing.T) {
 	// takes control-plane writes.
 	if slices.Contains(natsutil.Permissions(natsutil.RoleWorker, "w1").Publish.Allow, wire.SubjectLeader) {
 		t.Error("a worker may publish on the leader subject")
+	}
+}
+
+// violationPrefix waits for a permissions violation on a subject that
+// starts with prefix.
+func (c *client) violationPrefix(t *testing.T, prefix string) {
+	t.Helper()
+	deadline := time.After(wait)
+	for {
+		select {
+		case err := <-c.violations:
+			if strings.Contains(err.Error(), `"`+prefix) {
+				return
+			}
+		case <-deadline:
+			t.Fatalf("no permissions violation reported for %s...", prefix)
+		}
+	}
+}
+
+// noViolations checks that c was refused nothing so far.
+func (c *client) noViolations(t *testing.T, who string) {
+	t.Helper()
+	if err := c.nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-c.violations:
+		t.Errorf("%s: %v", who, err)
+	default:
+	}
+}
+
+func jsCtx(t *testing.T, d time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+func randomBytes(t *testing.T, n int) []byte {
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// TestCodeBucketGatewayWritesWorkerReads: a gateway creates the bucket
+// and puts bundles, a worker reads them (large enough for the consumer's
+// flow control), and may not put, delete or purge.
+func TestCodeBucketGatewayWritesWorkerReads(t *testing.T) {
+	s := startJSAuthServer(t)
+	g := s.connect(t, natsutil.RoleGateway, "g1")
+	w := s.connect(t, natsutil.RoleWorker, "w1")
+	ctx := jsCtx(t, time.Minute)
+
+	// Before any gateway created it, a worker cannot.
+	if _, err := codestore.Open(jsCtx(t, 2*time.Second), w.nc, 1); err == nil {
+		t.Fatal("a worker created the code bucket")
+	}
+	w.violation(t, "$JS.API.STREAM.CREATE."+codestore.StreamName)
+	if _, err := codestore.OpenReader(jsCtx(t, 2*time.Second), w.nc); !errors.Is(err, jetstream.ErrBucketNotFound) {
+		t.Fatalf("worker OpenReader before the bucket exists: %v", err)
+	}
+
+	gs, err := codestore.Open(ctx, g.nc, 1)
+	if err != nil {
+		t.Fatalf("gateway Open: %v", err)
+	}
+	ws, err := codestore.OpenReader(ctx, w.nc)
+	if err != nil {
+		t.Fatalf("worker OpenReader: %v", err)
+	}
+	for _, n := range []int{1 << 10, 12 << 20} {
+		data := randomBytes(t, n)
+		d, err := gs.Put(ctx, data)
+		if err != nil {
+			t.Fatalf("gateway Put of %d bytes: %v", n, err)
+		}
+		if _, err := gs.Put(ctx, data); err != nil {
+			t.Fatalf("gateway Put again: %v", err)
+		}
+		for who, st := range map[string]*codestore.Store{"worker": ws, "gateway": gs} {
+			got, err := st.Get(ctx, d)
+			if err != nil {
+				t.Fatalf("%s Get of %d bytes: %v", who, n, err)
+			}
+			if !bytes.Equal(got, data) {
+				t.Fatalf("%s Get of %d bytes: other bytes", who, n)
+			}
+		}
+	}
+	if _, err := ws.Get(ctx, codestore.Digest([]byte("never put"))); !errors.Is(err, codestore.ErrNotFound) {
+		t.Fatalf("worker Get of a missing bundle: %v", err)
+	}
+	g.noViolations(t, "gateway")
+	w.noViolations(t, "worker")
+
+	// A worker's writes are refused; the bucket is unchanged.
+	kept := randomBytes(t, 2048)
+	dKept, err := gs.Put(ctx, kept)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ws.Put(jsCtx(t, 2*time.Second), randomBytes(t, 1000)); err == nil {
+		t.Fatal("a worker put a bundle")
+	}
+	w.violationPrefix(t, "$O."+codestore.Bucket+".")
+	wjs, _ := jetstream.New(w.nc)
+	wobs, err := wjs.ObjectStore(ctx, codestore.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, _ := codestore.ObjectName(dKept)
+	if err := wobs.Delete(jsCtx(t, 2*time.Second), name); err == nil {
+		t.Fatal("a worker deleted a bundle")
+	}
+	w.violationPrefix(t, "$O."+codestore.Bucket+".M.")
+	wstream, err := wjs.Stream(ctx, codestore.StreamName)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := wstream.Purge(jsCtx(t, 2*time.Second)); err == nil {
+		t.Fatal("a worker purged the bucket")
+	}
+	w.violation(t, "$JS.API.STREAM.PURGE."+codestore.StreamName)
+	if err := wjs.DeleteStream(jsCtx(t, 2*time.Second), codestore.StreamName); err == nil {
+		t.Fatal("a worker deleted the bucket")
+	}
+	w.violation(t, "$JS.API.STREAM.DELETE."+codestore.StreamName)
+	if got, err := ws.Get(ctx, dKept); err != nil || !bytes.Equal(got, kept) {
+		t.Fatalf("the bundle after the worker's attempts: %v", err)
+	}
+	gjs, _ := jetstream.New(g.nc)
+	gobs, err := gjs.ObjectStore(ctx, codestore.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := gobs.GetInfo(ctx, name); err != nil {
+		t.Fatalf("the object after the worker's delete: %v", err)
+	}
+}
+
+// TestLogsWorkerPublishesGatewayReads: the gateway creates the logs
+// stream, a worker's core-NATS log lines land in it, the gateway and a
+// tool read them; a worker cannot read or configure the stream.
+func TestLogsWorkerPublishesGatewayReads(t *testing.T) {
+	s := startJSAuthServer(t)
+	g := s.connect(t, natsutil.RoleGateway, "g1")
+	w := s.connect(t, natsutil.RoleWorker, "w1")
+	tool := s.connect(t, natsutil.RoleTool, "t1")
+	ctx := jsCtx(t, time.Minute)
+	if err := logstream.Ensure(ctx, g.nc, logstream.Config{MaxAge: time.Hour}); err != nil {
+		t.Fatalf("gateway Ensure: %v", err)
+	}
+	p := logstream.NewPublisher(w.nc)
+	for i := 0; i < 3; i++ {
+		p.Add(logstream.Entry{Account: "123456789012", Function: "f", Stream: logstream.Stdout, Line: fmt.Sprintf("line %d", i)})
+	}
+	p.Close()
+	if p.Dropped() != 0 {
+		t.Fatalf("%d lines dropped", p.Dropped())
+	}
+	for who, c := range map[string]*client{"gateway": g, "tool": tool} {
+		var got []string
+		deadline := time.Now().Add(wait)
+		for len(got) < 3 {
+			got = nil
+			err := logstream.Read(ctx, c.nc, "123456789012", "f", time.Time{}, false, func(e logstream.Entry) error {
+				got = append(got, e.Line)
+				return nil
+			})
+			if err != nil {
+				t.Fatalf("%s Read: %v", who, err)
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s read %q", who, got)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		if !slices.Equal(got, []string{"line 0", "line 1", "line 2"}) {
+			t.Fatalf("%s read %q", who, got)
+		}
+		c.noViolations(t, who)
+	}
+	w.noViolations(t, "worker")
+
+	// Following: the gateway receives a line published after it started.
+	fctx, cancel := context.WithCancel(ctx)
+	lines := make(chan string, 8)
+	done := make(chan error, 1)
+	go func() {
+		done <- logstream.Read(fctx, g.nc, "123456789012", "f", time.Time{}, true, func(e logstream.Entry) error {
+			lines <- e.Line
+			return nil
+		})
+	}()
+	for i := 0; i < 3; i++ {
+		<-lines
+	}
+	p = logstream.NewPublisher(w.nc)
+	p.Add(logstream.Entry{Account: "123456789012", Function: "f", Stream: logstream.Platform, Line: "END"})
+	p.Close()
+	select {
+	case l := <-lines:
+		if l != "END" {
+			t.Fatalf("followed %q", l)
+		}
+	case <-time.After(wait):
+		t.Fatal("the followed line never arrived")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+
+	if err := logstream.Read(jsCtx(t, 2*time.Second), w.nc, "123456789012", "f", time.Time{}, false, func(logstream.Entry) error { return nil }); err == nil {
+		t.Fatal("a worker read the logs stream")
+	}
+	w.violation(t, "$JS.API.STREAM.INFO."+logstream.Stream)
+	if err := logstream.Ensure(jsCtx(t, 2*time.Second), w.nc, logstream.Config{}); err == nil {
+		t.Fatal("a worker updated the logs stream")
+	}
+	w.violation(t, "$JS.API.STREAM.UPDATE."+logstream.Stream)
+	if err := logstream.Ensure(jsCtx(t, 2*time.Second), tool.nc, logstream.Config{}); err == nil {
+		t.Fatal("a tool updated the logs stream")
+	}
+	tool.violation(t, "$JS.API.STREAM.UPDATE."+logstream.Stream)
+}
+
+// TestJetStreamSetupByConcurrentGateways: two gateways starting at once
+// both get the bucket and the stream.
+func TestJetStreamSetupByConcurrentGateways(t *testing.T) {
+	s := startJSAuthServer(t)
+	ctx := jsCtx(t, time.Minute)
+	var gws []*client
+	for _, id := range []string{"g1", "g2"} {
+		gws = append(gws, s.connect(t, natsutil.RoleGateway, id))
+	}
+	errs := make(chan error, 2*len(gws))
+	for _, g := range gws {
+		go func() {
+			_, err := codestore.Open(ctx, g.nc, 1)
+			errs <- err
+		}()
+		go func() { errs <- logstream.Ensure(ctx, g.nc, logstream.Config{}) }()
+	}
+	for i := 0; i < cap(errs); i++ {
+		if err := <-errs; err != nil {
+			t.Fatalf("concurrent setup: %v", err)
+		}
+	}
+	js, _ := jetstream.New(gws[0].nc)
+	for _, name := range []string{codestore.StreamName, logstream.Stream} {
+		if _, err := js.Stream(ctx, name); err != nil {
+			t.Fatalf("stream %s: %v", name, err)
+		}
+	}
+	for i, g := range gws {
+		g.noViolations(t, fmt.Sprintf("gateway %d", i))
 	}
 }
