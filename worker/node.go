@@ -54,6 +54,17 @@ type Config struct {
 	Logger   *slog.Logger
 	// LogInvocations prints START/END/REPORT lines to Logger.
 	LogInvocations bool
+	// Code unpacks code bundles (codestore.Cache); nil: synthetic
+	// functions only.
+	Code CodeSource
+	// ScratchDir holds the sandboxes' scratch directories (default under
+	// the system temp dir).
+	ScratchDir string
+	// Logs receives every function log line (logstream.Publisher).
+	Logs func(LogLine)
+	// BootDelay is an emulated microVM boot added to every process
+	// sandbox's creation.
+	BootDelay time.Duration
 }
 
 // Node is a running worker.
@@ -79,6 +90,7 @@ type Node struct {
 	idleCount map[pool.Key]int         // idle sandboxes per key, as last reported
 	unsubAt   map[pool.Key]*time.Timer // pending warm unsubscriptions
 	records   *wire.RecordBatcher
+	procs     map[string]*procState // process sandboxes by id
 
 	subs   []*nats.Subscription
 	wake   chan struct{}
@@ -115,6 +127,7 @@ func Start(cfg Config) (*Node, error) {
 		running:   map[string]chan struct{}{},
 		idleCount: map[pool.Key]int{},
 		unsubAt:   map[pool.Key]*time.Timer{},
+		procs:     map[string]*procState{},
 		rnd:       newRand(),
 		wake:      make(chan struct{}, 1),
 		done:      make(chan struct{}),
@@ -123,10 +136,11 @@ func Start(cfg Config) (*Node, error) {
 	n.records = wire.NewRecordBatcher(n.nc)
 	n.m = newMetrics(cfg.Registry, cfg.ID)
 	for subj, h := range map[string]nats.MsgHandler{
-		wire.InvokeSubject(cfg.ID):                    n.handleCold,
-		wire.WorkerSubject(cfg.ID, wire.WorkerRetire): n.handleRetire,
-		wire.WorkerSubject(cfg.ID, wire.WorkerStats):  n.handleStats,
-		wire.WorkerSubject(cfg.ID, wire.WorkerDrop):   n.handleDrop,
+		wire.InvokeSubject(cfg.ID):                     n.handleCold,
+		wire.WorkerSubject(cfg.ID, wire.WorkerRetire):  n.handleRetire,
+		wire.WorkerSubject(cfg.ID, wire.WorkerStats):   n.handleStats,
+		wire.WorkerSubject(cfg.ID, wire.WorkerDrop):    n.handleDrop,
+		wire.WorkerSubject(cfg.ID, wire.WorkerPrewarm): n.handlePrewarm,
 
 		wire.SubjectEvents: n.handleEvent,
 	} {
@@ -173,6 +187,15 @@ func (n *Node) Stop() {
 	close(n.done)
 	n.wg.Wait()
 	n.records.Stop()
+	n.mu.Lock()
+	ids := make([]string, 0, len(n.procs))
+	for id := range n.procs {
+		ids = append(ids, id)
+	}
+	n.mu.Unlock()
+	for _, id := range ids {
+		n.closeProc(id, "SPINDOWN")
+	}
 }
 
 func newRand() *rand.Rand { return rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 0x636f6c64)) }
@@ -502,7 +525,14 @@ func (n *Node) handleDrop(m *nats.Msg) {
 // busy ones when they finish.
 func (n *Node) handleEvent(m *nats.Msg) {
 	var ev wire.Event
-	if json.Unmarshal(m.Data, &ev) != nil || ev.Kind != wire.EventDelete {
+	if json.Unmarshal(m.Data, &ev) != nil {
+		return
+	}
+	if ev.Kind == wire.EventDeploy {
+		n.handleDeploy(ev)
+		return
+	}
+	if ev.Kind != wire.EventDelete {
 		return
 	}
 	n.mu.Lock()
@@ -552,6 +582,7 @@ func (n *Node) expireLoop() {
 		if len(pending) > 0 {
 			n.releaseOrRequeue(pending)
 		}
+		n.sweepProcs()
 		wait := time.Hour
 		if ok {
 			wait = time.Duration(next - n.now())

@@ -59,6 +59,10 @@ func (n *Node) plan(spec *wire.Spec, payload []byte) invocation {
 // is the lease generation it started in; fenced is closed when the lease
 // runs out under it.
 func (n *Node) run(m *nats.Msg, sb *pool.Sandbox, spec *wire.Spec, cold bool, received time.Time, gen uint64, fenced <-chan struct{}) {
+	if !spec.Synthetic && spec.CodeSha256 != "" {
+		n.runProcess(m, sb, spec, cold, received, gen, fenced)
+		return
+	}
 	reqID := m.Header.Get(wire.HdrRequestID)
 	var initDur time.Duration
 	if cold {
@@ -113,6 +117,8 @@ func (n *Node) run(m *nats.Msg, sb *pool.Sandbox, spec *wire.Spec, cold bool, re
 	h.Set(wire.HdrInitMs, strconv.FormatFloat(rec.InitMs, 'f', 2, 64))
 	h.Set(wire.HdrDurMs, strconv.FormatFloat(rec.DurationMs, 'f', 2, 64))
 	h.Set(wire.HdrBilledMs, strconv.FormatInt(billed, 10))
+	h.Set(wire.HdrProvisioned, strconv.FormatBool(sb.Provisioned))
+	rec.Provisioned, rec.Revision = sb.Provisioned, spec.Revision
 	switch {
 	case timedOut:
 		rec.Outcome = api.OutcomeTimeout
@@ -195,3 +201,5 @@ func (n *Node) fence(m *nats.Msg, sb *pool.Sandbox, spec *wire.Spec, cold bool, 
 func inScope(k pool.Key, q wire.IdleQuery, reserved map[string]bool) bool {
 	return quota.InScope(quota.Idle{Account: k.Account, Function: k.Function, Reserved: reserved[k.Function]}, q.Account, q.Function, q.Scope)
 }
+
+func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
