@@ -14,9 +14,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/coldstart-dev/coldstart/codestore"
 	"github.com/coldstart-dev/coldstart/gateway"
 	"github.com/coldstart-dev/coldstart/internal/api"
 	"github.com/coldstart-dev/coldstart/internal/faultnet"
+	"github.com/coldstart-dev/coldstart/internal/logstream"
 	"github.com/coldstart-dev/coldstart/internal/membership"
 	"github.com/coldstart-dev/coldstart/internal/natsutil"
 	"github.com/coldstart-dev/coldstart/internal/secret"
@@ -96,6 +98,7 @@ type Node struct {
 	Gateway   *gateway.Gateway
 
 	obs  *observerMux
+	logs *logstream.Publisher // a worker's function logs
 	once sync.Once
 }
 
@@ -163,6 +166,14 @@ type WorkerOptions struct {
 	ReconcileEvery time.Duration
 	TimeScale      float64
 	LogInvocations bool
+	// CodeCacheDir is where code bundles are unpacked (default
+	// $TMPDIR/coldstart-code-<id>); CodeCacheBytes bounds it beyond the
+	// bundles in use (default DefaultCodeCacheBytes).
+	CodeCacheDir   string
+	CodeCacheBytes int64
+	// ScratchDir and BootDelay are worker.Config's.
+	ScratchDir string
+	BootDelay  time.Duration
 }
 
 // StartWorker starts a worker.
@@ -173,8 +184,20 @@ func StartWorker(o WorkerOptions) (*Node, error) {
 	}
 	n := &Node{ID: o.ID, Role: membership.RoleWorker, NC: nc}
 	reg := registerer(o.Registry)
-	wn, err := worker.Start(worker.Config{ID: o.ID, NATS: nc, Placement: placement.NewClient(nc, time.Second), Capacity: o.Capacity, MemoryMB: o.MemoryMB, KeepAlive: o.KeepAlive, Reuse: o.Reuse, ReconcileEvery: o.ReconcileEvery, TimeScale: o.TimeScale, Registry: reg, Logger: o.Logger, LogInvocations: o.LogInvocations, GrantKey: o.GrantKey()})
+	dir, err := codeCacheDir(o.CodeCacheDir, o.ID)
 	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	if o.CodeCacheBytes == 0 {
+		o.CodeCacheBytes = DefaultCodeCacheBytes
+	}
+	code := codestore.NewCache(dir, &lazyReader{nc: nc}, o.CodeCacheBytes)
+	n.logs = logstream.NewPublisher(nc)
+	wn, err := worker.Start(worker.Config{ID: o.ID, NATS: nc, Placement: placement.NewClient(nc, time.Second), Capacity: o.Capacity, MemoryMB: o.MemoryMB, KeepAlive: o.KeepAlive, Reuse: o.Reuse, ReconcileEvery: o.ReconcileEvery, TimeScale: o.TimeScale, Registry: reg, Logger: o.Logger, LogInvocations: o.LogInvocations, GrantKey: o.GrantKey(),
+		Code: code, ScratchDir: o.ScratchDir, BootDelay: o.BootDelay, Logs: publishLog(n.logs)})
+	if err != nil {
+		n.logs.Close()
 		nc.Close()
 		return nil, err
 	}
@@ -196,6 +219,14 @@ type GatewayOptions struct {
 	Common
 	Listen   string
 	Gatherer prometheus.Gatherer
+	// CodeReplicas is the code bucket's copies when this gateway is the
+	// one creating it (default 1: a single NATS server).
+	CodeReplicas int
+	// Logs is the logs stream's retention (zero: logstream's defaults).
+	Logs logstream.Config
+	// StrictAuth and NoDefaultKey are gateway.Config's.
+	StrictAuth   bool
+	NoDefaultKey bool
 }
 
 // StartGateway starts a gateway.
@@ -205,13 +236,26 @@ func StartGateway(o GatewayOptions) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{ID: o.ID, Role: membership.RoleGateway, NC: nc}
+	// The bucket and the stream exist before the gateway is seen in
+	// membership: a function created through it must find somewhere to
+	// put its code.
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	code, err := openCodeStore(nc, o.CodeReplicas, log)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	ensureLogs(nc, o.Logs, log)
 	ml, err := join(o.Common, membership.Config{Meta: membership.Meta{ID: o.ID, Role: membership.RoleGateway, Addr: o.Listen}, BindAddr: o.GossipAddr, Advertise: o.Advertise, Seeds: o.Seeds, Timing: o.Timing, SecretKey: o.gossipKey()})
 	if err != nil {
 		nc.Close()
 		return nil, err
 	}
 	n.Members = ml
-	gw, err := gateway.Start(gateway.Config{ID: o.ID, Listen: o.Listen, NATS: nc, Placement: placement.NewClient(nc, 900*time.Millisecond), Members: memberView{ml}, Registry: o.Registry, Gatherer: o.Gatherer, Logger: o.Logger})
+	gw, err := gateway.Start(gateway.Config{ID: o.ID, Listen: o.Listen, NATS: nc, Placement: placement.NewClient(nc, 900*time.Millisecond), Members: memberView{ml}, Registry: o.Registry, Gatherer: o.Gatherer, Logger: o.Logger, Code: code, StrictAuth: o.StrictAuth, NoDefaultKey: o.NoDefaultKey})
 	if err != nil {
 		ml.Kill()
 		nc.Close()
@@ -245,6 +289,9 @@ func (n *Node) stop(graceful bool) {
 		}
 		if n.Worker != nil {
 			n.Worker.Stop()
+		}
+		if n.logs != nil {
+			n.logs.Close() // the sandboxes' last lines, before the connection goes
 		}
 		if n.Placement != nil {
 			n.Placement.Shutdown()

@@ -19,7 +19,7 @@ import (
 func TestNodeWithWrongCredentialsDoesNotStart(t *testing.T) {
 	sec, _ := secret.Generate()
 	other, _ := secret.Generate()
-	s, err := natsutil.StartServer(natsutil.ServerConfig{Secret: sec})
+	s, err := natsutil.StartServer(natsutil.ServerConfig{Secret: sec, JetStream: true, StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -7,9 +7,11 @@ package testcluster
 
 import (
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"sync"
@@ -49,6 +51,10 @@ type Options struct {
 	Member membership.Timing
 	// Verbose sends node logs to stderr.
 	Verbose bool
+	// StrictAuth and NoDefaultKey are the gateways' (gateway.Config).
+	StrictAuth, NoDefaultKey bool
+	// BootDelay is the workers' emulated microVM boot (worker.Config).
+	BootDelay time.Duration
 }
 
 // RaftTiming and MemberTiming are the tightened timings tests use (Nomad's
@@ -113,7 +119,7 @@ func New(t testing.TB, o Options) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns, err := natsutil.StartServer(natsutil.ServerConfig{Secret: sec})
+	ns, err := natsutil.StartServer(natsutil.ServerConfig{Secret: sec, JetStream: true, StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -138,12 +144,13 @@ func New(t testing.TB, o Options) *Cluster {
 	}
 	for i := 1; i <= o.Workers; i++ {
 		id := fmt.Sprintf("worker-%d", i)
-		c.specs[id] = spec{role: membership.RoleWorker, w: roles.WorkerOptions{Common: c.common(id, freeAddr(t)), Capacity: o.WorkerCapacity, KeepAlive: o.KeepAlive, Reuse: o.Reuse, ReconcileEvery: o.ReconcileEvery, TimeScale: o.TimeScale}}
+		c.specs[id] = spec{role: membership.RoleWorker, w: roles.WorkerOptions{Common: c.common(id, freeAddr(t)), Capacity: o.WorkerCapacity, KeepAlive: o.KeepAlive, Reuse: o.Reuse, ReconcileEvery: o.ReconcileEvery, TimeScale: o.TimeScale,
+			CodeCacheDir: sandboxDir(t, "coldstart-code-"+id), ScratchDir: sandboxDir(t, "coldstart-scratch-"+id), BootDelay: o.BootDelay}}
 		c.order = append(c.order, id)
 	}
 	for i := 1; i <= o.Gateways; i++ {
 		id := fmt.Sprintf("gateway-%d", i)
-		c.specs[id] = spec{role: membership.RoleGateway, g: roles.GatewayOptions{Common: c.common(id, freeAddr(t)), Listen: "127.0.0.1:0"}}
+		c.specs[id] = spec{role: membership.RoleGateway, g: roles.GatewayOptions{Common: c.common(id, freeAddr(t)), Listen: "127.0.0.1:0", StrictAuth: o.StrictAuth, NoDefaultKey: o.NoDefaultKey}}
 		c.order = append(c.order, id)
 	}
 	// Placement nodes start in parallel: each waits for the others' Raft.
@@ -404,3 +411,31 @@ func HeldUntil(r api.Record) int64 { return check.HeldUntil(r) }
 // HeldFrom is when a record's sandbox started being held for it: the grant
 // of a cold start, or the worker's receipt of a warm request.
 func HeldFrom(r api.Record) int64 { return check.HeldFrom(r) }
+
+// sandboxDir is a worker's directory that sandboxes read (code) or write
+// (scratch), removed with the test. Not t.TempDir: sandboxes run as other
+// uids and need o+x on every parent, which t.TempDir's 0700 parent denies;
+// and not the worker's default, which two test processes would share.
+func sandboxDir(t testing.TB, prefix string) string {
+	dir, err := os.MkdirTemp("", prefix+"-")
+	if err == nil {
+		err = os.Chmod(dir, 0o755) // MkdirTemp makes it 0700
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { removeReadOnly(dir) })
+	return dir
+}
+
+// removeReadOnly removes a tree the code cache made read-only (0555
+// directories refuse the removal of their entries).
+func removeReadOnly(dir string) {
+	_ = filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err == nil && d.IsDir() {
+			_ = os.Chmod(p, 0o755)
+		}
+		return nil
+	})
+	_ = os.RemoveAll(dir)
+}
