@@ -90,6 +90,10 @@ func (g *Gateway) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, lerr)
 		return
 	}
+	if len(payload) == 0 {
+		// Lambda hands an empty payload to the function as {}.
+		payload = []byte("{}")
+	}
 	msg := &nats.Msg{Data: payload, Header: nats.Header{}}
 	h := msg.Header
 	h.Set(wire.HdrRequestID, reqID)
