@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/coldstart-dev/coldstart/gateway"
 	"github.com/coldstart-dev/coldstart/internal/membership"
 	"github.com/coldstart-dev/coldstart/internal/natsutil"
 	"github.com/coldstart-dev/coldstart/internal/roles"
@@ -217,6 +218,9 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	keep := fs.Duration("keep-alive", 10*time.Minute, "default keep-alive TTL of idle sandboxes")
 	scale := fs.Float64("time-scale", 1, "divide modelled delays by this factor")
 	logInv := fs.Bool("log-invocations", false, "print START/END/REPORT lines")
+	codeCache := fs.String("code-cache", "", "directory code bundles are unpacked in; sandboxes run as other uids, so every parent directory needs o+x (default $TMPDIR/coldstart-code-<id>)")
+	scratch := fs.String("scratch", "", "directory of the sandboxes' scratch (/tmp) directories (default $TMPDIR/coldstart-scratch-<id>)")
+	bootDelay := fs.Duration("boot-delay", 0, "emulated microVM boot added to every process sandbox's creation, e.g. 125ms")
 	if code := parseFlags(fs, args, stderr, "Usage: coldstart worker [flags]\n\nRuns one worker: sandbox pools, synthetic runtime, keep-alive eviction.\n\nExample:\n  coldstart worker --id w1 --nats nats://127.0.0.1:4222 --gossip 127.0.0.1:7950 --join 127.0.0.1:7946"); code >= 0 {
 		return code
 	}
@@ -226,7 +230,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "coldstart worker:", err)
 		return 2
 	}
-	n, err := roles.StartWorker(roles.WorkerOptions{Common: common, Capacity: *capacity, MemoryMB: *memory, KeepAlive: *keep, TimeScale: *scale, LogInvocations: *logInv})
+	n, err := roles.StartWorker(roles.WorkerOptions{Common: common, Capacity: *capacity, MemoryMB: *memory, KeepAlive: *keep, TimeScale: *scale, LogInvocations: *logInv, CodeCacheDir: *codeCache, ScratchDir: *scratch, BootDelay: *bootDelay})
 	if err != nil {
 		fmt.Fprintln(stderr, "coldstart worker:", err)
 		return 1
@@ -243,6 +247,9 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	var nf nodeFlags
 	nf.register(fs, "gateway")
 	listen := fs.String("listen", envOr("COLDSTART_LISTEN", "127.0.0.1:9000"), "Lambda API address (also serves /metrics and /healthz)")
+	var af authFlags
+	af.register(fs)
+	codeReplicas := fs.Int("code-replicas", 1, "copies of the code bucket when this gateway creates it (the NATS cluster's JetStream servers, at most)")
 	if code := parseFlags(fs, args, stderr, "Usage: coldstart gateway [flags]\n\nRuns one gateway: the AWS Lambda HTTP API, routing over NATS.\n\nExample:\n  coldstart gateway --id g1 --listen 0.0.0.0:9000 --nats nats://127.0.0.1:4222 --gossip 127.0.0.1:7960 --join 127.0.0.1:7946"); code >= 0 {
 		return code
 	}
@@ -252,13 +259,13 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "coldstart gateway:", err)
 		return 2
 	}
-	n, err := roles.StartGateway(roles.GatewayOptions{Common: common, Listen: *listen})
+	n, err := roles.StartGateway(roles.GatewayOptions{Common: common, Listen: *listen, CodeReplicas: *codeReplicas, StrictAuth: af.strict, NoDefaultKey: af.noDefaultKey})
 	if err != nil {
 		fmt.Fprintln(stderr, "coldstart gateway:", err)
 		return 1
 	}
 	defer n.Stop()
-	fmt.Fprintf(stdout, "gateway %s http://%s ready (development mode: unsigned requests act as account 000000000000)\n", nf.id, n.Gateway.Addr())
+	fmt.Fprintf(stdout, "gateway %s http://%s ready (%s)\n", nf.id, n.Gateway.Addr(), af.mode())
 	<-ctx.Done()
 	return 0
 }
@@ -323,4 +330,24 @@ func runHealthcheck(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	fmt.Fprintln(stdout, "healthy")
 	return 0
+}
+
+// authFlags are the gateway's authentication flags (coldstart gateway, up).
+type authFlags struct{ strict, noDefaultKey bool }
+
+func (a *authFlags) register(fs *flag.FlagSet) {
+	fs.BoolVar(&a.strict, "strict-auth", false, "refuse unsigned requests (default: they act as account "+gateway.DefaultAccount+")")
+	fs.BoolVar(&a.noDefaultKey, "no-default-key", false, "remove the built-in access key "+gateway.DefaultKeyID+" (secret "+gateway.DefaultKeySecret+") of account "+gateway.DefaultAccount)
+}
+
+// mode says in one line who may call the API.
+func (a authFlags) mode() string {
+	m := "development: unsigned requests act as account " + gateway.DefaultAccount
+	if a.strict {
+		m = "strict: unsigned requests are refused"
+	}
+	if a.noDefaultKey {
+		return m + "; no built-in access key (sign with keys from `coldstart account keys`)"
+	}
+	return m + "; access key " + gateway.DefaultKeyID + " / secret " + gateway.DefaultKeySecret + " (account " + gateway.DefaultAccount + ")"
 }

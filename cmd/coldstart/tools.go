@@ -288,7 +288,7 @@ func gatewayFlag(fs *flag.FlagSet) *string {
 }
 
 func newClient(gateway string, stderr io.Writer) (*client.Client, bool) {
-	c, err := client.New(client.DefaultGateway(gateway))
+	c, err := client.New(client.DefaultGateway(gateway), client.WithCredentials(client.EnvCredentials()))
 	if err != nil {
 		fmt.Fprintln(stderr, "coldstart:", err)
 		return nil, false

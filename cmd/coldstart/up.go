@@ -27,7 +27,20 @@ import (
 	"github.com/coldstart-dev/coldstart/internal/secret"
 	"github.com/coldstart-dev/coldstart/placement"
 	"github.com/coldstart-dev/coldstart/quota"
+	"github.com/coldstart-dev/coldstart/worker/process"
 )
+
+// natsURLFile, in the data directory, holds the NATS URL of the running
+// `coldstart up`.
+const natsURLFile = "nats-url"
+
+// limitsNote explains a limits mode on the banner.
+func limitsNote(mode string) string {
+	if mode == "rlimit" {
+		return "   (not root: sandboxes share this user's uid; rlimits, memory by RSS polling)"
+	}
+	return "   (a uid per sandbox; rlimits, memory by RSS polling)"
+}
 
 // layout is the port plan of an embedded cluster, kept in the data
 // directory: Raft peers are addressed by host:port, so a restart must reuse
@@ -55,6 +68,10 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	timeScale := fs.Float64("time-scale", 1, "divide every modelled delay by this factor (drills)")
 	logInv := fs.Bool("log-invocations", false, "print START/END/REPORT lines for every invocation")
 	verbose := fs.Bool("verbose", false, "platform logs at debug level")
+	codeCache := fs.String("code-cache", "", "directory the workers unpack code bundles in, one subdirectory each; sandboxes run as other uids, so every parent needs o+x (default $TMPDIR/coldstart-code-<worker>)")
+	bootDelay := fs.Duration("boot-delay", 0, "emulated microVM boot added to every process sandbox's creation, e.g. 125ms")
+	var af authFlags
+	af.register(fs)
 	admin := fs.String("admin", envOr("COLDSTART_ADMIN", "127.0.0.1:9100"), "loopback address of the admin (chaos) endpoint; requests need the token printed at start")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: coldstart up [flags]\n\nRuns 3 placement nodes, gateways, workers, NATS (JetStream on disk) and Redis in one\nprocess over real loopback sockets, prints the gateway URLs and 'ready'. Ctrl-C stops it.\n\nExample:\n  coldstart up --data ./.coldstart --listen 127.0.0.1:9000\n\nFlags:")
@@ -105,6 +122,11 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	c.stopNATS = ns.Shutdown
 	natsURL := natsutil.URL(ns)
+	// Tools that read NATS themselves (coldstart logs) find it here.
+	if err := os.WriteFile(filepath.Join(*data, natsURLFile), []byte(natsURL+"\n"), 0o644); err != nil {
+		fmt.Fprintln(stderr, "coldstart up:", err)
+		return 1
+	}
 
 	redisAddr, err := c.startRedis(*redisURL, host, lay.Redis)
 	if err != nil {
@@ -131,14 +153,17 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	for i := 0; i < *workers; i++ {
 		id := fmt.Sprintf("worker-%d", i+1)
-		o := roles.WorkerOptions{Common: common(id, lay.Gossip[3+i]), Capacity: *capacity, KeepAlive: *keepAlive, TimeScale: *timeScale, LogInvocations: *logInv}
+		o := roles.WorkerOptions{Common: common(id, lay.Gossip[3+i]), Capacity: *capacity, KeepAlive: *keepAlive, TimeScale: *timeScale, LogInvocations: *logInv, BootDelay: *bootDelay}
+		if *codeCache != "" {
+			o.CodeCacheDir = filepath.Join(*codeCache, id)
+		}
 		c.define(id, func() (*roles.Node, error) { return roles.StartWorker(o) })
 	}
 	var urls []string
 	for i := 0; i < *gateways; i++ {
 		id := fmt.Sprintf("gateway-%d", i+1)
 		addr := net.JoinHostPort(host, strconv.Itoa(gwPort+i))
-		o := roles.GatewayOptions{Common: common(id, lay.Gossip[3+*workers+i]), Listen: addr, Gatherer: reg}
+		o := roles.GatewayOptions{Common: common(id, lay.Gossip[3+*workers+i]), Listen: addr, Gatherer: reg, StrictAuth: af.strict, NoDefaultKey: af.noDefaultKey}
 		c.define(id, func() (*roles.Node, error) { return roles.StartGateway(o) })
 		urls = append(urls, "http://"+addr)
 	}
@@ -184,7 +209,8 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fmt.Fprintf(stdout, "secret     %s   (cluster secret: NATS logins, gossip encryption; keep it private)\n", secretPath)
 	fmt.Fprintf(stdout, "admin      http://%s   (chaos: coldstart chaos kill|pause|partition NODE; token in %s)\n", *admin, filepath.Join(*data, "admin-token"))
 	_ = token
-	fmt.Fprintln(stdout, "mode       development: unsigned requests act as account 000000000000")
+	fmt.Fprintf(stdout, "mode       %s\n", af.mode())
+	fmt.Fprintf(stdout, "sandboxes  limits %s%s\n", process.LimitsMode(), limitsNote(process.LimitsMode()))
 	fmt.Fprintln(stdout, "ready")
 	<-ctx.Done()
 	fmt.Fprintln(stderr, "coldstart up: shutting down")

@@ -45,7 +45,7 @@ func InvokeMain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		fmt.Fprintf(stderr, "coldstart invoke: %v\n", err)
 		return 2
 	}
-	c, err := New(DefaultGateway(*gateway))
+	c, err := New(DefaultGateway(*gateway), WithCredentials(EnvCredentials()))
 	if err != nil {
 		fmt.Fprintf(stderr, "coldstart invoke: %v\n", err)
 		return 2
@@ -102,7 +102,7 @@ func RecordsMain(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintf(stderr, "coldstart records: unexpected argument %q (see --help)\n", pos[0])
 		return 2
 	}
-	c, err := New(DefaultGateway(*gateway))
+	c, err := New(DefaultGateway(*gateway), WithCredentials(EnvCredentials()))
 	if err != nil {
 		fmt.Fprintf(stderr, "coldstart records: %v\n", err)
 		return 2
@@ -143,7 +143,7 @@ func StatusMain(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "coldstart status: unexpected argument %q (see --help)\n", pos[0])
 		return 2
 	}
-	c, err := New(DefaultGateway(*gateway))
+	c, err := New(DefaultGateway(*gateway), WithCredentials(EnvCredentials()))
 	if err != nil {
 		fmt.Fprintf(stderr, "coldstart status: %v\n", err)
 		return 2

@@ -22,6 +22,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+
 	"github.com/coldstart-dev/coldstart/internal/api"
 )
 
@@ -72,6 +74,7 @@ type config struct {
 	maxIdle     int
 	dialTimeout time.Duration
 	userAgent   string
+	creds       *aws.Credentials
 }
 
 // WithHTTPClient uses hc instead of the client's own tuned transport.
@@ -104,6 +107,11 @@ func New(baseURL string, opts ...Option) (*Client, error) {
 		// timeout (up to 15 min) and the records stream never ends. Callers
 		// bound requests with their context.
 		hc = &http.Client{Transport: NewTransport(cfg.maxIdle, cfg.dialTimeout)}
+	}
+	if cfg.creds != nil {
+		shc := *hc
+		shc.Transport = newSigningTransport(hc.Transport, *cfg.creds)
+		hc = &shc
 	}
 	return &Client{base: base, hc: hc, userAgent: cfg.userAgent}, nil
 }
