@@ -1,0 +1,196 @@
+package testcluster_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+
+	"github.com/coldstart-dev/coldstart/gateway"
+	"github.com/coldstart-dev/coldstart/internal/api"
+	"github.com/coldstart-dev/coldstart/internal/check"
+	"github.com/coldstart-dev/coldstart/internal/testcluster"
+)
+
+// TestDeployAtPeak updates a function's code under load. From the
+// records (each carries the code digest it ran): no sandbox ever runs two
+// digests, nothing runs the old code once the update is answered and its
+// deploy notice had time to arrive, and the new code's cold starts show.
+func TestDeployAtPeak(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{Gateways: 2, Workers: 2})
+	rec := c.Records()
+	ctx := context.Background()
+	cl := sdkClient(c.GatewayURL(0), "test", "test")
+	v1, v2 := buildHandler(t, "v1"), buildHandler(t, "v2")
+	f, err := cl.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("dep"), Runtime: types.RuntimeProvidedal2023, Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: v1}, Timeout: aws.Int32(5)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var calls, failed atomic.Int64
+	for i := 0; i < 6; i++ {
+		g := sdkClient(c.GatewayURL(i%2), "test", "test")
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for !stop.Load() {
+				o, err := g.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("dep"), Payload: []byte(`{"sleep_ms":20}`)})
+				calls.Add(1)
+				if err != nil || o.FunctionError != nil {
+					failed.Add(1)
+				}
+			}
+		}()
+	}
+	time.Sleep(1500 * time.Millisecond) // load before the deploy, not a synchronisation
+	up, err := cl.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{FunctionName: aws.String("dep"), ZipFile: v2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	deployed := time.Now()
+	time.Sleep(2 * time.Second) // load after the deploy
+	stop.Store(true)
+	wg.Wait()
+	if failed.Load() > 0 {
+		t.Fatalf("%d of %d invocations failed across the deploy", failed.Load(), calls.Load())
+	}
+	oldSHA, newSHA := aws.ToString(f.CodeSha256), aws.ToString(up.CodeSha256)
+	if err := c.WaitFor(func() bool { return rec.Len() >= int(calls.Load()) }, 5*time.Second); err != nil {
+		t.Fatalf("records: %d of %d", rec.Len(), calls.Load())
+	}
+	bySandbox := map[string]string{}
+	var oldAfter, newCold, newRuns int
+	// The deploy notice reaches gateways and workers within moments; a
+	// request already routed with the old revision may still finish on
+	// old code just after.
+	const propagation = 500 * time.Millisecond
+	for _, r := range rec.All() {
+		if r.Function != "dep" {
+			continue
+		}
+		if d, ok := bySandbox[r.Sandbox]; ok && d != r.CodeSha256 {
+			t.Fatalf("sandbox %s ran %s and %s", r.Sandbox, d, r.CodeSha256)
+		}
+		bySandbox[r.Sandbox] = r.CodeSha256
+		switch {
+		case r.CodeSha256 == oldSHA && r.StartNs > deployed.Add(propagation).UnixNano():
+			oldAfter++
+		case r.CodeSha256 == newSHA:
+			newRuns++
+			if r.Cold {
+				newCold++
+			}
+		}
+	}
+	if oldAfter > 0 || newRuns == 0 || newCold == 0 {
+		t.Fatalf("old code after the deploy: %d; new code runs %d, cold %d", oldAfter, newRuns, newCold)
+	}
+	t.Logf("%d invocations, %d sandboxes, new code %d runs (%d cold)", calls.Load(), len(bySandbox), newRuns, newCold)
+}
+
+// TestProvisionedSpillover: with 3 provisioned, the first 3 concurrent
+// invocations run warm in provisioned sandboxes (init 0), the rest spill
+// over to on-demand sandboxes and are counted; coldstart check passes with
+// the provisioned sandboxes in the accounting.
+func TestProvisionedSpillover(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 2})
+	rec := c.Records()
+	ctx := context.Background()
+	cl := sdkClient(c.GatewayURL(0), "test", "test")
+	if _, err := cl.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("pc"), Runtime: types.RuntimeProvidedal2023, Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: buildHandler(t, "v1")}, Timeout: aws.Int32(5)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.PublishVersion(ctx, &lambda.PublishVersionInput{FunctionName: aws.String("pc")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.PutFunctionConcurrency(ctx, &lambda.PutFunctionConcurrencyInput{FunctionName: aws.String("pc"), ReservedConcurrentExecutions: aws.Int32(8)}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cl.PutProvisionedConcurrencyConfig(ctx, &lambda.PutProvisionedConcurrencyConfigInput{FunctionName: aws.String("pc"), Qualifier: aws.String("1"), ProvisionedConcurrentExecutions: aws.Int32(3)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.WaitFor(func() bool {
+		g, err := cl.GetProvisionedConcurrencyConfig(ctx, &lambda.GetProvisionedConcurrencyConfigInput{FunctionName: aws.String("pc"), Qualifier: aws.String("1")})
+		return err == nil && g.Status == types.ProvisionedConcurrencyStatusEnumReady
+	}, 30*time.Second); err != nil {
+		t.Fatal("provisioned concurrency never READY")
+	}
+	start := time.Now()
+	var wg sync.WaitGroup
+	for i := 0; i < 5; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if o, err := cl.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("pc"), Qualifier: aws.String("1"), Payload: []byte(`{"sleep_ms":800}`)}); err != nil || o.FunctionError != nil {
+				t.Errorf("invoke: %v", err)
+			}
+		}()
+	}
+	wg.Wait()
+	var recs []api.Record
+	if err := c.WaitFor(func() bool {
+		recs = recs[:0]
+		for _, r := range rec.All() {
+			if r.Function == "pc" && r.StartNs >= start.UnixNano() {
+				recs = append(recs, r)
+			}
+		}
+		return len(recs) >= 5
+	}, 5*time.Second); err != nil {
+		t.Fatalf("records: %d of 5", len(recs))
+	}
+	var prov, spill int
+	for _, r := range recs {
+		switch {
+		case r.Provisioned && !r.Cold && r.InitMs == 0:
+			prov++
+		case !r.Provisioned && r.Cold:
+			spill++
+		default:
+			t.Errorf("record neither provisioned-warm nor on-demand cold: %+v", r)
+		}
+	}
+	if prov != 3 || spill != 2 {
+		t.Fatalf("%d provisioned, %d spilled over; want 3 and 2", prov, spill)
+	}
+	body := metricsOf(t, c.GatewayURL(0))
+	if l := grepLines(body, "coldstart_gateway_provisioned_concurrency_spillover_invocations_total{"); !strings.HasSuffix(l, "} 2") {
+		t.Fatalf("spillover not counted:\n%s", grepLines(body, "provisioned"))
+	}
+	rep := check.Run(rec.Everything(), check.Options{DefaultLimit: 1000, Limits: []check.LimitChange{{AtNs: 0, Account: gateway.DefaultAccount, Limit: 1000}}})
+	if !rep.OK() {
+		var b strings.Builder
+		rep.WriteTable(&b)
+		t.Fatalf("coldstart check failed:\n%s", b.String())
+	}
+}
+
+func metricsOf(t *testing.T, url string) string {
+	t.Helper()
+	resp, err := http.Get(url + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return string(b)
+}
+
+func grepLines(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
+}
