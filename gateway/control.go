@@ -126,6 +126,10 @@ func (g *Gateway) handleStatus(w http.ResponseWriter, r *http.Request) {
 		st.Nodes = g.cfg.Members.Nodes()
 	}
 	stats := g.workerStats(ctx, sn)
+	for _, s := range stats {
+		st.Workers = append(st.Workers, api.WorkerStatus{ID: s.Worker, Idle: s.Idle, Busy: s.Busy, Processes: s.Processes, Limits: s.Limits})
+	}
+	sort.Slice(st.Workers, func(i, j int) bool { return st.Workers[i].ID < st.Workers[j].ID })
 	if sn != nil {
 		st.Replicas = g.replicas(ctx, sn)
 		st.Leader = sn.Leader
@@ -242,6 +246,10 @@ func (g *Gateway) handleRecords(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	fn := r.URL.Query().Get("function")
+	// Records are per account: the operator account sees every account's,
+	// any other only its own.
+	acct := g.account(r)
+	operator := acct == DefaultAccount
 	ch := make(chan []byte, 65536)
 	sub, err := g.nc.Subscribe(wire.SubjectRecords, func(m *nats.Msg) {
 		select {
@@ -276,11 +284,12 @@ func (g *Gateway) handleRecords(w http.ResponseWriter, r *http.Request) {
 				if len(line) == 0 {
 					continue
 				}
-				if fn != "" {
+				if fn != "" || !operator {
 					var rec struct {
+						Account  string `json:"account"`
 						Function string `json:"function"`
 					}
-					if json.Unmarshal(line, &rec) != nil || rec.Function != fn {
+					if json.Unmarshal(line, &rec) != nil || (fn != "" && rec.Function != fn) || (!operator && rec.Account != acct) {
 						continue
 					}
 				}

@@ -43,6 +43,10 @@ type Stats struct {
 	Busy     int        `json:"busy"`
 	InFlight int        `json:"in_flight"`
 	Keys     []KeyStats `json:"keys"`
+	// Processes is how many process sandboxes run; Limits the isolation
+	// in force for them (worker/process.LimitsMode).
+	Processes int    `json:"processes,omitempty"`
+	Limits    string `json:"limits,omitempty"`
 }
 
 // KeyStats counts one function version's sandboxes on a worker.

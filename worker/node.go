@@ -19,6 +19,7 @@ import (
 
 	"github.com/coldstart-dev/coldstart/wire"
 	"github.com/coldstart-dev/coldstart/worker/pool"
+	"github.com/coldstart-dev/coldstart/worker/process"
 )
 
 // Placement is what a worker asks of the placement service: its own
@@ -486,7 +487,7 @@ const retiredRelease = 2 * time.Second
 func (n *Node) Stats() wire.Stats {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	s := wire.Stats{Worker: n.cfg.ID, Idle: n.pool.Idle(), Busy: n.pool.Busy(), InFlight: n.inflight}
+	s := wire.Stats{Worker: n.cfg.ID, Idle: n.pool.Idle(), Busy: n.pool.Busy(), InFlight: n.inflight, Processes: len(n.procs), Limits: process.LimitsMode()}
 	n.pool.Keys(func(k pool.Key, idle, total int) {
 		s.Keys = append(s.Keys, wire.KeyStats{Account: k.Account, Function: k.Function, Version: k.Version, Idle: idle, Total: total})
 	})

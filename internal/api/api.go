@@ -340,4 +340,15 @@ type Status struct {
 	Replicas  []Replica        `json:"replicas,omitempty"`
 	Accounts  []AccountStatus  `json:"accounts"`
 	Functions []FunctionStatus `json:"functions"`
+	Workers   []WorkerStatus   `json:"workers,omitempty"`
+}
+
+// WorkerStatus is one worker's line in a Status: its sandboxes, and the
+// isolation in force for its process sandboxes.
+type WorkerStatus struct {
+	ID        string `json:"id"`
+	Idle      int    `json:"idle"`
+	Busy      int    `json:"busy"`
+	Processes int    `json:"processes"`
+	Limits    string `json:"limits"`
 }

@@ -23,7 +23,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/aws/smithy-go"
 
+	"github.com/coldstart-dev/coldstart/gateway"
 	"github.com/coldstart-dev/coldstart/internal/api"
+	"github.com/coldstart-dev/coldstart/internal/logstream"
+	"github.com/coldstart-dev/coldstart/internal/natsutil"
 	"github.com/coldstart-dev/coldstart/internal/testcluster"
 )
 
@@ -344,5 +347,77 @@ func TestTenantsAndSignatures(t *testing.T) {
 	r.Body.Close()
 	if r.StatusCode != 403 || r.Header.Get("X-Amzn-ErrorType") != "InvalidSignatureException" {
 		t.Fatalf("skewed clock: %d %s", r.StatusCode, r.Header.Get("X-Amzn-ErrorType"))
+	}
+}
+
+// TestControlPlaneEdges: a stale RevisionId is refused with Lambda's
+// PreconditionFailedException, an operation the gateway does not
+// implement is named in its error, and an environment value (a secret)
+// appears in no record and no platform log line.
+func TestControlPlaneEdges(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 1})
+	rec := c.Records()
+	ctx := context.Background()
+	cl := sdkClient(c.GatewayURL(0), "test", "test")
+	const secret = "s3cr3t-value-4711"
+	f, err := cl.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("edge"), Runtime: types.RuntimeProvidedal2023, Role: aws.String("r"),
+		Code: &types.FunctionCode{ZipFile: buildHandler(t, "v1")}, Environment: &types.Environment{Variables: map[string]string{"API_TOKEN": secret}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := cl.UpdateFunctionConfiguration(ctx, &lambda.UpdateFunctionConfigurationInput{FunctionName: aws.String("edge"), MemorySize: aws.Int32(256), RevisionId: f.RevisionId})
+	if err != nil || u.MemorySize == nil || *u.MemorySize != 256 || aws.ToString(u.RevisionId) == aws.ToString(f.RevisionId) {
+		t.Fatalf("UpdateFunctionConfiguration with the current RevisionId: %+v %v", u, err)
+	}
+	_, err = cl.UpdateFunctionConfiguration(ctx, &lambda.UpdateFunctionConfigurationInput{FunctionName: aws.String("edge"), MemorySize: aws.Int32(512), RevisionId: f.RevisionId})
+	var pf *types.PreconditionFailedException
+	if !errors.As(err, &pf) {
+		t.Fatalf("stale RevisionId: want PreconditionFailedException, got %T %v", err, err)
+	}
+	_, err = cl.GetPolicy(ctx, &lambda.GetPolicyInput{FunctionName: aws.String("edge")})
+	var ae smithy.APIError
+	if !errors.As(err, &ae) || ae.ErrorCode() != "UnsupportedOperationException" || !strings.Contains(ae.ErrorMessage(), "GetPolicy") {
+		t.Fatalf("GetPolicy: want an error naming it, got %v", err)
+	}
+	_, err = cl.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("java"), Runtime: types.RuntimeJava21, Role: aws.String("r"), Handler: aws.String("x"), Code: &types.FunctionCode{ZipFile: buildHandler(t, "v1")}})
+	var ip *types.InvalidParameterValueException
+	if !errors.As(err, &ip) {
+		t.Fatalf("a zip for a runtime that cannot run it: want InvalidParameterValueException, got %v", err)
+	}
+	out, err := cl.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("edge"), LogType: types.LogTypeTail})
+	if err != nil || out.FunctionError != nil {
+		t.Fatalf("invoke: %v", err)
+	}
+	if err := c.WaitFor(func() bool { return rec.Len() > 0 }, 5*time.Second); err != nil {
+		t.Fatal("no record")
+	}
+	for _, r := range rec.All() {
+		if b, _ := json.Marshal(r); strings.Contains(string(b), secret) {
+			t.Fatalf("a record carries the secret: %s", b)
+		}
+	}
+	if logs, _ := base64.StdEncoding.DecodeString(aws.ToString(out.LogResult)); strings.Contains(string(logs), secret) {
+		t.Fatalf("the log tail carries the secret: %s", logs)
+	}
+	nc := c.Client(natsutil.RoleTool, "logs")
+	var lines []logstream.Entry
+	lctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err = logstream.Read(lctx, nc, gateway.DefaultAccount, "edge", time.Time{}, true, func(e logstream.Entry) error {
+		lines = append(lines, e)
+		if strings.HasPrefix(e.Line, "REPORT") {
+			cancel()
+		}
+		return nil
+	})
+	var report bool
+	for _, e := range lines {
+		if strings.Contains(e.Line, secret) {
+			t.Fatalf("log line carries the secret: %+v", e)
+		}
+		report = report || strings.HasPrefix(e.Line, "REPORT")
+	}
+	if !report {
+		t.Fatalf("the function's log stream has no REPORT line (%d lines, %v)", len(lines), err)
 	}
 }
