@@ -321,3 +321,37 @@ func parseFloatHeader(h http.Header, name string) float64 {
 	}
 	return f
 }
+
+// CreateAccount creates an account (the operator account only) with one
+// access key, whose secret the answer carries: it is never shown again.
+// An empty id lets the gateway pick 12 digits; limit 0 is the default.
+func (c *Client) CreateAccount(ctx context.Context, id string, limit int) (*api.AccountInfo, error) {
+	in := struct {
+		Account string `json:"Account,omitempty"`
+		Limit   int    `json:"Limit,omitempty"`
+	}{id, limit}
+	var out api.AccountInfo
+	if err := c.do(ctx, http.MethodPost, api.PathAccounts, in, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// GetAccount returns an account's limit and access key ids.
+func (c *Client) GetAccount(ctx context.Context, id string) (*api.AccountInfo, error) {
+	var out api.AccountInfo
+	if err := c.do(ctx, http.MethodGet, api.PathAccounts+"/"+url.PathEscape(id), nil, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// CreateAccessKey adds an access key to an account; the answer carries its
+// secret, shown this once.
+func (c *Client) CreateAccessKey(ctx context.Context, id string) (*api.AccountInfo, error) {
+	var out api.AccountInfo
+	if err := c.do(ctx, http.MethodPost, api.PathAccounts+"/"+url.PathEscape(id)+"/keys", struct{}{}, &out); err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
