@@ -343,11 +343,13 @@ func (a *authFlags) register(fs *flag.FlagSet) {
 // mode says in one line who may call the API.
 func (a authFlags) mode() string {
 	m := "development: unsigned requests act as account " + gateway.DefaultAccount
+	key := "; access key " + gateway.DefaultKeyID + " / secret " + gateway.DefaultKeySecret
 	if a.strict {
 		m = "strict: unsigned requests are refused"
+		key += " (account " + gateway.DefaultAccount + ")"
 	}
 	if a.noDefaultKey {
-		return m + "; no built-in access key (sign with keys from `coldstart account keys`)"
+		key = "; no built-in access key (sign with keys from `coldstart account keys`)"
 	}
-	return m + "; access key " + gateway.DefaultKeyID + " / secret " + gateway.DefaultKeySecret + " (account " + gateway.DefaultAccount + ")"
+	return m + key
 }
