@@ -2,6 +2,11 @@
 # Builds the images docker-compose.yml runs, offline (no registry needed):
 #
 #   coldstart:dev        FROM scratch + the static coldstart binary built here
+#   coldstart-worker:dev the same binary + the host's python3 (Debian's
+#                        /usr/bin/python3, its stdlib and libraries), node
+#                        (/usr/bin/node) and /usr/bin/env, for functions with
+#                        code (an interpreter the host lacks is left out:
+#                        apt-get install -y python3)
 #   coldstart-redis:dev  FROM scratch + Debian's redis-server/redis-cli and
 #                        their shared libraries (only if redis-server is
 #                        installed: apt-get install -y redis-server)
@@ -13,22 +18,26 @@
 # Idempotent: rerunning with unchanged sources reuses Go's build cache and
 # Docker's layer cache and leaves the same image IDs.
 #
-# Usage: deployments/build-images.sh [--redis|--no-redis]
+# Usage: deployments/build-images.sh [--redis|--no-redis] [--no-node]
 #   --redis     fail if the Redis image cannot be built
 #   --no-redis  do not build the Redis image
 #   (default)   build the Redis image when /usr/bin/redis-server exists
+#   --no-node   leave node out of the worker image (~100 MB smaller)
 # Environment: COLDSTART_IMAGE (default coldstart:dev),
+#              COLDSTART_WORKER_IMAGE (default coldstart-worker:dev),
 #              COLDSTART_REDIS_IMAGE (default coldstart-redis:dev),
 #              GO (default: go on PATH, else /usr/local/go/bin/go).
 set -eu
 
 redis=auto
+node=yes
 for arg in "$@"; do
 	case "$arg" in
 	--redis) redis=yes ;;
 	--no-redis) redis=no ;;
+	--no-node) node=no ;;
 	-h | --help)
-		sed -n '2,22p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	*)
@@ -41,6 +50,7 @@ done
 root=$(cd "$(dirname "$0")/.." && pwd)
 out="$root/deployments/.build"
 image=${COLDSTART_IMAGE:-coldstart:dev}
+worker_image=${COLDSTART_WORKER_IMAGE:-coldstart-worker:dev}
 redis_image=${COLDSTART_REDIS_IMAGE:-coldstart-redis:dev}
 
 go=${GO:-}
@@ -89,9 +99,11 @@ if [ ! -s "$secret_file" ]; then
 fi
 
 # Legacy builder or BuildKit both work: FROM scratch pulls nothing.
-build() { # tag dockerfile context
-	docker build --quiet --pull=false -t "$1" -f "$2" "$3" >/dev/null
-	echo "built $1 $(docker image inspect -f '{{.Id}}' "$1" | cut -c1-19) ($(docker image inspect -f '{{.Size}}' "$1") bytes)"
+build() { # tag dockerfile context [docker build flags...]
+	tag=$1 dockerfile=$2 context=$3
+	shift 3
+	docker build --quiet --pull=false "$@" -t "$tag" -f "$dockerfile" "$context" >/dev/null
+	echo "built $tag $(docker image inspect -f '{{.Id}}' "$tag" | cut -c1-19) ($(docker image inspect -f '{{.Size}}' "$tag") bytes)"
 }
 
 # --- coldstart:dev -----------------------------------------------------------
@@ -101,6 +113,62 @@ chmod 1777 "$ctx/tmp"
 (cd "$root" && CGO_ENABLED=0 "$go" build -trimpath -ldflags='-s -w' -o "$ctx/coldstart.new" ./cmd/coldstart)
 mv -f "$ctx/coldstart.new" "$ctx/coldstart"
 build "$image" "$root/deployments/Dockerfile" "$ctx"
+
+# --- coldstart-worker:dev ----------------------------------------------------
+command -v ldd >/dev/null 2>&1 || {
+	echo "build-images.sh: ldd not found, cannot collect the interpreters' libraries" >&2
+	exit 1
+}
+wctx="$out/worker"
+rm -rf "$wctx"
+mkdir -p "$wctx/rootfs/usr/bin" "$wctx/rootfs/tmp" "$wctx/data"
+chmod 1777 "$wctx/rootfs/tmp"
+cp "$ctx/coldstart" "$wctx/coldstart"
+# env for `#!/usr/bin/env python3` bootstraps; every binary copied is real
+# (cp -L), so a symlinked /usr/bin/python3 brings its target.
+cp -L /usr/bin/env "$wctx/rootfs/usr/bin/env"
+elves=/usr/bin/env
+runtimes=provided
+# Debian's python3 only: /usr/bin/python3 finds its stdlib at
+# /usr/lib/python3.X, which the image reproduces. A pyenv or venv python
+# on PATH is not relocatable this way.
+if [ -x /usr/bin/python3 ]; then
+	py=$(readlink -f /usr/bin/python3)
+	pyver=$(basename "$py")
+	if [ -d "/usr/lib/$pyver" ]; then
+		cp -L "$py" "$wctx/rootfs/usr/bin/$pyver"
+		ln -s "$pyver" "$wctx/rootfs/usr/bin/python3"
+		# The stdlib without what no function uses at run time: tests, the
+		# static library for embedding, IDLE, Tk, 2to3, pip's bootstrap.
+		mkdir -p "$wctx/rootfs/usr/lib"
+		tar -C /usr/lib -cf - \
+			--exclude="$pyver/config-*" --exclude="$pyver/test" --exclude="$pyver/idlelib" \
+			--exclude="$pyver/tkinter" --exclude="$pyver/turtledemo" --exclude="$pyver/lib2to3" \
+			--exclude="$pyver/ensurepip" --exclude="$pyver/pydoc_data" --exclude="$pyver/site-packages" \
+			--exclude="$pyver/dist-packages" "$pyver" | tar -C "$wctx/rootfs/usr/lib" -xf -
+		elves="$elves $wctx/rootfs/usr/bin/$pyver $(find "$wctx/rootfs/usr/lib/$pyver/lib-dynload" -name '*.so' 2>/dev/null | tr '\n' ' ')"
+		runtimes="$runtimes $pyver"
+	else
+		echo "note: /usr/bin/python3 has no /usr/lib/$pyver: $worker_image built without python"
+	fi
+else
+	echo "note: /usr/bin/python3 not installed (apt-get install -y python3): $worker_image built without python"
+fi
+if [ "$node" = yes ] && [ -x /usr/bin/node ]; then
+	cp -L /usr/bin/node "$wctx/rootfs/usr/bin/node"
+	elves="$elves /usr/bin/node"
+	runtimes="$runtimes node"
+elif [ "$node" = yes ]; then
+	echo "note: /usr/bin/node not installed: $worker_image built without node"
+fi
+# The libraries, at the paths the loader asks for. ldd's "not found" lines
+# (a lib-dynload module for a library this host lacks) carry no path: that
+# module fails to import in the image as it does on the host.
+for lib in $(for e in $elves; do ldd "$e" 2>/dev/null || true; done | grep -o '/[^ ]*' | grep -v "^$wctx" | sort -u); do
+	mkdir -p "$wctx/rootfs$(dirname "$lib")"
+	cp -L "$lib" "$wctx/rootfs$lib"
+done
+build "$worker_image" "$root/deployments/worker.Dockerfile" "$wctx" --label "coldstart.runtimes=$runtimes"
 
 # --- coldstart-redis:dev -----------------------------------------------------
 if [ "$redis" = no ]; then
