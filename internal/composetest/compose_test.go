@@ -1,8 +1,10 @@
 package composetest
 
 import (
+	"archive/zip"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -33,6 +35,9 @@ const (
 
 	redisImage = "coldstart-redis:dev"
 )
+
+// workerImage is what docker-compose.yml runs the workers from.
+var workerImage = envOr("COLDSTART_WORKER_IMAGE", "coldstart-worker:dev")
 
 var nodeServices = []string{"nats", "placement1", "placement2", "placement3", "gateway1", "gateway2", "worker1", "worker2", "worker3"}
 
@@ -103,6 +108,11 @@ func TestComposeDrill(t *testing.T) {
 	r = c.invoke(gw2, "f")
 	c.expect(r, 200, "invoke of f through gateway2")
 	t.Logf("invoke of f through gateway2: cold=%s worker=%s", r.cold(), r.hdr.Get("X-Coldstart-Worker"))
+
+	// Real code in the workers' containers: the examples that need the
+	// image's python3 (a managed runtime, and a bootstrap script run
+	// through /usr/bin/env).
+	c.runExamples(tm)
 
 	// --- Drill 1: placement loses quorum (leader + one follower killed). ---
 	leader := c.leader(gw1)
@@ -228,6 +238,83 @@ func TestComposeDrill(t *testing.T) {
 
 	// Status through the CLI-facing endpoint, for the log.
 	t.Logf("cluster status after the drill:\n%s", c.statusSummary(gw1))
+}
+
+// runExamples deploys examples/python and examples/script-runtime through
+// gateway1 and invokes each twice (cold, then warm).
+func (c *cluster) runExamples(tm *timings) {
+	c.t.Helper()
+	out, err := exec.Command("docker", "image", "inspect", "-f", `{{index .Config.Labels "coldstart.runtimes"}}`, workerImage).Output()
+	if err != nil {
+		c.t.Fatalf("docker image inspect %s: %v", workerImage, err)
+	}
+	if !strings.Contains(string(out), "python3") {
+		c.t.Logf("%s has no python3 (runtimes: %s; install Debian's python3 and rebuild): examples not run", workerImage, bytes.TrimSpace(out))
+		return
+	}
+	for _, ex := range []struct{ name, dir, runtime, handler string }{
+		{"ex-python", "python", "python3.12", "app.handler"},
+		{"ex-script", "script-runtime", "provided.al2023", "bootstrap"},
+	} {
+		code := zipExample(c.t, filepath.Join(c.root, "examples", ex.dir))
+		body, _ := json.Marshal(map[string]any{
+			"FunctionName": ex.name, "Runtime": ex.runtime, "Handler": ex.handler, "Role": "arn:aws:iam::000000000000:role/x",
+			"MemorySize": 128, "Timeout": 5, "Code": map[string]string{"ZipFile": base64.StdEncoding.EncodeToString(code)},
+		})
+		r := c.do("POST", gw1+"/2015-03-31/functions", string(body))
+		c.expect(r, 201, "create "+ex.name)
+		for i, what := range []string{"cold", "warm"} {
+			r := c.do("POST", gw1+"/2015-03-31/functions/"+ex.name+"/invocations", `{"name":"compose"}`)
+			c.expect(r, 200, fmt.Sprintf("%s invoke of %s", what, ex.name))
+			var a struct {
+				Message   string `json:"message"`
+				RequestID string `json:"request_id"`
+			}
+			if fe := r.hdr.Get("X-Amz-Function-Error"); fe != "" || json.Unmarshal([]byte(r.body), &a) != nil || a.Message != "Hello, compose!" || a.RequestID == "" {
+				c.t.Fatalf("%s invoke of %s: function error %q, answer %s", what, ex.name, fe, r.body)
+			}
+			if want := fmt.Sprint(i == 0); r.cold() != want {
+				c.t.Errorf("%s invoke of %s: X-Coldstart-Cold = %q, want %s", what, ex.name, r.cold(), want)
+			}
+			tm.add(fmt.Sprintf("%s invoke of %s (%s)", what, ex.name, ex.runtime), r.dur)
+		}
+	}
+}
+
+// zipExample zips the files of an example directory (not its README) with
+// their permission bits, so bootstrap stays executable.
+func zipExample(t *testing.T, dir string) []byte {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for _, e := range entries {
+		if !e.Type().IsRegular() || strings.HasSuffix(e.Name(), ".md") {
+			continue
+		}
+		fi, err := e.Info()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, e.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		h := &zip.FileHeader{Name: e.Name(), Method: zip.Deflate}
+		h.SetMode(fi.Mode().Perm())
+		w, err := zw.CreateHeader(h)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write(b)
+	}
+	if err := zw.Close(); err != nil {
+		t.Fatal(err)
+	}
+	return buf.Bytes()
 }
 
 // ---------------------------------------------------------------------------
