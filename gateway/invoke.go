@@ -231,6 +231,25 @@ func (g *Gateway) cold(ctx context.Context, msg *nats.Msg, k fnVersion, spec str
 	case gr.Sandbox == nil:
 		return nil, errService("placement returned an empty grant"), false
 	}
+	if want := strconv.FormatUint(gr.Sandbox.Revision, 10); gr.Sandbox.Revision != 0 && want != msg.Header.Get(wire.HdrRev) {
+		// Placement granted the sandbox for a newer deploy than this
+		// gateway's cache knows: the sandbox must run that code, never the
+		// old one.
+		g.refreshFresh(0)
+		e := g.cache.get(k.Account, k.Function)
+		var fresh string
+		if e != nil {
+			if _, sp, rev, _, lerr := e.resolve(k.Version); lerr == nil && rev == want {
+				fresh = sp
+			}
+		}
+		if fresh == "" {
+			go g.cancelGrant(gr.Sandbox.ID)
+			return nil, errService("the function was redeployed while this invocation was routed; retry"), false
+		}
+		spec = fresh
+		msg.Header.Set(wire.HdrRev, want)
+	}
 	msg.Subject = wire.InvokeSubject(gr.Sandbox.Worker)
 	msg.Header.Set(wire.HdrSandbox, gr.Sandbox.ID)
 	msg.Header.Set(wire.HdrSpec, spec)

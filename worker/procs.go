@@ -175,6 +175,8 @@ func (n *Node) runProcess(m *nats.Msg, sb *pool.Sandbox, spec *wire.Spec, cold b
 	if sb.Key.Version != "$LATEST" {
 		arn += ":" + sb.Key.Version
 	}
+	// START goes to the stream before the function's own lines.
+	n.logLine(sb, reqID, "platform", "START RequestId: "+reqID+" Version: "+sb.Key.Version)
 	start := time.Now()
 	res, err := st.sb.Invoke(ctx, process.Invocation{RequestID: reqID, Payload: m.Data, Deadline: start.Add(timeout), ClientContext: m.Header.Get(wire.HdrClientContext), InvokedARN: arn})
 	end := time.Now()
@@ -259,7 +261,7 @@ func (n *Node) publishInvocationLogs(sb *pool.Sandbox, reqID string, rec api.Rec
 		return
 	}
 	for _, line := range bytes.Split([]byte(report), []byte{'\n'}) {
-		if len(line) > 0 {
+		if len(line) > 0 && !bytes.HasPrefix(line, []byte("START ")) {
 			n.logLine(sb, reqID, "platform", string(line))
 		}
 	}
