@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -110,6 +111,10 @@ type result struct {
 	worker string
 	errTyp string
 	lat    time.Duration
+	// initMs and durMs are the worker's own figures for the invocation
+	// (its sandbox's cold start and the handler's run), as the gateway
+	// passes them on.
+	initMs, durMs float64
 }
 
 func invoke(hc *http.Client, gw, fn string, body []byte) (result, error) {
@@ -121,7 +126,10 @@ func invoke(hc *http.Client, gw, fn string, body []byte) (result, error) {
 	if resp.StatusCode == http.StatusOK {
 		msg = nil
 	}
-	return result{status: resp.StatusCode, msg: string(msg), cold: resp.Header.Get(api.HeaderCold) == "true", worker: resp.Header.Get(api.HeaderWorker), errTyp: resp.Header.Get(api.HeaderErrorType), lat: time.Since(start)}, nil
+	lat := time.Since(start)
+	initMs, _ := strconv.ParseFloat(resp.Header.Get(api.HeaderInitMs), 64)
+	durMs, _ := strconv.ParseFloat(resp.Header.Get(api.HeaderDurationMs), 64)
+	return result{status: resp.StatusCode, msg: string(msg), cold: resp.Header.Get(api.HeaderCold) == "true", worker: resp.Header.Get(api.HeaderWorker), errTyp: resp.Header.Get(api.HeaderErrorType), lat: lat, initMs: initMs, durMs: durMs}, nil
 }
 
 func invokeURL(gw, fn string) string { return gw + "/2015-03-31/functions/" + fn + "/invocations" }

@@ -70,11 +70,20 @@ func runPhase(op func(client int) error) (phaseStats, error) {
 // rotating order. ns/op is per warm invocation.
 //
 // Goal: >= 10,000 invocations/s and >= 50% of the HTTP-only ceiling.
-func BenchmarkP2WarmThroughput(b *testing.B) {
+func BenchmarkP2WarmThroughput(b *testing.B) { benchWarmThroughput(b, synthetic("p2")) }
+
+// BenchmarkP2WarmThroughputProcess is P2 against a function with code
+// (testdata/procfn, an aws-lambda-go echo on provided.al2023): 192 warm
+// process sandboxes, each invocation a Runtime API exchange with one, beside
+// the same HTTP and NATS baselines. P2's goals are the synthetic
+// function's; this row shows how far a process function is from them.
+func BenchmarkP2WarmThroughputProcess(b *testing.B) { benchWarmThroughput(b, processFn(b, "p2")) }
+
+func benchWarmThroughput(b *testing.B, fn api.CreateFunctionInput) {
 	c := upCluster(b, testcluster.Options{Rate: upRate})
 	gws := gatewayURLs(c)
 	hc := &http.Client{Transport: newTransport(p2Clients)}
-	createFunction(b, hc, gws[0], synthetic("p2"))
+	createFunction(b, hc, gws[0], fn)
 	for _, gw := range gws {
 		dryRun(b, hc, gw, "p2")
 	}

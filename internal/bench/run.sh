@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Runs coldstart's performance benchmarks (goals P1, P2, P3, P5, P7 of
+# Runs coldstart's performance benchmarks (goals P1, P2, P3, P4, P5, P7 of
 # quality.md), each beside its same-run baseline, and prints a table of
-# medians and the goal verdicts. About 5 minutes on 2 cores.
+# medians and the goal verdicts. About 9 minutes on 2 cores.
 #
 #   internal/bench/run.sh              # everything
 #   BENCH_OUT=/tmp/b internal/bench/run.sh   # keep the raw output there
@@ -18,6 +18,10 @@ raw=$out/raw.txt
 : >"$raw"
 bin=$out/bench.test
 go test -c -o "$bin" ./internal/bench
+# worker/process's own benchmarks are P4's lower bound: a sandbox without
+# the cluster around it.
+pbin=$out/process.test
+go test -c -o "$pbin" ./worker/process
 
 pressure() { [ -r /proc/pressure/cpu ] && sed -n 1p /proc/pressure/cpu || echo "n/a"; }
 {
@@ -27,10 +31,17 @@ pressure() { [ -r /proc/pressure/cpu ] && sed -n 1p /proc/pressure/cpu || echo "
 } | tee -a "$raw"
 
 run() { "$bin" -test.run '^$' -test.timeout 10m "$@" 2>&1 | tee -a "$raw"; }
+# The process package's tests find their test function relative to the
+# package directory.
+prun() { (cd worker/process && "$pbin" -test.run '^$' -test.timeout 10m "$@" 2>&1) | tee -a "$raw"; }
 
 run -test.bench '^BenchmarkP1WarmInvoke(Spare)?$' -test.benchtime 2s -test.count 5
 run -test.bench '^BenchmarkP2WarmThroughput$' -test.benchtime 2s -test.count 5
 run -test.bench '^BenchmarkP3ColdStart$' -test.benchtime 200x -test.count 5
+# P4 and the process rows of P1 and P2: a real aws-lambda-go function.
+run -test.bench '^BenchmarkP4Process(Cold|Warm)$' -test.benchtime 2s -test.count 5
+run -test.bench '^Benchmark(P1WarmInvoke|P2WarmThroughput)Process$' -test.benchtime 2s -test.count 5
+prun -test.bench . -test.count 5
 run -test.bench '^BenchmarkP5LeaderKill$' -test.benchtime 9x -test.count 1
 run -test.bench '^BenchmarkP5WorkerKill$' -test.benchtime 9x -test.count 1
 run -test.bench '^BenchmarkP5WorkerPause$' -test.benchtime 9x -test.count 1
