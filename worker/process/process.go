@@ -665,7 +665,14 @@ func (s *Sandbox) run(ctx context.Context, c *call, start time.Time) Result {
 	}
 	s.mu.Lock()
 	res := Result{Payload: c.payload, ErrorType: c.errType, Duration: c.answered.Sub(c.delivered)}
+	late := !c.answered.Before(c.inv.Deadline)
 	s.mu.Unlock()
+	if late {
+		// An answer at or past the deadline is Lambda's timeout, not a
+		// result: a handler whose context expired (aws-lambda-go's deadline
+		// is the same instant) must not win the race against the kill.
+		return timedOut()
+	}
 	if res.ErrorType != "" {
 		// After an error a runtime either asks for the next event or exits (aws-lambda-go
 		// exits after a panic); which one decides whether the sandbox is reused.
