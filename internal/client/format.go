@@ -90,6 +90,15 @@ func FormatStatus(w io.Writer, s api.Status) error {
 		fmt.Fprintln(ew)
 	}
 
+	if len(s.Workers) > 0 {
+		t := Table{Header: []string{"WORKER", "IDLE", "BUSY", "PROCESSES", "SANDBOX LIMITS"}, Right: []bool{false, true, true, true, false}}
+		for _, w := range s.Workers {
+			t.Rows = append(t.Rows, []string{w.ID, strconv.Itoa(w.Idle), strconv.Itoa(w.Busy), strconv.Itoa(w.Processes), dash(w.Limits)})
+		}
+		t.Write(ew)
+		fmt.Fprintln(ew)
+	}
+
 	accounts := append([]api.AccountStatus(nil), s.Accounts...)
 	sort.SliceStable(accounts, func(i, j int) bool { return accounts[i].Account < accounts[j].Account })
 	if len(accounts) == 0 {

@@ -37,7 +37,9 @@ func sampleStatus() api.Status {
 
 func TestFormatStatus(t *testing.T) {
 	var b bytes.Buffer
-	if err := FormatStatus(&b, sampleStatus()); err != nil {
+	st := sampleStatus()
+	st.Workers = []api.WorkerStatus{{ID: "worker-1", Idle: 2, Busy: 1, Processes: 3, Limits: "rlimit+uid"}}
+	if err := FormatStatus(&b, st); err != nil {
 		t.Fatal(err)
 	}
 	out := b.String()
@@ -58,7 +60,7 @@ func TestFormatStatus(t *testing.T) {
 	for _, want := range []string{
 		"placement 2/3 up, gateway 1/1 up, worker 1/1 up",
 		"IN-FLIGHT", "250", "1000", "25%",
-		"RESERVED",
+		"RESERVED", "SANDBOX LIMITS", "rlimit+uid",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in:\n%s", want, out)
