@@ -152,9 +152,17 @@ func (n *Node) runProcess(m *nats.Msg, sb *pool.Sandbox, spec *wire.Spec, cold b
 		n.m.cold.Inc()
 		n.m.initDur.Observe(initDur.Seconds())
 		if err != nil {
-			etype, msg := initError(err)
 			n.finish(sb, true)
-			n.replyFunctionError(m, sb, spec, cold, received, initDur, etype, msg)
+			var pe *process.Error
+			if !errors.As(err, &pe) {
+				// The platform failed (the code bundle could not be fetched
+				// or failed verification), not the function: a typed 5xx the
+				// caller may retry; the worker keeps serving.
+				n.log.Warn("cold start failed", "sandbox", sb.ID, "err", err)
+				n.replyStatus(m, wire.StatusError, "ServiceException", "the sandbox could not be created: "+err.Error())
+				return
+			}
+			n.replyFunctionError(m, sb, spec, cold, received, initDur, pe.Type, pe.Message)
 			return
 		}
 	} else {

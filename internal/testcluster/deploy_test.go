@@ -2,6 +2,7 @@ package testcluster_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -14,9 +15,13 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/coldstart-dev/coldstart/codestore"
 	"github.com/coldstart-dev/coldstart/gateway"
 	"github.com/coldstart-dev/coldstart/internal/api"
 	"github.com/coldstart-dev/coldstart/internal/check"
+	"github.com/coldstart-dev/coldstart/internal/natsutil"
 	"github.com/coldstart-dev/coldstart/internal/testcluster"
 )
 
@@ -193,4 +198,48 @@ func grepLines(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestCorruptCodeBundle: a bundle that no longer matches its digest is
+// refused with a typed, retryable error naming the problem; the worker
+// keeps serving other functions.
+func TestCorruptCodeBundle(t *testing.T) {
+	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 1})
+	ctx := context.Background()
+	cl := sdkClient(c.GatewayURL(0), "test", "test")
+	zip := buildHandler(t, "v1")
+	f, err := cl.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("bad"), Runtime: types.RuntimeProvidedal2023, Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: zip}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Overwrite the object under the digest's name, as damage on disk or
+	// a forged upload would.
+	nc := c.Client(natsutil.RoleGateway, "gateway-9")
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	obs, err := js.ObjectStore(ctx, codestore.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name, err := codestore.ObjectName(aws.ToString(f.CodeSha256))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := obs.PutBytes(ctx, name, append([]byte("not the zip"), zip[:100]...)); err != nil {
+		t.Fatal(err)
+	}
+	noRetry := lambda.New(cl.Options(), func(o *lambda.Options) { o.RetryMaxAttempts = 1 })
+	_, err = noRetry.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("bad")})
+	var se *types.ServiceException
+	if !errors.As(err, &se) || !strings.Contains(se.ErrorMessage(), "corrupt") {
+		t.Fatalf("invoke of a corrupt bundle: want ServiceException naming the corruption, got %v", err)
+	}
+	if _, err := cl.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("good"), Runtime: "synthetic", Role: aws.String("r"), Code: &types.FunctionCode{}}); err != nil {
+		t.Fatal(err)
+	}
+	if o, err := cl.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("good"), Payload: []byte(`{}`)}); err != nil || o.FunctionError != nil {
+		t.Fatalf("the worker stopped serving after a corrupt bundle: %v", err)
+	}
 }
