@@ -1,10 +1,16 @@
 package testcluster_test
 
 import (
+	"archive/zip"
+	"bytes"
 	"context"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"io"
 	"net/http"
+	"os"
+	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -241,5 +247,88 @@ func TestCorruptCodeBundle(t *testing.T) {
 	}
 	if o, err := cl.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("good"), Payload: []byte(`{}`)}); err != nil || o.FunctionError != nil {
 		t.Fatalf("the worker stopped serving after a corrupt bundle: %v", err)
+	}
+}
+
+// zipFiles zips name -> content (mode 0644).
+func zipFiles(t *testing.T, files map[string]string) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	zw := zip.NewWriter(&buf)
+	for name, body := range files {
+		w, err := zw.Create(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Write([]byte(body))
+	}
+	zw.Close()
+	return buf.Bytes()
+}
+
+// processesIn lists the processes whose working directory is under dir
+// (a sandbox's processes run in its code directory).
+func processesIn(dirPart string) []string {
+	var out []string
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		if e.Name()[0] < '0' || e.Name()[0] > '9' {
+			continue
+		}
+		if cwd, err := os.Readlink("/proc/" + e.Name() + "/cwd"); err == nil && strings.Contains(cwd, dirPart) {
+			out = append(out, e.Name())
+		}
+	}
+	return out
+}
+
+// TestSandboxAbuseThroughTheCluster: a memory hog, a busy loop and a child
+// that ignores SIGTERM, deployed as ordinary python3.12 functions, are each
+// ended at their limit with every process they started; the worker keeps
+// serving.
+func TestSandboxAbuseThroughTheCluster(t *testing.T) {
+	if _, err := exec.LookPath("python3"); err != nil {
+		t.Skip("python3 is not installed")
+	}
+	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 1})
+	ctx := context.Background()
+	cl := sdkClient(c.GatewayURL(0), "test", "test")
+	cases := []struct {
+		name, code, want string
+		timeout          int32
+	}{
+		{"memhog", "def handler(e, c):\n    x = bytearray(512 * 1024 * 1024)\n    for i in range(0, len(x), 4096):\n        x[i] = 1\n    return len(x)\n", "out of memory", 10},
+		{"busyloop", "def handler(e, c):\n    while True:\n        pass\n", "Task timed out after 1.00 seconds", 1},
+		{"stubborn", "import subprocess, sys, time\ndef handler(e, c):\n    subprocess.Popen([sys.executable, '-c', 'import signal, time\\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\\ntime.sleep(600)'])\n    time.sleep(30)\n", "Task timed out after 1.00 seconds", 1},
+	}
+	for _, tc := range cases {
+		f, err := cl.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String(tc.name), Runtime: types.RuntimePython312, Role: aws.String("r"), Handler: aws.String("app.handler"),
+			Code: &types.FunctionCode{ZipFile: zipFiles(t, map[string]string{"app.py": tc.code})}, MemorySize: aws.Int32(128), Timeout: aws.Int32(tc.timeout)})
+		if err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		out, err := cl.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String(tc.name), Payload: []byte(`{}`)})
+		if err != nil || aws.ToString(out.FunctionError) != "Unhandled" || !strings.Contains(string(out.Payload), tc.want) {
+			t.Fatalf("%s: want a function error with %q, got %v %s", tc.name, tc.want, err, out.Payload)
+		}
+		sum, _ := base64.StdEncoding.DecodeString(aws.ToString(f.CodeSha256))
+		hexDir := hex.EncodeToString(sum)
+		if err := c.WaitFor(func() bool { return len(processesIn(hexDir)) == 0 }, 5*time.Second); err != nil {
+			t.Fatalf("%s: processes left in its sandbox: %v", tc.name, processesIn(hexDir))
+		}
+	}
+	fine, err := cl.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("fine"), Runtime: types.RuntimePython312, Role: aws.String("r"), Handler: aws.String("app.handler"),
+		Code: &types.FunctionCode{ZipFile: zipFiles(t, map[string]string{"app.py": "def handler(e, c):\n    return {'ok': c.aws_request_id}\n"})}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := cl.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("fine"), Payload: []byte(`{}`)}); err != nil || out.FunctionError != nil || !strings.Contains(string(out.Payload), `"ok"`) {
+		t.Fatalf("the worker after the abuse: %v %s", err, out.Payload)
+	}
+	// The process check sees a live sandbox (so its silence above means
+	// the abusers' processes are gone).
+	sum, _ := base64.StdEncoding.DecodeString(aws.ToString(fine.CodeSha256))
+	if len(processesIn(hex.EncodeToString(sum))) == 0 {
+		t.Fatal("no process found in the warm sandbox's code directory: the check above is blind")
 	}
 }
