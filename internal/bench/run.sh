@@ -39,7 +39,8 @@ run -test.bench '^BenchmarkP1WarmInvoke(Spare)?$' -test.benchtime 2s -test.count
 run -test.bench '^BenchmarkP2WarmThroughput$' -test.benchtime 2s -test.count 5
 run -test.bench '^BenchmarkP3ColdStart$' -test.benchtime 200x -test.count 5
 # P4 and the process rows of P1 and P2: a real aws-lambda-go function.
-run -test.bench '^BenchmarkP4Process(Cold|Warm)$' -test.benchtime 2s -test.count 5
+run -test.bench '^BenchmarkP4ProcessCold$' -test.benchtime 100x -test.count 5
+run -test.bench '^BenchmarkP4ProcessWarm$' -test.benchtime 2s -test.count 5
 run -test.bench '^Benchmark(P1WarmInvoke|P2WarmThroughput)Process$' -test.benchtime 2s -test.count 5
 prun -test.bench . -test.count 5
 run -test.bench '^BenchmarkP5LeaderKill$' -test.benchtime 9x -test.count 1
