@@ -452,6 +452,25 @@ func (g *Gateway) handleDelete(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
+// writeInput starts a control-plane write on {name}: the function, the
+// body decoded into in, and the RevisionId precondition the body names.
+func (g *Gateway) writeInput(w http.ResponseWriter, r *http.Request, in any, revisionID func() string) (*fnEntry, string, uint64, bool) {
+	e, acct, ok := g.function(w, r)
+	if !ok {
+		return nil, "", 0, false
+	}
+	if lerr := g.decodeBody(r, in); lerr != nil {
+		writeError(w, lerr)
+		return nil, "", 0, false
+	}
+	rev, lerr := parseRevision(revisionID())
+	if lerr != nil {
+		writeError(w, lerr)
+		return nil, "", 0, false
+	}
+	return e, acct, rev, true
+}
+
 // update forwards an UpdateFunction and answers $LATEST's new
 // configuration (or, with publish, the version it published).
 func (g *Gateway) update(w http.ResponseWriter, r *http.Request, u *wire.UpdateFunction, publish bool) {
@@ -475,18 +494,9 @@ func (g *Gateway) update(w http.ResponseWriter, r *http.Request, u *wire.UpdateF
 }
 
 func (g *Gateway) handleUpdateCode(w http.ResponseWriter, r *http.Request) {
-	e, acct, ok := g.function(w, r)
-	if !ok {
-		return
-	}
 	var in api.UpdateFunctionCodeInput
-	if lerr := g.decodeBody(r, &in); lerr != nil {
-		writeError(w, lerr)
-		return
-	}
-	rev, lerr := parseRevision(in.RevisionId)
-	if lerr != nil {
-		writeError(w, lerr)
+	e, acct, rev, ok := g.writeInput(w, r, &in, func() string { return in.RevisionId })
+	if !ok {
 		return
 	}
 	if in.S3Bucket != "" || in.ImageUri != "" || len(in.ZipFile) == 0 {
@@ -512,18 +522,9 @@ func (g *Gateway) handleUpdateCode(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *Gateway) handleUpdateConfiguration(w http.ResponseWriter, r *http.Request) {
-	e, acct, ok := g.function(w, r)
-	if !ok {
-		return
-	}
 	var in api.UpdateFunctionConfigurationInput
-	if lerr := g.decodeBody(r, &in); lerr != nil {
-		writeError(w, lerr)
-		return
-	}
-	rev, lerr := parseRevision(in.RevisionId)
-	if lerr != nil {
-		writeError(w, lerr)
+	e, acct, rev, ok := g.writeInput(w, r, &in, func() string { return in.RevisionId })
+	if !ok {
 		return
 	}
 	u := &wire.UpdateFunction{Account: acct, Name: e.fn.Name, IfRevision: rev, Handler: in.Handler, Description: in.Description, Runtime: in.Runtime}
@@ -586,18 +587,9 @@ func (g *Gateway) handleUpdateConfiguration(w http.ResponseWriter, r *http.Reque
 }
 
 func (g *Gateway) handlePublish(w http.ResponseWriter, r *http.Request) {
-	e, acct, ok := g.function(w, r)
-	if !ok {
-		return
-	}
 	var in api.PublishVersionInput
-	if lerr := g.decodeBody(r, &in); lerr != nil {
-		writeError(w, lerr)
-		return
-	}
-	rev, lerr := parseRevision(in.RevisionId)
-	if lerr != nil {
-		writeError(w, lerr)
+	e, acct, rev, ok := g.writeInput(w, r, &in, func() string { return in.RevisionId })
+	if !ok {
 		return
 	}
 	resp, err := g.askPlacement(r.Context(), wire.Request{Op: wire.OpPublishVersion, Publish: &wire.PublishVersion{Account: acct, Name: e.fn.Name, IfRevision: rev, IfCodeSha256: in.CodeSha256, Description: in.Description}}, controlBudget)
@@ -640,18 +632,9 @@ func aliasConfig(f wire.Function, a wire.Alias) api.AliasConfiguration {
 }
 
 func (g *Gateway) putAlias(w http.ResponseWriter, r *http.Request, create bool) {
-	e, acct, ok := g.function(w, r)
-	if !ok {
-		return
-	}
 	var in api.AliasInput
-	if lerr := g.decodeBody(r, &in); lerr != nil {
-		writeError(w, lerr)
-		return
-	}
-	rev, lerr := parseRevision(in.RevisionId)
-	if lerr != nil {
-		writeError(w, lerr)
+	e, acct, rev, ok := g.writeInput(w, r, &in, func() string { return in.RevisionId })
+	if !ok {
 		return
 	}
 	name := in.Name

@@ -127,7 +127,7 @@ func footprintOf(s *Sandbox) footprint {
 func (f footprint) live() []procInfo {
 	var out []procInfo
 	if f.uid >= 0 {
-		for _, p := range procsOfUID(f.uid) {
+		for _, p := range procsOfUID(f.uid, true) {
 			if p.state != 'Z' {
 				out = append(out, p)
 			}

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -73,7 +74,7 @@ func allocUID() (*uidLease, error) {
 		// A uid whose previous owner died may still have processes (or unreaped
 		// zombies, which count against RLIMIT_NPROC): kill them and take another uid
 		// if anything remains, so a new sandbox starts with its full process budget.
-		if procs := procsOfUID(uid); len(procs) > 0 {
+		if procs := procsOfUID(uid, true); len(procs) > 0 {
 			for _, p := range procs {
 				_ = unix.Kill(p.pid, unix.SIGKILL)
 			}
@@ -152,15 +153,41 @@ func listPIDs() []int {
 
 // procsOfUID lists every process whose /proc entry belongs to uid (the effective
 // uid), including zombies.
-func procsOfUID(uid int) []procInfo {
-	var out []procInfo
+func procsOfUID(uid int, fresh bool) []procInfo {
+	idx := &uidIndex
+	idx.mu.Lock()
+	defer idx.mu.Unlock()
+	if fresh || idx.byUID == nil || time.Since(idx.at) > uidIndexFresh {
+		idx.byUID = scanSandboxUIDs()
+		idx.at = time.Now()
+	}
+	return append([]procInfo(nil), idx.byUID[uid]...)
+}
+
+// uidIndex is one /proc scan shared by every sandbox of this process: each
+// sandbox's monitor polling /proc on its own made the scans (a stat of
+// every process on the host) grow with the number of sandboxes times the
+// number of processes, most of a busy worker's CPU. Monitors accept a scan
+// up to uidIndexFresh old; a kill always scans afresh, so that a process
+// forked just before it is never missed.
+var uidIndex struct {
+	mu    sync.Mutex
+	at    time.Time
+	byUID map[int][]procInfo
+}
+
+const uidIndexFresh = 5 * time.Millisecond
+
+// scanSandboxUIDs lists the processes of every sandbox uid, by uid.
+func scanSandboxUIDs() map[int][]procInfo {
+	out := map[int][]procInfo{}
 	var st unix.Stat_t
 	for _, pid := range listPIDs() {
-		if unix.Stat("/proc/"+strconv.Itoa(pid), &st) != nil || int(st.Uid) != uid {
+		if unix.Stat("/proc/"+strconv.Itoa(pid), &st) != nil || int(st.Uid) < uidBase || int(st.Uid) >= uidBase+uidCount {
 			continue
 		}
 		if p, ok := readStat(pid); ok {
-			out = append(out, p)
+			out[int(st.Uid)] = append(out[int(st.Uid)], p)
 		}
 	}
 	return out

@@ -34,15 +34,17 @@ func (s *Sandbox) monitor() {
 // also refreshes the member list); otherwise from the last scan's members only,
 // which costs a read per process instead of a scan of every process on the host.
 func (s *Sandbox) sample(full bool) {
-	var procs []procInfo
+	s.mu.Lock()
+	procs := s.members
+	s.mu.Unlock()
+	known := len(procs) > 0
 	if !full {
-		s.mu.Lock()
-		procs = s.members
-		s.mu.Unlock()
-		full = len(procs) == 0
+		full = !known
 	}
 	if full {
-		procs = s.scan()
+		// The shared scan may predate a sandbox that knows no process
+		// yet: that one scans afresh.
+		procs = s.scan(!known)
 	}
 	// One process: its RSS, cheap to read. Several: their PSS, which does not count
 	// the pages a fork shares with its parent twice.
@@ -77,9 +79,9 @@ func (s *Sandbox) sample(full bool) {
 // process group, everything descended from a member, and every process seen in an
 // earlier scan (by pid and start time), which keeps a child that called setsid and
 // was then orphaned.
-func (s *Sandbox) scan() []procInfo {
+func (s *Sandbox) scan(fresh bool) []procInfo {
 	if s.uid != nil {
-		all := procsOfUID(s.uid.uid)
+		all := procsOfUID(s.uid.uid, fresh)
 		out := all[:0]
 		for _, p := range all {
 			if p.state != 'Z' && p.state != 'X' {
@@ -123,7 +125,7 @@ func (s *Sandbox) scan() []procInfo {
 
 // signalAll sends sig to the process group and to every other member.
 func (s *Sandbox) signalAll(sig unix.Signal) []procInfo {
-	procs := s.scan()
+	procs := s.scan(true)
 	group := false
 	for _, p := range procs {
 		if p.pgid == s.pid {
