@@ -15,13 +15,23 @@ func (s *Sandbox) monitor() {
 	defer s.wg.Done()
 	t := time.NewTimer(pollBusy)
 	defer t.Stop()
+	lastScan := time.Time{}
 	for {
 		select {
 		case <-s.closedCh:
 			return
 		case <-t.C:
 		}
-		s.sample(true)
+		// A scan of /proc finds new and escaped processes; between scans
+		// the known members' memory is read directly, a few reads instead
+		// of a stat of every process on the host. A process forked since
+		// the last scan is measured from the next one (rescanEvery) on;
+		// RLIMIT_NPROC bounds how many there can be meanwhile.
+		full := time.Since(lastScan) >= rescanEvery
+		if full {
+			lastScan = time.Now()
+		}
+		s.sample(full)
 		if s.fastPoll.Load() && !s.hasExited() {
 			t.Reset(pollBusy)
 		} else {

@@ -43,6 +43,9 @@ const (
 
 	pollBusy = 10 * time.Millisecond
 	pollIdle = 200 * time.Millisecond
+	// rescanEvery is how often a monitor scans /proc for the sandbox's
+	// processes (between scans it reads the known ones).
+	rescanEvery = 100 * time.Millisecond
 )
 
 var (
