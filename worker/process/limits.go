@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -158,8 +159,12 @@ func procsOfUID(uid int, fresh bool) []procInfo {
 	idx.mu.Lock()
 	defer idx.mu.Unlock()
 	if fresh || idx.byUID == nil || time.Since(idx.at) > uidIndexFresh {
-		idx.byUID = scanSandboxUIDs()
+		// A fresh scan (kills, uid allocation) reads each process's state
+		// to leave zombies out; a monitor's only needs the pids, whose
+		// memory it reads next (a zombie's is zero).
+		idx.byUID = scanSandboxUIDs(fresh)
 		idx.at = time.Now()
+		hostScans.Add(1)
 	}
 	return append([]procInfo(nil), idx.byUID[uid]...)
 }
@@ -168,7 +173,7 @@ func procsOfUID(uid int, fresh bool) []procInfo {
 // sandbox's monitor polling /proc on its own made the scans (a stat of
 // every process on the host) grow with the number of sandboxes times the
 // number of processes, most of a busy worker's CPU. Monitors accept a scan
-// up to uidIndexFresh old; a kill always scans afresh, so that a process
+// up to uidIndexFresh old (so a host scan happens at most 20 times a second, whatever the number of sandboxes); a kill always scans afresh, so that a process
 // forked just before it is never missed.
 var uidIndex struct {
 	mu    sync.Mutex
@@ -176,17 +181,23 @@ var uidIndex struct {
 	byUID map[int][]procInfo
 }
 
-const uidIndexFresh = 5 * time.Millisecond
+const uidIndexFresh = 50 * time.Millisecond
 
-// scanSandboxUIDs lists the processes of every sandbox uid, by uid.
-func scanSandboxUIDs() map[int][]procInfo {
+// hostScans counts scans of /proc (a test bounds their rate).
+var hostScans atomic.Int64
+
+// scanSandboxUIDs lists the processes of every sandbox uid, by uid; with
+// state, each with its /proc stat (state, parent, group), else the pid only.
+func scanSandboxUIDs(state bool) map[int][]procInfo {
 	out := map[int][]procInfo{}
 	var st unix.Stat_t
 	for _, pid := range listPIDs() {
 		if unix.Stat("/proc/"+strconv.Itoa(pid), &st) != nil || int(st.Uid) < uidBase || int(st.Uid) >= uidBase+uidCount {
 			continue
 		}
-		if p, ok := readStat(pid); ok {
+		if !state {
+			out[int(st.Uid)] = append(out[int(st.Uid)], procInfo{pid: pid})
+		} else if p, ok := readStat(pid); ok {
 			out[int(st.Uid)] = append(out[int(st.Uid)], p)
 		}
 	}
