@@ -208,7 +208,7 @@ func prewarm(b *testing.B, hc *http.Client, gws []string, fn string, n int, hold
 			defer wg.Done()
 			r, err := invoke(hc, gws[i%len(gws)], fn, body)
 			if err == nil && r.status != http.StatusOK {
-				err = fmt.Errorf("prewarm %s: status %d %s", fn, r.status, r.errTyp)
+				err = fmt.Errorf("prewarm %s: status %d %s %s", fn, r.status, r.errTyp, r.msg)
 			}
 			if err != nil {
 				errs <- err
