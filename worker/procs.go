@@ -211,6 +211,7 @@ func (n *Node) runProcess(m *nats.Msg, sb *pool.Sandbox, spec *wire.Spec, cold b
 		Cold: cold, InitMs: ms(initDur), DurationMs: ms(elapsed), BilledMs: billed, MemoryMB: spec.MemoryMB,
 		GBs: float64(billed) / 1000 * float64(spec.MemoryMB) / 1024, Outcome: api.OutcomeOK,
 		CodeSha256: spec.CodeSha256, Revision: spec.Revision, Provisioned: sb.Provisioned, MaxMemoryMB: res.MaxMemoryMB,
+		Attempt: 1, Trigger: api.TriggerSync,
 	}
 	if cold {
 		rec.GrantedNs, _ = strconv.ParseInt(m.Header.Get(wire.HdrGranted), 10, 64)
@@ -291,7 +292,8 @@ func (n *Node) replyFunctionError(m *nats.Msg, sb *pool.Sandbox, spec *wire.Spec
 	now := time.Now()
 	rec := api.Record{RequestID: reqID, Account: sb.Key.Account, Function: sb.Key.Function, Version: sb.Key.Version, Sandbox: sb.ID, Worker: n.cfg.ID,
 		ReceivedNs: received.UnixNano(), StartNs: now.UnixNano(), EndNs: now.UnixNano(), ReleasedNs: now.UnixNano(), Cold: cold, InitMs: ms(initDur),
-		MemoryMB: spec.MemoryMB, Outcome: api.OutcomeError, CodeSha256: spec.CodeSha256, Revision: spec.Revision}
+		MemoryMB: spec.MemoryMB, Outcome: api.OutcomeError, CodeSha256: spec.CodeSha256, Revision: spec.Revision,
+		Attempt: 1, Trigger: api.TriggerSync}
 	if cold {
 		rec.GrantedNs, _ = strconv.ParseInt(m.Header.Get(wire.HdrGranted), 10, 64)
 	}

@@ -104,6 +104,7 @@ func (n *Node) run(m *nats.Msg, sb *pool.Sandbox, spec *wire.Spec, cold bool, re
 		Sandbox: sb.ID, Worker: n.cfg.ID, ReceivedNs: received.UnixNano(), StartNs: start.UnixNano(), EndNs: end.UnixNano(),
 		Cold: cold, InitMs: ms(initDur), DurationMs: ms(elapsed), BilledMs: billed, MemoryMB: spec.MemoryMB,
 		GBs: float64(billed) / 1000 * float64(spec.MemoryMB) / 1024, Outcome: api.OutcomeOK,
+		Attempt: 1, Trigger: api.TriggerSync,
 	}
 	if cold {
 		rec.GrantedNs, _ = strconv.ParseInt(m.Header.Get(wire.HdrGranted), 10, 64)
@@ -189,6 +190,7 @@ func (n *Node) fence(m *nats.Msg, sb *pool.Sandbox, spec *wire.Spec, cold bool, 
 		Sandbox: sb.ID, Worker: n.cfg.ID, ReceivedNs: received.UnixNano(), StartNs: start.UnixNano(), EndNs: lapsed.UnixNano(),
 		ReleasedNs: lapsed.UnixNano(), Cold: cold, InitMs: ms(initDur), DurationMs: ms(lapsed.Sub(start)), MemoryMB: spec.MemoryMB,
 		Outcome: api.OutcomeFenced,
+		Attempt: 1, Trigger: api.TriggerSync,
 	}
 	if cold {
 		rec.GrantedNs, _ = strconv.ParseInt(m.Header.Get(wire.HdrGranted), 10, 64)

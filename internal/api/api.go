@@ -278,7 +278,24 @@ type Record struct {
 	Revision    uint64 `json:"revision,omitempty"`
 	Provisioned bool   `json:"provisioned,omitempty"`
 	MaxMemoryMB int    `json:"max_memory_mb,omitempty"`
+	// Attempt is the 1-based delivery attempt of the request this record
+	// ran (0: a record from before attempts were counted, or a throttle).
+	Attempt int `json:"attempt,omitempty"`
+	// Trigger is what made the invocation happen: one of the Trigger*
+	// values ("": unknown, as in records from before it was set).
+	Trigger string `json:"trigger,omitempty"`
+	// Fault is the kind of fault injected into this invocation ("": none).
+	Fault string `json:"fault,omitempty"`
 }
+
+// Triggers of a Record.
+const (
+	TriggerSync      = "sync"      // a RequestResponse invoke, answered to its caller
+	TriggerEvent     = "event"     // the first attempt of an asynchronous (Event) invoke
+	TriggerRetry     = "retry"     // a later attempt of an asynchronous invoke that failed
+	TriggerRedrive   = "redrive"   // an asynchronous event delivered again from where it was parked
+	TriggerDuplicate = "duplicate" // an asynchronous event delivered more than once, as Lambda may
+)
 
 // Outcomes of a Record.
 const (
