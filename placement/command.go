@@ -29,6 +29,8 @@ const (
 	CmdSandboxReady     CmdType = 16
 	CmdCreateAccount    CmdType = 17
 	CmdAddAccessKey     CmdType = 18
+	CmdPutEventConfig   CmdType = 19
+	CmdSetOptions       CmdType = 20
 
 	// IgnoreUnknown marks a command that replicas which do not know its type
 	// may skip (Nomad's IgnoreUnknownTypeFlag), so new optional commands can

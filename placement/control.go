@@ -239,6 +239,10 @@ func (l *Ledger) deleteVersion(c DeleteFunction, idx uint64) (*Function, error) 
 	}
 	f.Versions = slices.Delete(f.Versions, i, i+1)
 	delete(f.Provisioned, c.Qualifier)
+	delete(f.EventConfigs, c.Qualifier)
+	if len(f.EventConfigs) == 0 {
+		f.EventConfigs = nil
+	}
 	if len(f.Versions) == 0 {
 		f.Versions = nil
 	}
@@ -345,6 +349,10 @@ func (l *Ledger) deleteAlias(c DeleteAlias, idx uint64) (*Function, error) {
 	}
 	delete(f.Aliases, c.Name)
 	delete(f.Provisioned, c.Name)
+	delete(f.EventConfigs, c.Name)
+	if len(f.EventConfigs) == 0 {
+		f.EventConfigs = nil
+	}
 	if len(f.Aliases) == 0 {
 		f.Aliases = nil
 	}
@@ -558,7 +566,7 @@ func (l *Ledger) createAccount(c CreateAccount) (*Account, error) {
 	if limit == 0 {
 		limit = l.Limit(c.ID)
 	}
-	if err := quota.CheckLimit(limit, l.reservedTotal(c.ID, "")); err != nil {
+	if err := quota.CheckLimit(limit, l.reservedTotal(c.ID, "")+l.unreservedProvisioned(c.ID, "")); err != nil {
 		return nil, err
 	}
 	var keys []AccessKey

@@ -154,3 +154,48 @@ func TestAccountsAndKeys(t *testing.T) {
 		t.Fatalf("limit change lost the keys: %+v", got)
 	}
 }
+
+// TestRegressionReservationIntoProvisionedFloor: found by the model. A
+// function created with a reservation, or an account created with a
+// limit, must leave the unreserved pool its floor above the provisioned
+// concurrency of the account's unreserved functions.
+func TestRegressionReservationIntoProvisionedFloor(t *testing.T) {
+	c := newCtl(t)
+	c.ok(CmdSetAccountLimit, SetAccountLimit{Account: "a", Limit: 104})
+	c.ok(CmdPublishVersion, PublishVersion{Account: "a", Name: "f"})
+	c.ok(CmdSetProvisioned, SetProvisioned{Account: "a", Function: "f", Qualifier: "1", Requested: ptr(3)})
+	// 104 - 100 floor = 4 unreserved above the floor; 3 are provisioned.
+	c.fails(CmdCreateFunction, Function{Account: "a", Name: "g", MemoryMB: 128, TimeoutMs: 3000, Reserved: ptr(2)}, quota.ErrInvalidParameter)
+	c.ok(CmdCreateFunction, Function{Account: "a", Name: "g", MemoryMB: 128, TimeoutMs: 3000, Reserved: ptr(1)})
+}
+
+func TestEventConfigsAndOptions(t *testing.T) {
+	c := newCtl(t)
+	c.ok(CmdPutEventConfig, PutEventConfig{Account: "a", Function: "f", MaximumRetryAttempts: ptr(0)})
+	c.fails(CmdPutEventConfig, PutEventConfig{Account: "a", Function: "f", MaximumRetryAttempts: ptr(3)}, quota.ErrInvalidParameter)
+	c.fails(CmdPutEventConfig, PutEventConfig{Account: "a", Function: "f", MaximumEventAgeSeconds: ptr(59)}, quota.ErrInvalidParameter)
+	c.fails(CmdPutEventConfig, PutEventConfig{Account: "a", Function: "f", Qualifier: "7"}, ErrNotFound)
+	c.fails(CmdPutEventConfig, PutEventConfig{Account: "a", Function: "f", OnFailure: ptr("sqs://queue")}, quota.ErrInvalidParameter)
+	c.fails(CmdPutEventConfig, PutEventConfig{Account: "a", Function: "f", OnFailure: ptr("arn:aws:lambda:us-east-1:999999999999:function:x")}, quota.ErrInvalidParameter)
+	f := c.ok(CmdPutEventConfig, PutEventConfig{Account: "a", Function: "f", Merge: true, OnFailure: ptr("nats:orders.failed")}).(*Function)
+	if ec := f.EventConfigs["$LATEST"]; ec.Retries() != 0 || ec.OnFailure != "nats:orders.failed" || ec.MaxAgeSeconds() != 21600 {
+		t.Fatalf("merged config %+v", *ec)
+	}
+	f = c.ok(CmdPutEventConfig, PutEventConfig{Account: "a", Function: "f", MaximumEventAgeSeconds: ptr(120)}).(*Function)
+	if ec := f.EventConfigs["$LATEST"]; ec.Retries() != 2 || ec.OnFailure != "" || ec.MaxAgeSeconds() != 120 {
+		t.Fatalf("a put replaces the config: %+v", *ec)
+	}
+	c.ok(CmdPutEventConfig, PutEventConfig{Account: "a", Function: "f", Delete: true})
+	c.fails(CmdPutEventConfig, PutEventConfig{Account: "a", Function: "f", Delete: true}, ErrNotFound)
+	c.fails(CmdSetOptions, SetFunctionOptions{Account: "a", Function: "f", Idempotency: &IdempotencyConfig{Key: "cookie:x", TTLMs: 60000}}, quota.ErrInvalidParameter)
+	c.fails(CmdSetOptions, SetFunctionOptions{Account: "a", Function: "f", Fault: &FaultConfig{Kind: "melt", Rate: 0.5}}, quota.ErrInvalidParameter)
+	c.fails(CmdSetOptions, SetFunctionOptions{Account: "a", Function: "f", Fault: &FaultConfig{Kind: "drop-response"}}, quota.ErrInvalidParameter)
+	f = c.ok(CmdSetOptions, SetFunctionOptions{Account: "a", Function: "f", Idempotency: &IdempotencyConfig{Key: "json:order.id", TTLMs: 3600000}, Fault: &FaultConfig{Kind: "drop-response", Nth: []int{2, 5}}}).(*Function)
+	if f.Idempotency == nil || f.Fault == nil || f.Fault.Nth[1] != 5 {
+		t.Fatalf("options %+v %+v", f.Idempotency, f.Fault)
+	}
+	f = c.ok(CmdSetOptions, SetFunctionOptions{Account: "a", Function: "f", ClearFault: true}).(*Function)
+	if f.Fault != nil || f.Idempotency == nil {
+		t.Fatalf("clearing the fault: %+v %+v", f.Idempotency, f.Fault)
+	}
+}

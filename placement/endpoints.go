@@ -244,6 +244,24 @@ func (n *Node) serve(req *wire.Request) wire.Response {
 		}
 		n.publishEvent(wire.EventAccount, req.NewAccount.ID, "", idx)
 		return wire.Response{Account: v.(*Account), Index: idx}
+	case req.Op == wire.OpPutEventConfig && req.EventConfig != nil:
+		req.EventConfig.ModifiedNs = time.Now().UnixNano()
+		v, idx, err := n.applyIndex(CmdPutEventConfig, req.EventConfig)
+		if err != nil {
+			return wire.Response{Error: typedError(err)}
+		}
+		n.publishEvent(wire.EventFunction, req.EventConfig.Account, req.EventConfig.Function, idx)
+		return wire.Response{Function: v.(*Function), Index: idx}
+	case req.Op == wire.OpSetOptions && req.Options != nil:
+		if req.Options.Fault != nil {
+			req.Options.Fault.SetNs = time.Now().UnixNano()
+		}
+		v, idx, err := n.applyIndex(CmdSetOptions, req.Options)
+		if err != nil {
+			return wire.Response{Error: typedError(err)}
+		}
+		n.publishEvent(wire.EventFunction, req.Options.Account, req.Options.Function, idx)
+		return wire.Response{Function: v.(*Function), Index: idx}
 	case req.Op == wire.OpAddAccessKey && req.AddKey != nil:
 		v, idx, err := n.applyIndex(CmdAddAccessKey, req.AddKey)
 		if err != nil {

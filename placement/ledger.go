@@ -278,6 +278,18 @@ func (l *Ledger) Apply(t CmdType, body []byte, idx uint64) (any, error) {
 			return nil, err
 		}
 		return l.addAccessKey(c)
+	case CmdPutEventConfig:
+		var c PutEventConfig
+		if err := unmarshal(body, &c); err != nil {
+			return nil, err
+		}
+		return l.putEventConfig(c, idx)
+	case CmdSetOptions:
+		var c SetFunctionOptions
+		if err := unmarshal(body, &c); err != nil {
+			return nil, err
+		}
+		return l.setFunctionOptions(c, idx)
 	case CmdSetAccountLimit:
 		var c SetAccountLimit
 		if err := unmarshal(body, &c); err != nil {
@@ -376,7 +388,9 @@ func (l *Ledger) createFunction(f Function, idx uint64) (*Function, error) {
 		return nil, fmt.Errorf("%w: Function already exist: %s", ErrConflict, f.Name)
 	}
 	if f.Reserved != nil {
-		if err := quota.CheckReserved(l.Limit(f.Account), l.reservedTotal(f.Account, k), *f.Reserved); err != nil {
+		// The unreserved pool keeps its floor above the provisioned
+		// concurrency of unreserved functions, too.
+		if err := quota.CheckReserved(l.Limit(f.Account), l.reservedTotal(f.Account, k)+l.unreservedProvisioned(f.Account, k), *f.Reserved); err != nil {
 			return nil, err
 		}
 	}
@@ -386,6 +400,7 @@ func (l *Ledger) createFunction(f Function, idx uint64) (*Function, error) {
 	// A new function starts with no versions, aliases or provisioned
 	// concurrency, whatever the request carried.
 	f.Versions, f.Aliases, f.Provisioned, f.LastVersion = nil, nil, nil, 0
+	f.EventConfigs, f.Idempotency, f.Fault = nil, nil, nil
 	f.Revision, f.Created, f.ConfigRev = idx, idx, idx
 	l.s.Functions[k] = f.Clone()
 	return f.Clone(), nil

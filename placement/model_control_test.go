@@ -167,6 +167,28 @@ func (m *model) controlStep(op int) {
 		m.applyErr(CmdPutAlias, a)
 	case 6: // delete an alias
 		m.applyErr(CmdDeleteAlias, DeleteAlias{Account: acct, Function: fn, Name: m.pick(modelAliases)})
+	case 8: // an asynchronous invocation config put, merged or deleted
+		q := m.pickVersion(acct, fn)
+		if m.src.intn(3) == 0 {
+			q = m.pick(modelAliases)
+		}
+		retries, age := m.src.intn(4)-1, 30+m.src.intn(4)*30
+		dest := []string{"", "nats:orders.failed", "arn:aws:lambda:us-east-1:" + acct + ":function:g", "sqs://x"}[m.src.intn(4)]
+		m.applyErr(CmdPutEventConfig, PutEventConfig{Account: acct, Function: fn, Qualifier: q, Merge: m.src.intn(3) == 0, Delete: m.src.intn(5) == 0,
+			MaximumRetryAttempts: &retries, MaximumEventAgeSeconds: &age, OnFailure: &dest, ModifiedNs: m.now()})
+	case 9: // platform idempotency or an injected fault set or cleared
+		o := SetFunctionOptions{Account: acct, Function: fn}
+		switch m.src.intn(4) {
+		case 0:
+			o.Idempotency = &IdempotencyConfig{Key: []string{"request-id", "header:Idem-Key", "json:order.id", "bogus"}[m.src.intn(4)], TTLMs: int64(m.src.intn(3)) * 60000}
+		case 1:
+			o.ClearIdempotency = true
+		case 2:
+			o.Fault = &FaultConfig{Kind: []string{wire.FaultDropResponse, wire.FaultDuplicateDelivery, "melt"}[m.src.intn(3)], Rate: float64(m.src.intn(3)) / 2}
+		default:
+			o.ClearFault = true
+		}
+		m.applyErr(CmdSetOptions, o)
 	default: // provisioned concurrency set, changed or deleted, or a ready report
 		if m.src.intn(2) == 0 {
 			var ready, failed []string
@@ -287,6 +309,28 @@ func (m *model) checkControl() {
 			byVersion[v] = q
 			total += pc.Requested
 		}
+		for q, ec := range f.EventConfigs {
+			if ec == nil || ec.Qualifier != q || (q != "$LATEST" && m.l.provisionedVersion(f, q) == "") {
+				m.t.Fatalf("step %d: event config %q of %s for a qualifier that does not exist", m.steps, q, k)
+			}
+			if r := ec.Retries(); r < 0 || r > 2 {
+				m.t.Fatalf("step %d: event config %q of %s retries %d", m.steps, q, k, r)
+			}
+			if a := ec.MaxAgeSeconds(); a < 60 || a > 21600 {
+				m.t.Fatalf("step %d: event config %q of %s max age %d", m.steps, q, k, a)
+			}
+			for _, d := range []string{ec.OnSuccess, ec.OnFailure} {
+				if ValidDestination(f.Account, d) != nil {
+					m.t.Fatalf("step %d: event config %q of %s has destination %q", m.steps, q, k, d)
+				}
+			}
+		}
+		if f.Idempotency != nil && (ValidIdempotencyKey(f.Idempotency.Key) != nil || f.Idempotency.TTLMs < 1000) {
+			m.t.Fatalf("step %d: %s idempotency %+v", m.steps, k, *f.Idempotency)
+		}
+		if f.Fault != nil && validFault(*f.Fault) != nil {
+			m.t.Fatalf("step %d: %s fault %+v", m.steps, k, *f.Fault)
+		}
 		if f.Reserved != nil && total > *f.Reserved {
 			m.t.Fatalf("step %d: %s provisioned %d above its reservation %d", m.steps, k, total, *f.Reserved)
 		}
@@ -308,7 +352,7 @@ func (m *model) checkControl() {
 // provisioned configs and grants, stale revisions, refused deletes.
 func TestControlModelReachesItsStates(t *testing.T) {
 	var published, aliases, routed, pcs, pcGrants, ready, stale, refusedDeletes int
-	for seed := 0; seed < 30; seed++ {
+	for seed := 0; seed < 80; seed++ {
 		m := newModel(t, prng{rand.New(rand.NewPCG(uint64(seed), 11))})
 		for i := 0; i < 400; i++ {
 			m.step()

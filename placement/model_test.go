@@ -163,7 +163,7 @@ func (m *model) workerInc(w string) uint64 {
 // step applies one random command and checks the invariants.
 func (m *model) step() {
 	m.steps++
-	switch op := m.src.intn(28); {
+	switch op := m.src.intn(30); {
 	case op >= 20:
 		m.controlStep(op - 20)
 	case op < 8: // CreateSandbox: a new id, or a retry, with or without victims

@@ -19,21 +19,26 @@ type (
 	Alias             = wire.Alias
 	ProvisionedConfig = wire.ProvisionedConfig
 	AccessKey         = wire.AccessKey
+	EventInvokeConfig = wire.EventInvokeConfig
+	IdempotencyConfig = wire.IdempotencyConfig
+	FaultConfig       = wire.FaultConfig
 
 	// Bodies of CmdDeleteFunction, CmdSetAccountLimit, CmdSetReserved,
 	// CmdCreateSandbox and CmdReconcileWorker: the request bodies, as
 	// received, with the fields the leader owns set.
-	DeleteFunction  = wire.DeleteFunction
-	SetAccountLimit = wire.SetAccountLimit
-	SetReserved     = wire.SetReserved
-	CreateSandbox   = wire.CreateSandbox
-	ReconcileWorker = wire.ReconcileWorker
-	UpdateFunction  = wire.UpdateFunction
-	PublishVersion  = wire.PublishVersion
-	PutAlias        = wire.PutAlias
-	DeleteAlias     = wire.DeleteAlias
-	SetProvisioned  = wire.SetProvisioned
-	SandboxReady    = wire.SandboxReady
-	CreateAccount   = wire.CreateAccount
-	AddAccessKey    = wire.AddAccessKey
+	DeleteFunction     = wire.DeleteFunction
+	SetAccountLimit    = wire.SetAccountLimit
+	SetReserved        = wire.SetReserved
+	CreateSandbox      = wire.CreateSandbox
+	ReconcileWorker    = wire.ReconcileWorker
+	UpdateFunction     = wire.UpdateFunction
+	PublishVersion     = wire.PublishVersion
+	PutAlias           = wire.PutAlias
+	DeleteAlias        = wire.DeleteAlias
+	SetProvisioned     = wire.SetProvisioned
+	SandboxReady       = wire.SandboxReady
+	CreateAccount      = wire.CreateAccount
+	AddAccessKey       = wire.AddAccessKey
+	PutEventConfig     = wire.PutEventConfig
+	SetFunctionOptions = wire.SetFunctionOptions
 )

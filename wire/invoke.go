@@ -25,6 +25,13 @@ const (
 	HdrLogTail   = "Cs-Log"     // request: "tail"; reply: base64 log tail
 	// HdrClientContext carries X-Amz-Client-Context, decoded (JSON).
 	HdrClientContext = "Cs-Ctx"
+	// HdrAttempt and HdrTrigger (request): an asynchronous event's attempt
+	// number and trigger (api.Trigger*), for the record.
+	HdrAttempt = "Cs-Attempt"
+	HdrTrigger = "Cs-Trigger"
+	// HdrFault (request): a fault the gateway injects into this
+	// invocation (wire.Fault*), carried out by the worker.
+	HdrFault = "Cs-Fault"
 	// HdrProvisioned (reply): "true" when a provisioned sandbox served it.
 	HdrProvisioned = "Cs-Prov"
 

@@ -47,7 +47,86 @@ type Function struct {
 	// Provisioned holds the provisioned-concurrency configs by qualifier
 	// (a version number or an alias name).
 	Provisioned map[string]*ProvisionedConfig `json:"provisioned,omitempty"`
+	// EventConfigs holds the asynchronous invocation configs by qualifier
+	// ("$LATEST", a version number or an alias name).
+	EventConfigs map[string]*EventInvokeConfig `json:"event_configs,omitempty"`
+	// Idempotency is the platform's opt-in dedupe of this function's
+	// invocations (nil: off).
+	Idempotency *IdempotencyConfig `json:"idempotency,omitempty"`
+	// Fault is a fault the platform injects into this function's
+	// invocations (nil: none).
+	Fault *FaultConfig `json:"fault,omitempty"`
 }
+
+// EventInvokeConfig is Lambda's FunctionEventInvokeConfig: retries, maximum
+// event age and destinations of asynchronous invocations. Nil fields take
+// Lambda's defaults (2 retries, 6 hours).
+type EventInvokeConfig struct {
+	Qualifier              string `json:"qualifier"`
+	MaximumRetryAttempts   *int   `json:"maximum_retry_attempts,omitempty"`
+	MaximumEventAgeSeconds *int   `json:"maximum_event_age_seconds,omitempty"`
+	OnSuccess              string `json:"on_success,omitempty"`
+	OnFailure              string `json:"on_failure,omitempty"`
+	ModifiedNs             int64  `json:"modified_ns"`
+}
+
+// Lambda's asynchronous invocation defaults.
+const (
+	DefaultMaximumRetryAttempts = 2
+	DefaultMaximumEventAge      = 21600 // seconds
+)
+
+// Retries is the config's MaximumRetryAttempts, or Lambda's default.
+func (c *EventInvokeConfig) Retries() int {
+	if c == nil || c.MaximumRetryAttempts == nil {
+		return DefaultMaximumRetryAttempts
+	}
+	return *c.MaximumRetryAttempts
+}
+
+// MaxAgeSeconds is the config's MaximumEventAgeInSeconds, or Lambda's
+// default.
+func (c *EventInvokeConfig) MaxAgeSeconds() int {
+	if c == nil || c.MaximumEventAgeSeconds == nil {
+		return DefaultMaximumEventAge
+	}
+	return *c.MaximumEventAgeSeconds
+}
+
+// IdempotencyConfig turns on the platform's dedupe of a function's
+// invocations: Key is "request-id", "header:NAME" or "json:PATH".
+type IdempotencyConfig struct {
+	Key   string `json:"key"`
+	TTLMs int64  `json:"ttl_ms"`
+}
+
+// FaultConfig is a fault injected into a function's invocations: each one
+// is hit with probability Rate (drawn from Seed), or exactly the
+// invocations numbered in Nth (1-based, counted by each gateway since the
+// fault was set), until UntilNs (0: until cleared).
+type FaultConfig struct {
+	Kind    string  `json:"kind"`
+	Rate    float64 `json:"rate,omitempty"`
+	Seed    int64   `json:"seed,omitempty"`
+	Nth     []int   `json:"nth,omitempty"`
+	UntilNs int64   `json:"until_ns,omitempty"`
+	SetNs   int64   `json:"set_ns"`
+	// DelayMs is add-delay's delay (default: half the function's timeout).
+	DelayMs int64 `json:"delay_ms,omitempty"`
+}
+
+// Fault kinds.
+const (
+	FaultCrashAfterHandler  = "crash-after-handler"
+	FaultDropResponse       = "drop-response"
+	FaultTimeoutAfterEffect = "timeout-after-effect"
+	FaultDuplicateDelivery  = "duplicate-delivery"
+	FaultErrorBefore        = "error-before"
+	FaultAddDelay           = "add-delay"
+)
+
+// FaultKinds lists every fault kind.
+var FaultKinds = []string{FaultCrashAfterHandler, FaultDropResponse, FaultTimeoutAfterEffect, FaultDuplicateDelivery, FaultErrorBefore, FaultAddDelay}
 
 // Rev is the Spec revision of $LATEST (ConfigRev, or Created for a
 // function written before ConfigRev existed).
@@ -100,6 +179,30 @@ func (f *Function) Clone() *Function {
 			c := *p
 			cp.Provisioned[k] = &c
 		}
+	}
+	if f.EventConfigs != nil {
+		cp.EventConfigs = make(map[string]*EventInvokeConfig, len(f.EventConfigs))
+		for k, c := range f.EventConfigs {
+			cc := *c
+			if c.MaximumRetryAttempts != nil {
+				v := *c.MaximumRetryAttempts
+				cc.MaximumRetryAttempts = &v
+			}
+			if c.MaximumEventAgeSeconds != nil {
+				v := *c.MaximumEventAgeSeconds
+				cc.MaximumEventAgeSeconds = &v
+			}
+			cp.EventConfigs[k] = &cc
+		}
+	}
+	if f.Idempotency != nil {
+		c := *f.Idempotency
+		cp.Idempotency = &c
+	}
+	if f.Fault != nil {
+		c := *f.Fault
+		c.Nth = append([]int(nil), f.Fault.Nth...)
+		cp.Fault = &c
 	}
 	return &cp
 }
@@ -396,4 +499,31 @@ type CreateAccount struct {
 type AddAccessKey struct {
 	Account string    `json:"account"`
 	Key     AccessKey `json:"key"`
+}
+
+// PutEventConfig sets (Put), merges into (Merge) or deletes (Delete) an
+// asynchronous invocation config (OpPutEventConfig).
+type PutEventConfig struct {
+	Account                string  `json:"account"`
+	Function               string  `json:"function"`
+	Qualifier              string  `json:"qualifier"`
+	Merge                  bool    `json:"merge,omitempty"`
+	Delete                 bool    `json:"delete,omitempty"`
+	MaximumRetryAttempts   *int    `json:"maximum_retry_attempts,omitempty"`
+	MaximumEventAgeSeconds *int    `json:"maximum_event_age_seconds,omitempty"`
+	OnSuccess              *string `json:"on_success,omitempty"`
+	OnFailure              *string `json:"on_failure,omitempty"`
+	ModifiedNs             int64   `json:"modified_ns"`
+}
+
+// SetFunctionOptions sets or clears a function's platform idempotency and
+// injected fault (OpSetFunctionOptions). Each nil field is left as it is;
+// Clear* removes it.
+type SetFunctionOptions struct {
+	Account          string             `json:"account"`
+	Function         string             `json:"function"`
+	Idempotency      *IdempotencyConfig `json:"idempotency,omitempty"`
+	ClearIdempotency bool               `json:"clear_idempotency,omitempty"`
+	Fault            *FaultConfig       `json:"fault,omitempty"`
+	ClearFault       bool               `json:"clear_fault,omitempty"`
 }

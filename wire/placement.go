@@ -19,23 +19,25 @@ var ErrNoLeader = fmt.Errorf("%w: no placement leader (Raft has no quorum)", Err
 
 // Request is the envelope of every placement request.
 type Request struct {
-	Op          string           `json:"op"`
-	Function    *Function        `json:"function,omitempty"`
-	Delete      *DeleteFunction  `json:"delete,omitempty"`
-	Limit       *SetAccountLimit `json:"limit,omitempty"`
-	Reserved    *SetReserved     `json:"reserved,omitempty"`
-	Sandbox     *CreateSandbox   `json:"sandbox,omitempty"`
-	Release     []string         `json:"release,omitempty"`
-	Reconcile   *ReconcileWorker `json:"reconcile,omitempty"`
-	Worker      string           `json:"worker,omitempty"` // suspect
-	Renew       *Renew           `json:"renew,omitempty"`
-	Update      *UpdateFunction  `json:"update,omitempty"`
-	Publish     *PublishVersion  `json:"publish,omitempty"`
-	Alias       *PutAlias        `json:"alias,omitempty"`
-	DeleteAlias *DeleteAlias     `json:"delete_alias,omitempty"`
-	Provisioned *SetProvisioned  `json:"provisioned,omitempty"`
-	NewAccount  *CreateAccount   `json:"new_account,omitempty"`
-	AddKey      *AddAccessKey    `json:"add_key,omitempty"`
+	Op          string              `json:"op"`
+	Function    *Function           `json:"function,omitempty"`
+	Delete      *DeleteFunction     `json:"delete,omitempty"`
+	Limit       *SetAccountLimit    `json:"limit,omitempty"`
+	Reserved    *SetReserved        `json:"reserved,omitempty"`
+	Sandbox     *CreateSandbox      `json:"sandbox,omitempty"`
+	Release     []string            `json:"release,omitempty"`
+	Reconcile   *ReconcileWorker    `json:"reconcile,omitempty"`
+	Worker      string              `json:"worker,omitempty"` // suspect
+	Renew       *Renew              `json:"renew,omitempty"`
+	Update      *UpdateFunction     `json:"update,omitempty"`
+	Publish     *PublishVersion     `json:"publish,omitempty"`
+	Alias       *PutAlias           `json:"alias,omitempty"`
+	DeleteAlias *DeleteAlias        `json:"delete_alias,omitempty"`
+	Provisioned *SetProvisioned     `json:"provisioned,omitempty"`
+	NewAccount  *CreateAccount      `json:"new_account,omitempty"`
+	AddKey      *AddAccessKey       `json:"add_key,omitempty"`
+	EventConfig *PutEventConfig     `json:"event_config,omitempty"`
+	Options     *SetFunctionOptions `json:"options,omitempty"`
 	// Incarnation is the sender's worker incarnation (release).
 	Incarnation uint64 `json:"incarnation,omitempty"`
 }

@@ -92,6 +92,8 @@ const (
 	OpSetProvisioned = "set_provisioned"
 	OpCreateAccount  = "create_account"
 	OpAddAccessKey   = "add_access_key"
+	OpPutEventConfig = "put_event_config"
+	OpSetOptions     = "set_function_options"
 )
 
 // WorkerSubject is where others ask worker something: op is one of the

@@ -185,8 +185,17 @@ func (n *Node) runProcess(m *nats.Msg, sb *pool.Sandbox, spec *wire.Spec, cold b
 	}
 	// START goes to the stream before the function's own lines.
 	n.logLine(sb, reqID, "platform", "START RequestId: "+reqID+" Version: "+sb.Key.Version)
+	fault, delay := faultOf(m)
+	deadline := time.Now().Add(timeout)
+	if delay > 0 {
+		// An injected delay starts the handler late, inside its timeout.
+		select {
+		case <-time.After(min(delay, timeout)):
+		case <-fenced:
+		}
+	}
 	start := time.Now()
-	res, err := st.sb.Invoke(ctx, process.Invocation{RequestID: reqID, Payload: m.Data, Deadline: start.Add(timeout), ClientContext: m.Header.Get(wire.HdrClientContext), InvokedARN: arn})
+	res, err := st.sb.Invoke(ctx, process.Invocation{RequestID: reqID, Payload: m.Data, Deadline: deadline, ClientContext: m.Header.Get(wire.HdrClientContext), InvokedARN: arn})
 	end := time.Now()
 	close(done)
 	cancel()
@@ -211,7 +220,7 @@ func (n *Node) runProcess(m *nats.Msg, sb *pool.Sandbox, spec *wire.Spec, cold b
 		Cold: cold, InitMs: ms(initDur), DurationMs: ms(elapsed), BilledMs: billed, MemoryMB: spec.MemoryMB,
 		GBs: float64(billed) / 1000 * float64(spec.MemoryMB) / 1024, Outcome: api.OutcomeOK,
 		CodeSha256: spec.CodeSha256, Revision: spec.Revision, Provisioned: sb.Provisioned, MaxMemoryMB: res.MaxMemoryMB,
-		Attempt: 1, Trigger: api.TriggerSync,
+		Attempt: attemptOf(m), Trigger: triggerOf(m),
 	}
 	if cold {
 		rec.GrantedNs, _ = strconv.ParseInt(m.Header.Get(wire.HdrGranted), 10, 64)
@@ -254,12 +263,13 @@ func (n *Node) runProcess(m *nats.Msg, sb *pool.Sandbox, spec *wire.Spec, cold b
 	n.m.invocations.Inc()
 	n.m.duration.Observe(elapsed.Seconds())
 	st.reqID = ""
-	if res.Reset {
+	reset := res.Reset || faultResets(fault)
+	if reset {
 		n.closeProc(sb.ID, "FAILURE")
 	}
-	n.finish(sb, res.Reset)
+	n.finish(sb, reset)
 	rec.ReleasedNs = time.Now().UnixNano()
-	_ = m.RespondMsg(r)
+	n.respond(m, r, &rec, timeout)
 	n.records.Add(rec)
 }
 
@@ -293,7 +303,7 @@ func (n *Node) replyFunctionError(m *nats.Msg, sb *pool.Sandbox, spec *wire.Spec
 	rec := api.Record{RequestID: reqID, Account: sb.Key.Account, Function: sb.Key.Function, Version: sb.Key.Version, Sandbox: sb.ID, Worker: n.cfg.ID,
 		ReceivedNs: received.UnixNano(), StartNs: now.UnixNano(), EndNs: now.UnixNano(), ReleasedNs: now.UnixNano(), Cold: cold, InitMs: ms(initDur),
 		MemoryMB: spec.MemoryMB, Outcome: api.OutcomeError, CodeSha256: spec.CodeSha256, Revision: spec.Revision,
-		Attempt: 1, Trigger: api.TriggerSync}
+		Attempt: attemptOf(m), Trigger: triggerOf(m)}
 	if cold {
 		rec.GrantedNs, _ = strconv.ParseInt(m.Header.Get(wire.HdrGranted), 10, 64)
 	}

@@ -80,10 +80,15 @@ func (n *Node) run(m *nats.Msg, sb *pool.Sandbox, spec *wire.Spec, cold bool, re
 	}
 	inv := n.plan(spec, m.Data)
 	timeout := time.Duration(spec.TimeoutMs) * time.Millisecond
-	timedOut := timeout > 0 && inv.duration > timeout
+	fault, delay := faultOf(m)
+	// An injected delay starts the handler late, inside its timeout.
+	timedOut := timeout > 0 && delay+inv.duration > timeout
 	run := inv.duration
 	if timedOut {
-		run = timeout
+		run = max(timeout-delay, 0)
+	}
+	if delay > 0 {
+		waitOrFence(n.scaled(min(delay, timeout)), fenced)
 	}
 	start := time.Now()
 	waitOrFence(n.scaled(run), fenced)
@@ -104,7 +109,7 @@ func (n *Node) run(m *nats.Msg, sb *pool.Sandbox, spec *wire.Spec, cold bool, re
 		Sandbox: sb.ID, Worker: n.cfg.ID, ReceivedNs: received.UnixNano(), StartNs: start.UnixNano(), EndNs: end.UnixNano(),
 		Cold: cold, InitMs: ms(initDur), DurationMs: ms(elapsed), BilledMs: billed, MemoryMB: spec.MemoryMB,
 		GBs: float64(billed) / 1000 * float64(spec.MemoryMB) / 1024, Outcome: api.OutcomeOK,
-		Attempt: 1, Trigger: api.TriggerSync,
+		Attempt: attemptOf(m), Trigger: triggerOf(m),
 	}
 	if cold {
 		rec.GrantedNs, _ = strconv.ParseInt(m.Header.Get(wire.HdrGranted), 10, 64)
@@ -151,9 +156,9 @@ func (n *Node) run(m *nats.Msg, sb *pool.Sandbox, spec *wire.Spec, cold bool, re
 	n.m.invocations.Inc()
 	n.m.duration.Observe(elapsed.Seconds())
 	// A timed-out sandbox is reset: the next invocation cold-starts.
-	n.finish(sb, timedOut)
+	n.finish(sb, timedOut || faultResets(fault))
 	rec.ReleasedNs = time.Now().UnixNano()
-	_ = m.RespondMsg(r)
+	n.respond(m, r, &rec, timeout)
 	n.records.Add(rec)
 }
 
@@ -190,7 +195,7 @@ func (n *Node) fence(m *nats.Msg, sb *pool.Sandbox, spec *wire.Spec, cold bool, 
 		Sandbox: sb.ID, Worker: n.cfg.ID, ReceivedNs: received.UnixNano(), StartNs: start.UnixNano(), EndNs: lapsed.UnixNano(),
 		ReleasedNs: lapsed.UnixNano(), Cold: cold, InitMs: ms(initDur), DurationMs: ms(lapsed.Sub(start)), MemoryMB: spec.MemoryMB,
 		Outcome: api.OutcomeFenced,
-		Attempt: 1, Trigger: api.TriggerSync,
+		Attempt: attemptOf(m), Trigger: triggerOf(m),
 	}
 	if cold {
 		rec.GrantedNs, _ = strconv.ParseInt(m.Header.Get(wire.HdrGranted), 10, 64)
@@ -205,3 +210,20 @@ func inScope(k pool.Key, q wire.IdleQuery, reserved map[string]bool) bool {
 }
 
 func jsonMarshal(v any) ([]byte, error) { return json.Marshal(v) }
+
+// attemptOf and triggerOf read what the gateway said about an
+// invocation's attempt (asynchronous retries) for its record.
+func attemptOf(m *nats.Msg) int {
+	if n, err := strconv.Atoi(m.Header.Get(wire.HdrAttempt)); err == nil && n > 0 {
+		return n
+	}
+	return 1
+}
+
+func triggerOf(m *nats.Msg) string {
+	switch t := m.Header.Get(wire.HdrTrigger); t {
+	case api.TriggerEvent, api.TriggerRetry, api.TriggerRedrive, api.TriggerDuplicate:
+		return t
+	}
+	return api.TriggerSync
+}
