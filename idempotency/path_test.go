@@ -42,6 +42,7 @@ func TestPathSearch(t *testing.T) {
 		{"powertools_json(body).[user, order.lines]", `["u1", [1, 2]]`},
 		{"powertools_json(powertools_base64(b64)).k", `1`},
 		{"powertools_json(missing)", `null`},
+		{`powertools_json(body).["user", "order".id]`, `["u1", 7]`},
 		{"@.f", `false`},
 		{" records [ 0 ] . id ", `1`},
 	} {
