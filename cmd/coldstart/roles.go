@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -20,6 +22,7 @@ import (
 	"github.com/coldstart-dev/coldstart/gateway"
 	"github.com/coldstart-dev/coldstart/internal/membership"
 	"github.com/coldstart-dev/coldstart/internal/natsutil"
+	"github.com/coldstart-dev/coldstart/internal/recordstream"
 	"github.com/coldstart-dev/coldstart/internal/roles"
 	"github.com/coldstart-dev/coldstart/internal/secret"
 	"github.com/coldstart-dev/coldstart/placement"
@@ -250,6 +253,8 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	var af authFlags
 	af.register(fs)
 	codeReplicas := fs.Int("code-replicas", 1, "copies of the code bucket when this gateway creates it (the NATS cluster's JetStream servers, at most)")
+	var rf recordsFlags
+	rf.register(fs)
 	if code := parseFlags(fs, args, stderr, "Usage: coldstart gateway [flags]\n\nRuns one gateway: the AWS Lambda HTTP API, routing over NATS.\n\nExample:\n  coldstart gateway --id g1 --listen 0.0.0.0:9000 --nats nats://127.0.0.1:4222 --gossip 127.0.0.1:7960 --join 127.0.0.1:7946"); code >= 0 {
 		return code
 	}
@@ -259,7 +264,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "coldstart gateway:", err)
 		return 2
 	}
-	n, err := roles.StartGateway(roles.GatewayOptions{Common: common, Listen: *listen, CodeReplicas: *codeReplicas, StrictAuth: af.strict, NoDefaultKey: af.noDefaultKey})
+	n, err := roles.StartGateway(roles.GatewayOptions{Common: common, Listen: *listen, CodeReplicas: *codeReplicas, Records: rf.config(), StrictAuth: af.strict, NoDefaultKey: af.noDefaultKey})
 	if err != nil {
 		fmt.Fprintln(stderr, "coldstart gateway:", err)
 		return 1
@@ -338,6 +343,62 @@ type authFlags struct{ strict, noDefaultKey bool }
 func (a *authFlags) register(fs *flag.FlagSet) {
 	fs.BoolVar(&a.strict, "strict-auth", false, "refuse unsigned requests (default: they act as account "+gateway.DefaultAccount+")")
 	fs.BoolVar(&a.noDefaultKey, "no-default-key", false, "remove the built-in access key "+gateway.DefaultKeyID+" (secret "+gateway.DefaultKeySecret+") of account "+gateway.DefaultAccount)
+}
+
+// recordsFlags are the records stream's retention (coldstart gateway, up):
+// a gateway applies them when it starts, so the last gateway started sets
+// them for the cluster.
+type recordsFlags struct {
+	maxAge   time.Duration
+	maxBytes byteSize
+}
+
+func (r *recordsFlags) register(fs *flag.FlagSet) {
+	r.maxAge, r.maxBytes = recordstream.DefaultMaxAge, recordstream.DefaultMaxBytes
+	fs.DurationVar(&r.maxAge, "records-max-age", r.maxAge, "how long the records stream keeps invocation records (coldstart records --since)")
+	fs.Var(&r.maxBytes, "records-max-bytes", "the records stream's size bound, e.g. 512MiB or 2GiB; the oldest records go first")
+}
+
+func (r recordsFlags) config() recordstream.Config {
+	return recordstream.Config{MaxAge: r.maxAge, MaxBytes: int64(r.maxBytes)}
+}
+
+// byteSize is a flag of bytes: a count, or one with a binary unit (KiB,
+// MiB, GiB, TiB; K, M, G, T alike).
+type byteSize int64
+
+var byteUnits = []struct {
+	suffix string
+	n      int64
+}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"T", 1 << 40}, {"B", 1}}
+
+func (b *byteSize) Set(s string) error {
+	num, unit := strings.TrimSpace(s), int64(1)
+	for _, u := range byteUnits {
+		if v, ok := strings.CutSuffix(num, u.suffix); ok {
+			num, unit = strings.TrimSpace(v), u.n
+			break
+		}
+	}
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || n > math.MaxInt64/unit {
+		return fmt.Errorf("%q is not a positive size (e.g. 536870912, 512MiB, 2GiB)", s)
+	}
+	*b = byteSize(n * unit)
+	return nil
+}
+
+func (b *byteSize) String() string {
+	if b == nil {
+		return "0"
+	}
+	// The largest binary unit that divides it: 512MiB, not 524288KiB.
+	for i := 3; i >= 0 && *b > 0; i-- {
+		if u := byteUnits[i]; int64(*b)%u.n == 0 {
+			return strconv.FormatInt(int64(*b)/u.n, 10) + u.suffix
+		}
+	}
+	return strconv.FormatInt(int64(*b), 10)
 }
 
 // mode says in one line who may call the API.

@@ -72,6 +72,8 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	bootDelay := fs.Duration("boot-delay", 0, "emulated microVM boot added to every process sandbox's creation, e.g. 125ms")
 	var af authFlags
 	af.register(fs)
+	var rf recordsFlags
+	rf.register(fs)
 	admin := fs.String("admin", envOr("COLDSTART_ADMIN", "127.0.0.1:9100"), "loopback address of the admin (chaos) endpoint; requests need the token printed at start")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "Usage: coldstart up [flags]\n\nRuns 3 placement nodes, gateways, workers, NATS (JetStream on disk) and Redis in one\nprocess over real loopback sockets, prints the gateway URLs and 'ready'. Ctrl-C stops it.\n\nExample:\n  coldstart up --data ./.coldstart --listen 127.0.0.1:9000\n\nFlags:")
@@ -163,7 +165,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	for i := 0; i < *gateways; i++ {
 		id := fmt.Sprintf("gateway-%d", i+1)
 		addr := net.JoinHostPort(host, strconv.Itoa(gwPort+i))
-		o := roles.GatewayOptions{Common: common(id, lay.Gossip[3+*workers+i]), Listen: addr, Gatherer: reg, StrictAuth: af.strict, NoDefaultKey: af.noDefaultKey}
+		o := roles.GatewayOptions{Common: common(id, lay.Gossip[3+*workers+i]), Listen: addr, Gatherer: reg, Records: rf.config(), StrictAuth: af.strict, NoDefaultKey: af.noDefaultKey}
 		c.define(id, func() (*roles.Node, error) { return roles.StartGateway(o) })
 		urls = append(urls, "http://"+addr)
 	}

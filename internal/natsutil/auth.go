@@ -4,6 +4,7 @@ import (
 	"crypto/hmac"
 	"encoding/hex"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -98,11 +99,13 @@ func Permissions(role, id string) *server.Permissions {
 		pub = append(pub, codeWrite...)
 		pub = append(pub, logsAdmin...)
 		pub = append(pub, logsRead...)
+		pub = append(pub, recordsAdmin...)
+		pub = append(pub, recordsRead...)
 		return &server.Permissions{
 			Publish: allow(pub...),
 			Subscribe: allow(
 				wire.SubjectEvents,                            // cache invalidation
-				wire.SubjectRecords, wire.SubjectRecords+".>", // /coldstart/v1/records streams them to the CLI
+				wire.SubjectRecords, wire.SubjectRecords+".>", // /coldstart/v1/records streams live ones to the CLI
 				inbox,
 			),
 		}
@@ -125,9 +128,10 @@ func Permissions(role, id string) *server.Permissions {
 		}
 	case RoleTool:
 		// JetStream API requests are publishes: the tool may make the
-		// logs stream's read requests and publish nothing else.
+		// logs and records streams' read requests and publish nothing
+		// else.
 		return &server.Permissions{
-			Publish:   allow(logsRead...),
+			Publish:   allow(slices.Concat(logsRead, recordsRead)...),
 			Subscribe: allow(wire.SubjectRecords, wire.SubjectRecords+".>", inbox),
 		}
 	}
@@ -144,6 +148,9 @@ const (
 	codeSubject = "$O.cs-code." // the bucket's chunk (C) and meta (M) subjects
 	logsStream  = "CS_LOGS"     // logstream.Stream
 	logSubjects = "cs.logs.>"   // logstream.SubjectFor
+	// recordsStream captures wire.SubjectRecords (recordstream.Stream):
+	// publishers keep their core-NATS grant and need none here.
+	recordsStream = "CS_RECORDS"
 )
 
 var (
@@ -174,6 +181,21 @@ var (
 		"$JS.API.CONSUMER.CREATE." + logsStream + ".*." + logSubjects, // an ordered consumer filtered on cs.logs.<acct>.<fn>
 		"$JS.API.CONSUMER.MSG.NEXT." + logsStream + ".*",              // its pulls
 		"$JS.API.CONSUMER.DELETE." + logsStream + ".*",                // ... deleted when done, and on its resets
+	}
+	// recordsAdmin creates the records stream and sets its retention
+	// (recordstream.Ensure).
+	recordsAdmin = []string{
+		"$JS.API.STREAM.CREATE." + recordsStream,
+		"$JS.API.STREAM.UPDATE." + recordsStream,
+	}
+	// recordsRead reads the kept records (recordstream.Read). Its
+	// consumer has no filter subject (the stream holds nothing else), so
+	// the create request names no subject: a filtered create is refused.
+	recordsRead = []string{
+		"$JS.API.STREAM.INFO." + recordsStream,              // the stream exists
+		"$JS.API.CONSUMER.CREATE." + recordsStream + ".*",   // an ordered consumer over the whole stream
+		"$JS.API.CONSUMER.MSG.NEXT." + recordsStream + ".*", // its pulls
+		"$JS.API.CONSUMER.DELETE." + recordsStream + ".*",   // ... deleted when done, and on its resets
 	}
 )
 

@@ -17,7 +17,9 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/coldstart-dev/coldstart/codestore"
+	"github.com/coldstart-dev/coldstart/internal/api"
 	"github.com/coldstart-dev/coldstart/internal/logstream"
+	"github.com/coldstart-dev/coldstart/internal/recordstream"
 
 	"github.com/coldstart-dev/coldstart/internal/natsutil"
 	"github.com/coldstart-dev/coldstart/internal/secret"
@@ -744,13 +746,14 @@ func TestJetStreamSetupByConcurrentGateways(t *testing.T) {
 	for _, id := range []string{"g1", "g2"} {
 		gws = append(gws, s.connect(t, natsutil.RoleGateway, id))
 	}
-	errs := make(chan error, 2*len(gws))
+	errs := make(chan error, 3*len(gws))
 	for _, g := range gws {
 		go func() {
 			_, err := codestore.Open(ctx, g.nc, 1)
 			errs <- err
 		}()
 		go func() { errs <- logstream.Ensure(ctx, g.nc, logstream.Config{}) }()
+		go func() { errs <- recordstream.Ensure(ctx, g.nc, recordstream.Config{}) }()
 	}
 	for i := 0; i < cap(errs); i++ {
 		if err := <-errs; err != nil {
@@ -758,7 +761,7 @@ func TestJetStreamSetupByConcurrentGateways(t *testing.T) {
 		}
 	}
 	js, _ := jetstream.New(gws[0].nc)
-	for _, name := range []string{codestore.StreamName, logstream.Stream} {
+	for _, name := range []string{codestore.StreamName, logstream.Stream, recordstream.Stream} {
 		if _, err := js.Stream(ctx, name); err != nil {
 			t.Fatalf("stream %s: %v", name, err)
 		}
@@ -766,4 +769,110 @@ func TestJetStreamSetupByConcurrentGateways(t *testing.T) {
 	for i, g := range gws {
 		g.noViolations(t, fmt.Sprintf("gateway %d", i))
 	}
+}
+
+// TestRecordsStreamWorkerPublishesGatewayReads: the gateway creates the
+// records stream; a worker's and a gateway's plain publishes on
+// cs.records land in it (they need no JetStream grant); the gateway and a
+// tool read its history and follow it; a worker can neither read nor
+// configure it, a tool not configure it.
+func TestRecordsStreamWorkerPublishesGatewayReads(t *testing.T) {
+	s := startJSAuthServer(t)
+	g := s.connect(t, natsutil.RoleGateway, "g1")
+	w := s.connect(t, natsutil.RoleWorker, "w1")
+	tool := s.connect(t, natsutil.RoleTool, "t1")
+	ctx := jsCtx(t, time.Minute)
+	if err := recordstream.Ensure(ctx, g.nc, recordstream.Config{MaxAge: time.Hour, MaxBytes: 64 << 20}); err != nil {
+		t.Fatalf("gateway Ensure: %v", err)
+	}
+	publish := func(c *client, ids ...string) {
+		b := wire.NewRecordBatcher(c.nc)
+		for _, id := range ids {
+			b.Add(api.Record{RequestID: id, Account: "123456789012", Function: "f", EndNs: time.Now().UnixNano(), Outcome: api.OutcomeOK})
+		}
+		b.Stop()
+	}
+	publish(w, "r0", "r1")
+	publish(g, "t0") // a throttle
+	read := func(ctx context.Context, c *client, f recordstream.Filter) ([]string, error) {
+		var got []string
+		err := recordstream.Read(ctx, c.nc, f, false, recordstream.Sink{Record: func(line []byte) error {
+			got = append(got, wire.SplitRecords(line)[0].RequestID)
+			return nil
+		}})
+		return got, err
+	}
+	for who, c := range map[string]*client{"gateway": g, "tool": tool} {
+		deadline := time.Now().Add(wait)
+		for {
+			got, err := read(ctx, c, recordstream.Filter{Since: time.Now().Add(-time.Minute)})
+			if err != nil {
+				t.Fatalf("%s Read: %v", who, err)
+			}
+			if slices.Equal(got, []string{"r0", "r1", "t0"}) {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s read %q", who, got)
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		c.noViolations(t, who)
+	}
+	w.noViolations(t, "worker")
+
+	// Following: a record published after the reader started.
+	fctx, cancel := context.WithCancel(ctx)
+	ids := make(chan string, 8)
+	done := make(chan error, 1)
+	go func() {
+		done <- recordstream.Read(fctx, tool.nc, recordstream.Filter{}, true, recordstream.Sink{Record: func(line []byte) error {
+			ids <- wire.SplitRecords(line)[0].RequestID
+			return nil
+		}})
+	}()
+	for i := 0; i < 3; i++ {
+		<-ids
+	}
+	publish(w, "r2")
+	select {
+	case id := <-ids:
+		if id != "r2" {
+			t.Fatalf("followed %q", id)
+		}
+	case <-time.After(wait):
+		t.Fatal("the followed record never arrived")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	tool.noViolations(t, "tool")
+
+	if _, err := read(jsCtx(t, 2*time.Second), w, recordstream.Filter{}); err == nil {
+		t.Fatal("a worker read the records stream")
+	}
+	w.violation(t, "$JS.API.STREAM.INFO."+recordstream.Stream)
+	if err := recordstream.Ensure(jsCtx(t, 2*time.Second), w.nc, recordstream.Config{}); err == nil {
+		t.Fatal("a worker updated the records stream")
+	}
+	w.violation(t, "$JS.API.STREAM.UPDATE."+recordstream.Stream)
+	if err := recordstream.Ensure(jsCtx(t, 2*time.Second), tool.nc, recordstream.Config{}); err == nil {
+		t.Fatal("a tool updated the records stream")
+	}
+	tool.violation(t, "$JS.API.STREAM.UPDATE."+recordstream.Stream)
+	// The retention the gateway set is untouched.
+	js, _ := jetstream.New(g.nc)
+	st, err := js.Stream(ctx, recordstream.Stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := st.CachedInfo().Config; c.MaxAge != time.Hour || c.MaxBytes != 64<<20 {
+		t.Fatalf("retention %v / %d", c.MaxAge, c.MaxBytes)
+	}
+	// A tool's grant is for the records stream's consumers only.
+	if _, err := tool.nc.Request("$JS.API.CONSUMER.CREATE."+codestore.StreamName+".x", []byte("{}"), time.Second); err == nil {
+		t.Fatal("a tool created a consumer on the code bucket")
+	}
+	tool.violation(t, "$JS.API.CONSUMER.CREATE."+codestore.StreamName+".x")
 }

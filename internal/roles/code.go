@@ -15,6 +15,7 @@ import (
 
 	"github.com/coldstart-dev/coldstart/codestore"
 	"github.com/coldstart-dev/coldstart/internal/logstream"
+	"github.com/coldstart-dev/coldstart/internal/recordstream"
 	"github.com/coldstart-dev/coldstart/worker"
 )
 
@@ -57,6 +58,17 @@ func ensureLogs(nc *nats.Conn, cfg logstream.Config, log *slog.Logger) {
 	defer cancel()
 	if err := logstream.Ensure(ctx, nc, cfg); err != nil {
 		log.Error("function logs will not be kept", "err", err)
+	}
+}
+
+// ensureRecords creates the records stream. Its failure does not stop the
+// gateway either: records still reach live readers over core NATS, only
+// their history is missing until a gateway start creates the stream.
+func ensureRecords(nc *nats.Conn, cfg recordstream.Config, log *slog.Logger) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := recordstream.Ensure(ctx, nc, cfg); err != nil {
+		log.Error("invocation records will not be kept", "err", err)
 	}
 }
 

@@ -21,6 +21,7 @@ import (
 	"github.com/coldstart-dev/coldstart/internal/logstream"
 	"github.com/coldstart-dev/coldstart/internal/membership"
 	"github.com/coldstart-dev/coldstart/internal/natsutil"
+	"github.com/coldstart-dev/coldstart/internal/recordstream"
 	"github.com/coldstart-dev/coldstart/internal/secret"
 	"github.com/coldstart-dev/coldstart/placement"
 	"github.com/coldstart-dev/coldstart/quota"
@@ -224,6 +225,9 @@ type GatewayOptions struct {
 	CodeReplicas int
 	// Logs is the logs stream's retention (zero: logstream's defaults).
 	Logs logstream.Config
+	// Records is the records stream's retention (zero: recordstream's
+	// defaults).
+	Records recordstream.Config
 	// StrictAuth and NoDefaultKey are gateway.Config's.
 	StrictAuth   bool
 	NoDefaultKey bool
@@ -249,6 +253,7 @@ func StartGateway(o GatewayOptions) (*Node, error) {
 		return nil, err
 	}
 	ensureLogs(nc, o.Logs, log)
+	ensureRecords(nc, o.Records, log)
 	ml, err := join(o.Common, membership.Config{Meta: membership.Meta{ID: o.ID, Role: membership.RoleGateway, Addr: o.Listen}, BindAddr: o.GossipAddr, Advertise: o.Advertise, Seeds: o.Seeds, Timing: o.Timing, SecretKey: o.gossipKey()})
 	if err != nil {
 		nc.Close()
