@@ -6,12 +6,14 @@ import (
 	"encoding/json"
 	"net/http"
 	"sort"
+	"strconv"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/coldstart-dev/coldstart/internal/api"
+	"github.com/coldstart-dev/coldstart/internal/recordstream"
 	"github.com/coldstart-dev/coldstart/quota"
 	"github.com/coldstart-dev/coldstart/wire"
 )
@@ -237,19 +239,42 @@ const (
 	recordsPendingBytes = 64 << 20
 )
 
-// handleRecords streams finished-invocation records as NDJSON until the
-// client goes away.
+// handleRecords streams invocation records as NDJSON. Without since it
+// streams those finishing while the client reads, until it goes away, from
+// core NATS. With since (all, a duration ago such as 10m, or an RFC 3339
+// time) it streams what the records stream kept from then on and, with
+// follow=true, the new ones after them. function and request_id narrow
+// either.
 func (g *Gateway) handleRecords(w http.ResponseWriter, r *http.Request) {
 	fl, ok := w.(http.Flusher)
 	if !ok {
 		writeError(w, errService("streaming unsupported"))
 		return
 	}
-	fn := r.URL.Query().Get("function")
+	q := r.URL.Query()
+	f := recordstream.Filter{Function: q.Get("function"), RequestID: q.Get("request_id")}
 	// Records are per account: the operator account sees every account's,
 	// any other only its own.
-	acct := g.account(r)
-	operator := acct == DefaultAccount
+	if acct := g.account(r); acct != DefaultAccount {
+		f.Account = acct
+	}
+	if s := q.Get("since"); s != "" {
+		since, err := recordstream.ParseSince(s, time.Now())
+		if err != nil {
+			writeError(w, errInvalidParam(err.Error()))
+			return
+		}
+		follow := false
+		if v := q.Get("follow"); v != "" {
+			if follow, err = strconv.ParseBool(v); err != nil {
+				writeError(w, errInvalidParam("follow "+strconv.Quote(v)+": want true or false"))
+				return
+			}
+		}
+		f.Since = since
+		g.recordHistory(w, r, fl, f, follow)
+		return
+	}
 	ch := make(chan []byte, 65536)
 	sub, err := g.nc.Subscribe(wire.SubjectRecords, func(m *nats.Msg) {
 		select {
@@ -263,6 +288,12 @@ func (g *Gateway) handleRecords(w http.ResponseWriter, r *http.Request) {
 	}
 	defer sub.Unsubscribe()
 	if err := sub.SetPendingLimits(recordsPendingMsgs, recordsPendingBytes); err != nil {
+		writeError(w, errService(err.Error()))
+		return
+	}
+	// The server has the subscription before the client has the headers:
+	// a record published after that reaches this reader.
+	if err := g.nc.FlushTimeout(5 * time.Second); err != nil {
 		writeError(w, errService(err.Error()))
 		return
 	}
@@ -281,17 +312,8 @@ func (g *Gateway) handleRecords(w http.ResponseWriter, r *http.Request) {
 			return
 		case b := <-ch:
 			for _, line := range bytes.Split(b, []byte{'\n'}) {
-				if len(line) == 0 {
+				if len(line) == 0 || !f.Match(line) {
 					continue
-				}
-				if fn != "" || !operator {
-					var rec struct {
-						Account  string `json:"account"`
-						Function string `json:"function"`
-					}
-					if json.Unmarshal(line, &rec) != nil || (fn != "" && rec.Function != fn) || (!operator && rec.Account != acct) {
-						continue
-					}
 				}
 				w.Write(line)
 				w.Write([]byte{'\n'})
@@ -304,5 +326,40 @@ func (g *Gateway) handleRecords(w http.ResponseWriter, r *http.Request) {
 				dirty = false
 			}
 		}
+	}
+}
+
+// recordHistory streams what the records stream kept that f matches, then
+// with follow the new records until the client goes away. The headers go
+// once the stream's consumer exists, so a client that has them also gets
+// every record stored afterwards; a failure before is an error answer, a
+// failure after aborts the response, so that a cut history never reads as
+// a complete one.
+func (g *Gateway) recordHistory(w http.ResponseWriter, r *http.Request, fl http.Flusher, f recordstream.Filter, follow bool) {
+	started := false
+	err := recordstream.Read(r.Context(), g.nc, f, follow, recordstream.Sink{
+		Ready: func() {
+			_ = http.NewResponseController(w).SetWriteDeadline(time.Time{})
+			w.Header().Set("Content-Type", "application/x-ndjson")
+			w.WriteHeader(http.StatusOK)
+			fl.Flush()
+			started = true
+		},
+		Record: func(line []byte) error {
+			if _, err := w.Write(line); err != nil {
+				return err
+			}
+			_, err := w.Write([]byte{'\n'})
+			return err
+		},
+		CaughtUp: fl.Flush,
+	})
+	switch {
+	case err == nil || r.Context().Err() != nil:
+	case !started:
+		writeError(w, errService(err.Error()))
+	default:
+		g.log.Warn("records history cut short", "err", err)
+		panic(http.ErrAbortHandler)
 	}
 }
