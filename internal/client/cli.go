@@ -84,16 +84,25 @@ func InvokeMain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 }
 
 // RecordsMain runs `coldstart records`: one JSON line per finished
-// invocation, until interrupted (or --count records).
+// invocation, until interrupted (or --count records); with --since, the
+// kept ones first, ending after them unless --follow.
 func RecordsMain(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("records", flag.ContinueOnError)
-	function := fs.String("function", "", "only this function's records")
-	count := fs.Int("count", 0, "stop after N records (0: follow until interrupted)")
+	var q RecordsQuery
+	fs.StringVar(&q.Function, "function", "", "only this function's records")
+	fs.StringVar(&q.RequestID, "request-id", "", "only this request's records (its attempts, for an asynchronous one)")
+	fs.StringVar(&q.Since, "since", "", "first the records the cluster kept from then on: a duration ago (10m), an RFC 3339 time, or all (default: only records finishing from now on)")
+	fs.BoolVar(&q.Follow, "follow", false, "with --since: go on with new records after the kept ones (without --since records always follow)")
+	count := fs.Int("count", 0, "stop after N records (0: until interrupted, or the end of the kept ones)")
 	gateway := fs.String("gateway", "", gatewayHelp)
 	fs.Usage = Usage(fs, "coldstart records [flags]",
 		"Stream one JSON line per finished invocation (request_id, account, function, version,\n"+
-			"sandbox, worker, start_ns, end_ns, cold, init_ms, duration_ms, billed_ms, outcome, ...).",
-		"coldstart records --function hello --count 100 > records.ndjson")
+			"sandbox, worker, start_ns, end_ns, cold, init_ms, duration_ms, billed_ms, outcome, ...).\n"+
+			"Without --since, only those finishing while it runs; with it, those kept since then\n"+
+			"(the gateway's --records-max-age, 24h by default) first.",
+		"coldstart records --function hello --count 100 > records.ndjson\n"+
+			"  coldstart records --since 10m --request-id REQUEST_ID\n"+
+			"  coldstart records --since all --follow")
 	pos, code := parse(fs, args, stdout, stderr)
 	if code >= 0 {
 		return code
@@ -102,6 +111,12 @@ func RecordsMain(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		fmt.Fprintf(stderr, "coldstart records: unexpected argument %q (see --help)\n", pos[0])
 		return 2
 	}
+	if q.Since != "" {
+		if err := ParseSince(q.Since); err != nil {
+			fmt.Fprintf(stderr, "coldstart records: %v\n", err)
+			return 2
+		}
+	}
 	c, err := New(DefaultGateway(*gateway), WithCredentials(EnvCredentials()))
 	if err != nil {
 		fmt.Fprintf(stderr, "coldstart records: %v\n", err)
@@ -109,7 +124,7 @@ func RecordsMain(ctx context.Context, args []string, stdout, stderr io.Writer) i
 	}
 	enc := json.NewEncoder(stdout)
 	n := 0
-	err = c.Records(ctx, *function, func(r api.Record) error {
+	err = c.QueryRecords(ctx, q, func(r api.Record) error {
 		if err := enc.Encode(r); err != nil {
 			return err
 		}

@@ -10,6 +10,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"time"
 
 	"github.com/coldstart-dev/coldstart/internal/api"
 )
@@ -25,7 +26,65 @@ import (
 // function filters the stream to one function when non-empty. Blank lines
 // (keep-alives) are skipped.
 func (c *Client) Records(ctx context.Context, function string, fn func(api.Record) error) error {
-	st, err := c.OpenRecords(ctx, function)
+	return c.QueryRecords(ctx, RecordsQuery{Function: function}, fn)
+}
+
+// RecordsQuery selects records. The zero query is the live stream of every
+// record the caller may see.
+type RecordsQuery struct {
+	Function  string // only this function's
+	RequestID string // only this request's
+	// Since, when set, reads the records the cluster kept from then on
+	// first: "all", a duration before now ("10m") or an RFC 3339 time (see
+	// ParseSince). Empty: only records finishing from now on.
+	Since string
+	// Follow, with Since, goes on with new records after the kept ones;
+	// without it the stream ends once they are read. Without Since the
+	// stream always follows.
+	Follow bool
+}
+
+func (q RecordsQuery) values() url.Values {
+	v := url.Values{}
+	if q.Function != "" {
+		v.Set("function", q.Function)
+	}
+	if q.RequestID != "" {
+		v.Set("request_id", q.RequestID)
+	}
+	if q.Since != "" {
+		v.Set("since", q.Since)
+		if q.Follow {
+			v.Set("follow", "true")
+		}
+	}
+	return v
+}
+
+// ParseSince checks a RecordsQuery.Since: "all", a positive duration or an
+// RFC 3339 time. The gateway resolves a duration against its own clock,
+// the one records are stamped with.
+func ParseSince(s string) error {
+	if s == "all" {
+		return nil
+	}
+	if d, err := time.ParseDuration(s); err == nil {
+		if d <= 0 {
+			return fmt.Errorf("--since %q: a duration must be positive", s)
+		}
+		return nil
+	}
+	if _, err := time.Parse(time.RFC3339Nano, s); err == nil {
+		return nil
+	}
+	return fmt.Errorf("--since %q: want all, a duration (10m, 2h) or an RFC 3339 time (2006-01-02T15:04:05Z)", s)
+}
+
+// QueryRecords is Records for the records q selects: it returns nil when
+// the gateway ends the stream, as it does after the kept records of a
+// query with Since and without Follow.
+func (c *Client) QueryRecords(ctx context.Context, q RecordsQuery, fn func(api.Record) error) error {
+	st, err := c.OpenRecordsQuery(ctx, q)
 	if err != nil {
 		return err
 	}
@@ -59,9 +118,15 @@ type RecordStream struct {
 // answered (so invocations made after it returns are in the stream, provided
 // the gateway subscribes before it sends its headers). Close it when done.
 func (c *Client) OpenRecords(ctx context.Context, function string) (*RecordStream, error) {
+	return c.OpenRecordsQuery(ctx, RecordsQuery{Function: function})
+}
+
+// OpenRecordsQuery is OpenRecords for the records q selects. With Since,
+// once it returns every record stored afterwards is in the stream too.
+func (c *Client) OpenRecordsQuery(ctx context.Context, q RecordsQuery) (*RecordStream, error) {
 	u := c.base + api.PathRecords
-	if function != "" {
-		u += "?function=" + url.QueryEscape(function)
+	if v := q.values(); len(v) > 0 {
+		u += "?" + v.Encode()
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
