@@ -132,6 +132,7 @@ func (g *Gateway) handleStatus(w http.ResponseWriter, r *http.Request) {
 		st.Workers = append(st.Workers, api.WorkerStatus{ID: s.Worker, Idle: s.Idle, Busy: s.Busy, Processes: s.Processes, Limits: s.Limits})
 	}
 	sort.Slice(st.Workers, func(i, j int) bool { return st.Workers[i].ID < st.Workers[j].ID })
+	st.Async = g.asyncStatus(ctx)
 	if sn != nil {
 		st.Replicas = g.replicas(ctx, sn)
 		st.Leader = sn.Leader

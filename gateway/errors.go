@@ -56,7 +56,10 @@ func statusOf(t string) int {
 		return http.StatusNotFound
 	case "ResourceConflictException":
 		return http.StatusConflict
-	case "InvalidParameterValueException", "InvalidRequestContentException":
+	case "InvalidParameterValueException", "InvalidRequestContentException",
+		// The platform's idempotency: another payload under a completed
+		// key, or no key in the invocation. Not worth retrying.
+		"IdempotencyValidationException", "IdempotencyKeyException":
 		return http.StatusBadRequest
 	case "TooManyRequestsException":
 		return http.StatusTooManyRequests

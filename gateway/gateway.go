@@ -84,6 +84,15 @@ type Config struct {
 	// NoDefaultKey removes the built-in access key "test" (secret "test")
 	// of DefaultAccount that local emulators' users expect.
 	NoDefaultKey bool
+	// TimeScale divides every platform delay of asynchronous invocations
+	// (retry waits, backoff, maximum event age, ack wait); 0 or 1 is real
+	// time.
+	TimeScale float64
+	// Dispatchers is how many events this gateway invokes at once
+	// (default DefaultDispatchers); negative runs no dispatcher.
+	Dispatchers int
+	// AsyncReplicas is the JetStream replica count of the event streams.
+	AsyncReplicas int
 }
 
 // Gateway is a running gateway.
@@ -104,9 +113,11 @@ type Gateway struct {
 	recs     *wire.RecordBatcher // throttled records, for the checker
 	// hint is the highest index an event announced since the event loop
 	// last looked; kick wakes the loop.
-	hint atomic.Uint64
-	kick chan struct{}
-	done chan struct{}
+	hint   atomic.Uint64
+	kick   chan struct{}
+	done   chan struct{}
+	async  *async // nil: Event invocations are refused (no JetStream)
+	faults faultPicker
 }
 
 // Pending limits of the events subscription: events are a few hundred
@@ -188,6 +199,12 @@ func Start(cfg Config) (*Gateway, error) {
 		IdleTimeout:    cfg.IdleTimeout,
 		MaxHeaderBytes: cfg.MaxHeaderBytes,
 	}
+	if err := g.startAsync(); err != nil {
+		// Synchronous invocations work without JetStream; Event ones are
+		// refused with this reason.
+		g.log.Warn("asynchronous invocations disabled", "err", err)
+		g.async = nil
+	}
 	go g.srv.Serve(ln)
 	go g.refreshLoop()
 	go g.eventLoop()
@@ -210,6 +227,7 @@ func (g *Gateway) Stop() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	g.srv.Shutdown(ctx)
+	g.stopAsync()
 	g.recs.Stop()
 }
 
@@ -372,6 +390,19 @@ func (g *Gateway) routes() http.Handler {
 	mux.HandleFunc("PUT /2019-09-30/functions/{name}/provisioned-concurrency", g.handlePutProvisioned)
 	mux.HandleFunc("GET /2019-09-30/functions/{name}/provisioned-concurrency", g.handleGetProvisioned)
 	mux.HandleFunc("DELETE /2019-09-30/functions/{name}/provisioned-concurrency", g.handleDeleteProvisioned)
+	mux.HandleFunc("PUT /2019-09-25/functions/{name}/event-invoke-config", g.handlePutEventConfig)
+	mux.HandleFunc("POST /2019-09-25/functions/{name}/event-invoke-config", g.handleUpdateEventConfig)
+	mux.HandleFunc("GET /2019-09-25/functions/{name}/event-invoke-config", g.handleGetEventConfig)
+	mux.HandleFunc("DELETE /2019-09-25/functions/{name}/event-invoke-config", g.handleDeleteEventConfig)
+	mux.HandleFunc("GET /2019-09-25/functions/{name}/event-invoke-config/list", g.handleListEventConfigs)
+	mux.HandleFunc("PUT "+api.PathFunctionOptions+"{name}/fault", g.handlePutFault)
+	mux.HandleFunc("DELETE "+api.PathFunctionOptions+"{name}/fault", g.handleDeleteFault)
+	mux.HandleFunc("PUT "+api.PathFunctionOptions+"{name}/idempotency", g.handlePutIdempotency)
+	mux.HandleFunc("DELETE "+api.PathFunctionOptions+"{name}/idempotency", g.handleDeleteIdempotency)
+	mux.HandleFunc("GET "+api.PathFunctionOptions+"{name}/options", g.handleGetOptions)
+	mux.HandleFunc("GET "+api.PathDLQ, g.handleDLQList)
+	mux.HandleFunc("GET "+api.PathDLQ+"/{id}", g.handleDLQShow)
+	mux.HandleFunc("POST "+api.PathDLQ+"/redrive", g.handleDLQRedrive)
 	mux.HandleFunc("POST "+api.PathAccounts, g.handleCreateAccount)
 	mux.HandleFunc("GET "+api.PathAccounts+"/{id}", g.handleAccountKeys)
 	mux.HandleFunc("POST "+api.PathAccounts+"/{id}/keys", g.handleAccountKeys)

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -47,10 +48,7 @@ func (g *Gateway) handleInvoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	switch r.Header.Get(api.HeaderInvocationType) {
-	case "", "RequestResponse", "DryRun":
-	case "Event":
-		writeError(w, errInvalidParam("asynchronous invocation (Event) is not enabled on this cluster"))
-		return
+	case "", "RequestResponse", "DryRun", "Event":
 	default:
 		writeError(w, errInvalidParam("1 validation error detected: Value '"+clip(r.Header.Get(api.HeaderInvocationType))+"' at 'invocationType' failed to satisfy constraint: Member must satisfy enum value set: [Event, RequestResponse, DryRun]"))
 		return
@@ -63,6 +61,22 @@ func (g *Gateway) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	version, spec, rev, timeoutMs, lerr := e.resolve(ref.Qualifier)
 	if lerr != nil {
 		writeError(w, lerr)
+		return
+	}
+	if r.Header.Get(api.HeaderInvocationType) == "Event" {
+		// The function, version or alias exist (checked above); the event
+		// is stored, and runs later through the dispatchers.
+		const tooLargeAsync = "Request must be smaller than 1048576 bytes for the InvokeAsync operation"
+		if r.ContentLength > MaxAsyncPayload {
+			writeError(w, errTooLarge(tooLargeAsync))
+			return
+		}
+		payload, lerr := g.readBody(w, r, MaxAsyncPayload, tooLargeAsync)
+		if lerr != nil {
+			writeError(w, lerr)
+			return
+		}
+		g.enqueue(w, r, e, acct, ref.Qualifier, payload)
 		return
 	}
 	key := fnVersion{Account: acct, Function: ref.Name, Version: version}
@@ -111,6 +125,11 @@ func (g *Gateway) handleInvoke(w http.ResponseWriter, r *http.Request) {
 	}
 	if r.Header.Get(api.HeaderLogType) == "Tail" {
 		h.Set(wire.HdrLogTail, "tail")
+	}
+	setIdempotency(e, msg, r.Header)
+	if lerr := g.applyFault(r.Context(), e, msg, key, spec, timeoutMs, 1, api.TriggerSync); lerr != nil {
+		writeError(w, lerr)
+		return
 	}
 	// The worker enforces the function timeout; the gateway waits a little
 	// longer (cold-start phases included) so the worker's Sandbox.Timedout
@@ -420,4 +439,17 @@ func (e *fnEntry) provisioned(version string) bool {
 		}
 	}
 	return false
+}
+
+// setIdempotency names the function's platform idempotency to the worker,
+// with the header value its key may come from.
+func setIdempotency(e *fnEntry, msg *nats.Msg, h http.Header) {
+	ic := e.fn.Idempotency
+	if ic == nil {
+		return
+	}
+	msg.Header.Set(wire.HdrIdemConfig, wire.EncodeIdemConfig(ic))
+	if name, ok := strings.CutPrefix(ic.Key, "header:"); ok && h != nil {
+		msg.Header.Set(wire.HdrIdemKey, h.Get(name))
+	}
 }

@@ -143,7 +143,6 @@ var unimplemented = []struct{ method, prefix, contains, op string }{
 	{"GET", "/2018-10-31/layers", "", "ListLayers/GetLayerVersion"},
 	{"POST", "/2018-10-31/layers/", "", "PublishLayerVersion"},
 	{"", "/2015-03-31/event-source-mappings", "", "EventSourceMapping operations"},
-	{"", "/2019-09-25/functions/", "/event-invoke-config", "FunctionEventInvokeConfig operations"},
 	{"", "/2020-06-30/functions/", "/code-signing-config", "FunctionCodeSigningConfig operations"},
 	{"", "/2020-04-22/code-signing-configs", "", "CodeSigningConfig operations"},
 	{"", "/2021-11-15/functions/", "/response-streaming-invocations", "InvokeWithResponseStream"},

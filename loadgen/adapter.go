@@ -10,11 +10,15 @@ import (
 type ClientInvoker struct {
 	Client    *client.Client
 	Qualifier string
+	// InvocationType is RequestResponse (default) or Event: with Event a
+	// request counts as ok once the gateway stored it (202), and what
+	// happens to it later shows in the records.
+	InvocationType string
 }
 
 // Invoke calls the function through the gateway's Invoke API.
 func (c ClientInvoker) Invoke(ctx context.Context, function string, payload []byte) (Result, error) {
-	res, err := c.Client.Invoke(ctx, function, payload, client.InvokeOptions{Qualifier: c.Qualifier})
+	res, err := c.Client.Invoke(ctx, function, payload, client.InvokeOptions{Qualifier: c.Qualifier, InvocationType: c.InvocationType})
 	if err != nil {
 		return Result{}, err
 	}

@@ -47,6 +47,7 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		concurrency = fs.Int("concurrency", DefaultConcurrency, "cap on requests in flight; arrivals over it are dropped")
 		payload     = fs.String("payload", "{}", "event `JSON`; @FILE reads a file")
 		qualifier   = fs.String("qualifier", "", "version or alias to invoke")
+		invType     = fs.String("invocation-type", "RequestResponse", "RequestResponse, or Event: asynchronous load (each request counts once the event is stored)")
 		gateway     = fs.String("gateway", "", "gateway `URL` (default $"+client.EnvGateway+", else "+client.DefaultGatewayURL+")")
 		asJSON      = fs.Bool("json", false, "print the summary as one JSON object")
 		seed        = fs.Int64("seed", 7, "random seed of Poisson arrivals (the seed's simulator uses 7)")
@@ -154,7 +155,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		rc = startRecords(ctx, c, baseName(*function), 2*time.Second)
 	}
 
-	s, err := Run(ctx, ClientInvoker{Client: c, Qualifier: *qualifier}, cfg)
+	if *invType != "RequestResponse" && *invType != "Event" {
+		fmt.Fprintf(stderr, "coldstart load: --invocation-type %q: want RequestResponse or Event\n", *invType)
+		return 2
+	}
+	s, err := Run(ctx, ClientInvoker{Client: c, Qualifier: *qualifier, InvocationType: *invType}, cfg)
 	if err != nil {
 		if rc != nil {
 			rc.stop()

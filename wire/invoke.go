@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/coldstart-dev/coldstart/internal/api"
@@ -32,6 +34,17 @@ const (
 	// HdrFault (request): a fault the gateway injects into this
 	// invocation (wire.Fault*), carried out by the worker.
 	HdrFault = "Cs-Fault"
+	// HdrIdemConfig (request): the function's platform idempotency,
+	// "KEY;TTL_MS" (absent: off). It travels with every invocation, warm
+	// ones included, so a change applies from the next one.
+	HdrIdemConfig = "Cs-Idemcfg"
+	// HdrIdemKey (request): the value of the header a function's
+	// idempotency key names (header:NAME).
+	HdrIdemKey = "Cs-Idem"
+	// HdrReplayed (reply): "true" when the response is the one stored for
+	// an earlier invocation with the same idempotency key (the handler did
+	// not run).
+	HdrReplayed = "Cs-Replayed"
 	// HdrProvisioned (reply): "true" when a provisioned sandbox served it.
 	HdrProvisioned = "Cs-Prov"
 
@@ -184,4 +197,19 @@ func SplitRecords(data []byte) []api.Record {
 		}
 	}
 	return out
+}
+
+// EncodeIdemConfig renders a function's platform idempotency for
+// HdrIdemConfig; DecodeIdemConfig reads it back (nil: off or garbage).
+func EncodeIdemConfig(c *IdempotencyConfig) string {
+	return c.Key + ";" + strconv.FormatInt(c.TTLMs, 10)
+}
+
+func DecodeIdemConfig(v string) *IdempotencyConfig {
+	key, ttl, ok := strings.Cut(v, ";")
+	ms, err := strconv.ParseInt(ttl, 10, 64)
+	if !ok || err != nil || key == "" || ms <= 0 {
+		return nil
+	}
+	return &IdempotencyConfig{Key: key, TTLMs: ms}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/coldstart-dev/coldstart/wire"
 	"github.com/coldstart-dev/coldstart/worker/pool"
@@ -66,6 +67,9 @@ type Config struct {
 	// BootDelay is an emulated microVM boot added to every process
 	// sandbox's creation.
 	BootDelay time.Duration
+	// Redis holds the platform's idempotency records (nil: functions with
+	// idempotency on are refused, fail closed).
+	Redis redis.UniversalClient
 }
 
 // Node is a running worker.

@@ -194,6 +194,13 @@ func (n *Node) runProcess(m *nats.Msg, sb *pool.Sandbox, spec *wire.Spec, cold b
 		case <-fenced:
 		}
 	}
+	claim, answered := n.idemBefore(m, sb, spec, cold, received, deadline, initDur)
+	if answered {
+		close(done)
+		cancel()
+		st.reqID = ""
+		return
+	}
 	start := time.Now()
 	res, err := st.sb.Invoke(ctx, process.Invocation{RequestID: reqID, Payload: m.Data, Deadline: deadline, ClientContext: m.Header.Get(wire.HdrClientContext), InvokedARN: arn})
 	end := time.Now()
@@ -263,6 +270,9 @@ func (n *Node) runProcess(m *nats.Msg, sb *pool.Sandbox, spec *wire.Spec, cold b
 	n.m.invocations.Inc()
 	n.m.duration.Observe(elapsed.Seconds())
 	st.reqID = ""
+	if claim != nil {
+		n.settle(claim, res.Payload, res.ErrorType != "")
+	}
 	reset := res.Reset || faultResets(fault)
 	if reset {
 		n.closeProc(sb.ID, "FAILURE")

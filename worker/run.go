@@ -90,6 +90,10 @@ func (n *Node) run(m *nats.Msg, sb *pool.Sandbox, spec *wire.Spec, cold bool, re
 	if delay > 0 {
 		waitOrFence(n.scaled(min(delay, timeout)), fenced)
 	}
+	claim, answered := n.idemBefore(m, sb, spec, cold, received, received.Add(n.scaled(timeout)), initDur)
+	if answered {
+		return
+	}
 	start := time.Now()
 	waitOrFence(n.scaled(run), fenced)
 	end := time.Now()
@@ -155,6 +159,9 @@ func (n *Node) run(m *nats.Msg, sb *pool.Sandbox, spec *wire.Spec, cold bool, re
 	}
 	n.m.invocations.Inc()
 	n.m.duration.Observe(elapsed.Seconds())
+	if claim != nil {
+		n.settle(claim, r.Data, h.Get(wire.HdrFuncError) != "")
+	}
 	// A timed-out sandbox is reset: the next invocation cold-starts.
 	n.finish(sb, timedOut || faultResets(fault))
 	rec.ReleasedNs = time.Now().UnixNano()

@@ -114,6 +114,9 @@ func (c *embedded) serveAdmin(addr, dataDir string) (string, error) {
 }
 
 func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) > 0 && (args[0] == "inject" || args[0] == "clear") {
+		return chaosInject(ctx, args[0], args[1:], stdout, stderr)
+	}
 	fs := flag.NewFlagSet("chaos", flag.ContinueOnError)
 	admin := fs.String("admin", envOr("COLDSTART_ADMIN", "127.0.0.1:9100"), "admin address of `coldstart up`")
 	data := fs.String("data", envOr("COLDSTART_DATA", "./.coldstart"), "data directory of `coldstart up` (holds admin-token)")

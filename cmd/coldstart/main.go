@@ -30,6 +30,7 @@ var commands = map[string]command{
 	"logs":        {"print or follow a function's log lines", runLogs},
 	"load":        {"open-loop load generator", runLoad},
 	"records":     {"stream one JSON line per finished invocation", runRecords},
+	"dlq":         {"dead-lettered asynchronous events: list, show, redrive", runDLQ},
 	"check":       {"check invocation records against the limits and invariants (file, stdin or live)", runCheck},
 	"status":      {"cluster status: nodes, leader, sandboxes, in-flight against limits", runStatus},
 	"sim":         {"trace-driven simulator on the same policy code", runSim},

@@ -253,6 +253,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	var af authFlags
 	af.register(fs)
 	codeReplicas := fs.Int("code-replicas", 1, "copies of the code bucket when this gateway creates it (the NATS cluster's JetStream servers, at most)")
+	gwScale := fs.Float64("time-scale", 1, "divide the platform's asynchronous delays (retry waits, backoff, maximum event age) by this factor")
 	var rf recordsFlags
 	rf.register(fs)
 	if code := parseFlags(fs, args, stderr, "Usage: coldstart gateway [flags]\n\nRuns one gateway: the AWS Lambda HTTP API, routing over NATS.\n\nExample:\n  coldstart gateway --id g1 --listen 0.0.0.0:9000 --nats nats://127.0.0.1:4222 --gossip 127.0.0.1:7960 --join 127.0.0.1:7946"); code >= 0 {
@@ -264,7 +265,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "coldstart gateway:", err)
 		return 2
 	}
-	n, err := roles.StartGateway(roles.GatewayOptions{Common: common, Listen: *listen, CodeReplicas: *codeReplicas, Records: rf.config(), StrictAuth: af.strict, NoDefaultKey: af.noDefaultKey})
+	n, err := roles.StartGateway(roles.GatewayOptions{Common: common, Listen: *listen, CodeReplicas: *codeReplicas, Records: rf.config(), StrictAuth: af.strict, NoDefaultKey: af.noDefaultKey, TimeScale: *gwScale})
 	if err != nil {
 		fmt.Fprintln(stderr, "coldstart gateway:", err)
 		return 1

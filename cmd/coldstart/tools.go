@@ -71,6 +71,8 @@ func runFunction(ctx context.Context, args []string, stdout, stderr io.Writer) i
 		return functionList(ctx, args, stdout, stderr)
 	case "set-concurrency":
 		return functionSetConcurrency(ctx, args, stdout, stderr)
+	case "set-idempotency":
+		return functionSetIdempotency(ctx, args, stdout, stderr)
 	case "update-code":
 		return functionUpdateCode(ctx, args, stdout, stderr)
 	case "update-config":

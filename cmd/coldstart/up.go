@@ -9,9 +9,11 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/alicebob/miniredis/v2"
@@ -130,7 +132,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 1
 	}
 
-	redisAddr, err := c.startRedis(*redisURL, host, lay.Redis)
+	redisAddr, redisKind, err := c.startRedis(*redisURL, host, lay.Redis, filepath.Join(*data, "redis"))
 	if err != nil {
 		fmt.Fprintln(stderr, "coldstart up: redis:", err)
 		return 1
@@ -165,7 +167,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	for i := 0; i < *gateways; i++ {
 		id := fmt.Sprintf("gateway-%d", i+1)
 		addr := net.JoinHostPort(host, strconv.Itoa(gwPort+i))
-		o := roles.GatewayOptions{Common: common(id, lay.Gossip[3+*workers+i]), Listen: addr, Gatherer: reg, Records: rf.config(), StrictAuth: af.strict, NoDefaultKey: af.noDefaultKey}
+		o := roles.GatewayOptions{Common: common(id, lay.Gossip[3+*workers+i]), Listen: addr, Gatherer: reg, Records: rf.config(), StrictAuth: af.strict, NoDefaultKey: af.noDefaultKey, TimeScale: *timeScale}
 		c.define(id, func() (*roles.Node, error) { return roles.StartGateway(o) })
 		urls = append(urls, "http://"+addr)
 	}
@@ -206,7 +208,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stdout, "gateway-%d  %s   (Lambda API; dashboard %s/ ; metrics %s/metrics)\n", i+1, u, u, u)
 	}
 	fmt.Fprintf(stdout, "nats       %s\n", natsURL)
-	fmt.Fprintf(stdout, "redis      redis://%s\n", redisAddr)
+	fmt.Fprintf(stdout, "redis      redis://%s   (%s)\n", redisAddr, redisKind)
 	fmt.Fprintf(stdout, "data       %s\n", *data)
 	fmt.Fprintf(stdout, "secret     %s   (cluster secret: NATS logins, gossip encryption; keep it private)\n", secretPath)
 	fmt.Fprintf(stdout, "admin      http://%s   (chaos: coldstart chaos kill|pause|partition NODE; token in %s)\n", *admin, filepath.Join(*data, "admin-token"))
@@ -334,27 +336,70 @@ func (c *embedded) waitReady(ctx context.Context, workers int, timeout time.Dura
 	return fmt.Errorf("cluster not ready within %s (no placement leader or workers not registered)", timeout)
 }
 
-func (c *embedded) startRedis(url, host string, port int) (string, error) {
+// startRedis gives the cluster its Redis: the one at url; else the
+// machine's redis-server, spawned with its data in dir; else, and said so,
+// the embedded Redis-protocol server (no persistence). It returns the
+// address and which of the three it is.
+func (c *embedded) startRedis(url, host string, port int, dir string) (string, string, error) {
 	if url != "" {
 		opt, err := redis.ParseURL(url)
 		if err != nil {
-			return "", err
+			return "", "", err
 		}
-		cl := redis.NewClient(opt)
-		defer cl.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		if err := cl.Ping(ctx).Err(); err != nil {
-			return "", fmt.Errorf("%s: %w", url, err)
+		if err := pingRedis(opt.Addr, 2*time.Second); err != nil {
+			return "", "", fmt.Errorf("%s: %w", url, err)
 		}
-		return opt.Addr, nil
+		return opt.Addr, "yours, --redis", nil
+	}
+	addr := net.JoinHostPort(host, strconv.Itoa(port))
+	if bin, err := exec.LookPath("redis-server"); err == nil {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return "", "", err
+		}
+		cmd := exec.Command(bin, "--bind", host, "--port", strconv.Itoa(port), "--dir", dir, "--appendonly", "yes", "--save", "", "--protected-mode", "no", "--daemonize", "no", "--logfile", filepath.Join(dir, "redis.log"))
+		if err := cmd.Start(); err != nil {
+			return "", "", fmt.Errorf("redis-server: %w", err)
+		}
+		exited := make(chan error, 1)
+		go func() { exited <- cmd.Wait() }()
+		c.stopRedis = func() {
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-exited:
+			case <-time.After(5 * time.Second):
+				_ = cmd.Process.Kill()
+				<-exited
+			}
+		}
+		if err := pingRedis(addr, 5*time.Second); err != nil {
+			c.stopRedis()
+			c.stopRedis = nil
+			return "", "", fmt.Errorf("redis-server did not answer on %s (log: %s): %w", addr, filepath.Join(dir, "redis.log"), err)
+		}
+		return addr, "redis-server " + bin + ", data in " + dir, nil
 	}
 	m := miniredis.NewMiniRedis()
-	if err := m.StartAddr(net.JoinHostPort(host, strconv.Itoa(port))); err != nil {
-		return "", err
+	if err := m.StartAddr(addr); err != nil {
+		return "", "", err
 	}
 	c.stopRedis = m.Close
-	return m.Addr(), nil
+	return m.Addr(), "embedded Redis-protocol server: no redis-server on the PATH, nothing persists", nil
+}
+
+// pingRedis waits until the Redis at addr answers PING.
+func pingRedis(addr string, within time.Duration) error {
+	cl := redis.NewClient(&redis.Options{Addr: addr})
+	defer cl.Close()
+	deadline := time.Now().Add(within)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		err := cl.Ping(ctx).Err()
+		cancel()
+		if err == nil || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(50 * time.Millisecond) // redis-server starting: poll until the deadline
+	}
 }
 
 func loadLayout(dir, host string, placements, others int) (*layout, error) {

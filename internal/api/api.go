@@ -286,6 +286,10 @@ type Record struct {
 	Trigger string `json:"trigger,omitempty"`
 	// Fault is the kind of fault injected into this invocation ("": none).
 	Fault string `json:"fault,omitempty"`
+	// Replayed: the platform's idempotency answered with the response
+	// stored for an earlier invocation with the same key; the handler did
+	// not run.
+	Replayed bool `json:"replayed,omitempty"`
 }
 
 // Triggers of a Record.
@@ -308,6 +312,13 @@ const (
 	OutcomeFenced = "fenced"
 	// OutcomeThrottled: a 429 answered by a gateway (no sandbox was used).
 	OutcomeThrottled = "throttled"
+	// OutcomeRejected: the platform's idempotency refused the invocation
+	// (a duplicate still in progress, another payload under the key, no
+	// Redis): the handler did not run; Reason is the error type.
+	OutcomeRejected = "rejected"
+	// OutcomeInjected: an injected fault (error-before) failed the
+	// invocation before any sandbox ran it.
+	OutcomeInjected = "injected"
 )
 
 // Node is one cluster member in a Status.
@@ -358,7 +369,66 @@ type Status struct {
 	Accounts  []AccountStatus  `json:"accounts"`
 	Functions []FunctionStatus `json:"functions"`
 	Workers   []WorkerStatus   `json:"workers,omitempty"`
+	// Async is the queue of asynchronous invocations.
+	Async *AsyncStatus `json:"async,omitempty"`
 }
+
+// AsyncStatus is the state of the asynchronous invocation queue.
+type AsyncStatus struct {
+	Queued      int `json:"queued"`       // waiting for a dispatcher (retries included)
+	InFlight    int `json:"in_flight"`    // being invoked
+	Redelivered int `json:"redelivered"`  // delivered more than once and not yet done
+	DeadLetters int `json:"dead_letters"` // in the dead-letter stream
+}
+
+// DeadLetter is one event in the dead-letter stream (coldstart dlq).
+type DeadLetter struct {
+	RequestID              string `json:"RequestId"`
+	Function               string `json:"Function"`
+	Qualifier              string `json:"Qualifier,omitempty"`
+	Condition              string `json:"Condition"` // RetriesExhausted | EventAgeExceeded
+	ErrorCode              int    `json:"ErrorCode"`
+	ErrorMessage           string `json:"ErrorMessage"`
+	ApproximateInvokeCount int    `json:"ApproximateInvokeCount"`
+	EnqueuedNs             int64  `json:"EnqueuedNs"`
+	DeadLetteredNs         int64  `json:"DeadLetteredNs"`
+	Sequence               uint64 `json:"Sequence"`
+	Payload                string `json:"Payload,omitempty"`
+}
+
+// FaultInput is the body of PUT /coldstart/v1/functions/{name}/fault
+// (coldstart chaos inject): a kind of wire.FaultKinds, hit at Rate (drawn
+// from Seed) or at the invocation numbers Nth, for ForSeconds (0: until
+// cleared); DelayMs is add-delay's delay.
+type FaultInput struct {
+	Kind       string  `json:"Kind"`
+	Rate       float64 `json:"Rate,omitempty"`
+	Seed       int64   `json:"Seed,omitempty"`
+	Nth        []int   `json:"Nth,omitempty"`
+	ForSeconds float64 `json:"ForSeconds,omitempty"`
+	DelayMs    int64   `json:"DelayMs,omitempty"`
+}
+
+// IdempotencyInput is the body of PUT
+// /coldstart/v1/functions/{name}/idempotency: Key is request-id,
+// header:NAME or json:PATH.
+type IdempotencyInput struct {
+	Key        string  `json:"Key"`
+	TTLSeconds float64 `json:"TTLSeconds"`
+}
+
+// FunctionOptions answers the options API.
+type FunctionOptions struct {
+	Fault       any `json:"Fault"`
+	Idempotency any `json:"Idempotency"`
+}
+
+// PathFunctionOptions prefixes the options API: PathFunctionOptions +
+// NAME + "/fault" or "/idempotency".
+const PathFunctionOptions = "/coldstart/v1/functions/"
+
+// PathDLQ is the dead-letter API.
+const PathDLQ = "/coldstart/v1/dlq"
 
 // WorkerStatus is one worker's line in a Status: its sandboxes, and the
 // isolation in force for its process sandboxes.

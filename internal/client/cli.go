@@ -29,8 +29,9 @@ func InvokeMain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 	gateway := fs.String("gateway", "", gatewayHelp)
 	logTail := fs.Bool("log", false, "print the last 4 KB of the function's log to stderr")
 	verbose := fs.Bool("v", false, "print request id, cold/warm, durations, sandbox and worker to stderr")
+	invType := fs.String("invocation-type", "RequestResponse", "RequestResponse (wait for the answer), Event (queue it: 202, retried by the platform) or DryRun")
 	fs.Usage = Usage(fs, "coldstart invoke NAME [flags]",
-		"Invoke a function synchronously and print its answer.",
+		"Invoke a function and print its answer (or, with --invocation-type Event, its request id once the event is stored).",
 		`coldstart invoke hello --payload '{"name":"ada"}' -v`)
 	pos, code := parse(fs, args, stdout, stderr)
 	if code >= 0 {
@@ -50,10 +51,20 @@ func InvokeMain(ctx context.Context, args []string, stdin io.Reader, stdout, std
 		fmt.Fprintf(stderr, "coldstart invoke: %v\n", err)
 		return 2
 	}
-	res, err := c.Invoke(ctx, pos[0], body, InvokeOptions{Qualifier: *qualifier, LogTail: *logTail})
+	switch *invType {
+	case "RequestResponse", "Event", "DryRun":
+	default:
+		fmt.Fprintf(stderr, "coldstart invoke: --invocation-type %q: want RequestResponse, Event or DryRun\n", *invType)
+		return 2
+	}
+	res, err := c.Invoke(ctx, pos[0], body, InvokeOptions{Qualifier: *qualifier, LogTail: *logTail, InvocationType: *invType})
 	if err != nil {
 		fmt.Fprintln(stderr, Describe(err, c.BaseURL()))
 		return 1
+	}
+	if *invType != "RequestResponse" {
+		fmt.Fprintf(stdout, "%d %s: request %s\n", res.StatusCode, map[string]string{"Event": "accepted", "DryRun": "would run"}[*invType], dash(res.RequestID))
+		return 0
 	}
 	if len(res.Payload) > 0 {
 		stdout.Write(res.Payload)

@@ -101,6 +101,7 @@ func Permissions(role, id string) *server.Permissions {
 		pub = append(pub, logsRead...)
 		pub = append(pub, recordsAdmin...)
 		pub = append(pub, recordsRead...)
+		pub = append(pub, asyncGateway...)
 		return &server.Permissions{
 			Publish: allow(pub...),
 			Subscribe: allow(
@@ -131,8 +132,11 @@ func Permissions(role, id string) *server.Permissions {
 		// logs and records streams' read requests and publish nothing
 		// else.
 		return &server.Permissions{
-			Publish:   allow(slices.Concat(logsRead, recordsRead)...),
-			Subscribe: allow(wire.SubjectRecords, wire.SubjectRecords+".>", inbox),
+			Publish: allow(slices.Concat(logsRead, recordsRead)...),
+			// cs.dest.>: the destination records of asynchronous
+			// invocations sent to nats: destinations, for the user's
+			// consumers.
+			Subscribe: allow(wire.SubjectRecords, wire.SubjectRecords+".>", "cs.dest.>", inbox),
 		}
 	}
 	return nil
@@ -198,6 +202,24 @@ var (
 		"$JS.API.CONSUMER.DELETE." + recordsStream + ".*",   // ... deleted when done, and on its resets
 	}
 )
+
+// asyncGateway is what a gateway's asynchronous invocations need: storing
+// events (a JetStream publish on cs.events.<acct>.<fn>), dispatching them
+// through the shared durable consumer (fetch, ack, nak with delay,
+// in-progress), the dead-letter stream (publish, list, delete on redrive),
+// the per-event attempt state (KV bucket cs-async), and destination
+// records on cs.dest.>. Only the gateway's own streams are named.
+var asyncGateway = []string{
+	"cs.events.>", "cs.dlq.>", "cs.dest.>",
+	"$JS.API.INFO",
+	"$JS.API.STREAM.*.CS_EVENTS", "$JS.API.STREAM.*.CS_DLQ", "$JS.API.STREAM.*.KV_cs-async",
+	"$JS.API.STREAM.MSG.*.CS_DLQ", "$JS.API.STREAM.MSG.*.KV_cs-async",
+	"$JS.API.CONSUMER.*.CS_EVENTS", "$JS.API.CONSUMER.*.CS_EVENTS.>", "$JS.API.CONSUMER.MSG.NEXT.CS_EVENTS.*",
+	"$JS.API.CONSUMER.*.CS_DLQ", "$JS.API.CONSUMER.*.CS_DLQ.>", "$JS.API.CONSUMER.MSG.NEXT.CS_DLQ.*",
+	"$JS.API.DIRECT.GET.KV_cs-async.>", "$JS.API.DIRECT.GET.CS_DLQ.>",
+	"$JS.ACK.CS_EVENTS.>", "$JS.ACK.CS_DLQ.>",
+	"$KV.cs-async.>",
+}
 
 func allow(subjects ...string) *server.SubjectPermission {
 	// A copy: callers pass the shared grant lists.

@@ -231,6 +231,9 @@ type GatewayOptions struct {
 	// StrictAuth and NoDefaultKey are gateway.Config's.
 	StrictAuth   bool
 	NoDefaultKey bool
+	// TimeScale divides the platform's delays of asynchronous invocations
+	// (gateway.Config.TimeScale).
+	TimeScale float64
 }
 
 // StartGateway starts a gateway.
@@ -260,7 +263,7 @@ func StartGateway(o GatewayOptions) (*Node, error) {
 		return nil, err
 	}
 	n.Members = ml
-	gw, err := gateway.Start(gateway.Config{ID: o.ID, Listen: o.Listen, NATS: nc, Placement: placement.NewClient(nc, 900*time.Millisecond), Members: memberView{ml}, Registry: o.Registry, Gatherer: o.Gatherer, Logger: o.Logger, Code: code, StrictAuth: o.StrictAuth, NoDefaultKey: o.NoDefaultKey})
+	gw, err := gateway.Start(gateway.Config{ID: o.ID, Listen: o.Listen, NATS: nc, Placement: placement.NewClient(nc, 900*time.Millisecond), Members: memberView{ml}, Registry: o.Registry, Gatherer: o.Gatherer, Logger: o.Logger, Code: code, StrictAuth: o.StrictAuth, NoDefaultKey: o.NoDefaultKey, TimeScale: o.TimeScale})
 	if err != nil {
 		ml.Kill()
 		nc.Close()

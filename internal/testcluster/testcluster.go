@@ -150,7 +150,7 @@ func New(t testing.TB, o Options) *Cluster {
 	}
 	for i := 1; i <= o.Gateways; i++ {
 		id := fmt.Sprintf("gateway-%d", i)
-		c.specs[id] = spec{role: membership.RoleGateway, g: roles.GatewayOptions{Common: c.common(id, freeAddr(t)), Listen: "127.0.0.1:0", StrictAuth: o.StrictAuth, NoDefaultKey: o.NoDefaultKey}}
+		c.specs[id] = spec{role: membership.RoleGateway, g: roles.GatewayOptions{Common: c.common(id, freeAddr(t)), Listen: "127.0.0.1:0", StrictAuth: o.StrictAuth, NoDefaultKey: o.NoDefaultKey, TimeScale: o.TimeScale}}
 		c.order = append(c.order, id)
 	}
 	// Placement nodes start in parallel: each waits for the others' Raft.

@@ -552,6 +552,10 @@ func (s *Sandbox) Invoke(ctx context.Context, inv Invocation) (Result, error) {
 	if inv.Deadline.IsZero() {
 		inv.Deadline = start.Add(3 * time.Second)
 	}
+	// The runtime learns the deadline in whole milliseconds
+	// (Lambda-Runtime-Deadline-Ms): the platform's own timer uses the same
+	// instant, so a handler whose context expired cannot answer "in time".
+	inv.Deadline = inv.Deadline.Truncate(time.Millisecond)
 	if inv.InvokedARN == "" {
 		inv.InvokedARN = s.arn
 	}
