@@ -220,6 +220,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	memory := fs.Int("memory", 0, "memory MB for sandboxes (0: unlimited)")
 	keep := fs.Duration("keep-alive", 10*time.Minute, "default keep-alive TTL of idle sandboxes")
 	scale := fs.Float64("time-scale", 1, "divide modelled delays by this factor")
+	redisURL := fs.String("redis", envOr("COLDSTART_REDIS", ""), "Redis `URL` of the platform's idempotency records (redis://host:port); without it, functions with idempotency on are refused")
 	logInv := fs.Bool("log-invocations", false, "print START/END/REPORT lines")
 	codeCache := fs.String("code-cache", "", "directory code bundles are unpacked in; sandboxes run as other uids, so every parent directory needs o+x (default $TMPDIR/coldstart-code-<id>)")
 	scratch := fs.String("scratch", "", "directory of the sandboxes' scratch (/tmp) directories (default $TMPDIR/coldstart-scratch-<id>)")
@@ -233,7 +234,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		fmt.Fprintln(stderr, "coldstart worker:", err)
 		return 2
 	}
-	n, err := roles.StartWorker(roles.WorkerOptions{Common: common, Capacity: *capacity, MemoryMB: *memory, KeepAlive: *keep, TimeScale: *scale, LogInvocations: *logInv, CodeCacheDir: *codeCache, ScratchDir: *scratch, BootDelay: *bootDelay})
+	n, err := roles.StartWorker(roles.WorkerOptions{Common: common, Capacity: *capacity, MemoryMB: *memory, KeepAlive: *keep, TimeScale: *scale, LogInvocations: *logInv, CodeCacheDir: *codeCache, ScratchDir: *scratch, BootDelay: *bootDelay, RedisURL: *redisURL})
 	if err != nil {
 		fmt.Fprintln(stderr, "coldstart worker:", err)
 		return 1

@@ -157,7 +157,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	for i := 0; i < *workers; i++ {
 		id := fmt.Sprintf("worker-%d", i+1)
-		o := roles.WorkerOptions{Common: common(id, lay.Gossip[3+i]), Capacity: *capacity, KeepAlive: *keepAlive, TimeScale: *timeScale, LogInvocations: *logInv, BootDelay: *bootDelay}
+		o := roles.WorkerOptions{Common: common(id, lay.Gossip[3+i]), Capacity: *capacity, KeepAlive: *keepAlive, TimeScale: *timeScale, LogInvocations: *logInv, BootDelay: *bootDelay, RedisURL: "redis://" + redisAddr}
 		if *codeCache != "" {
 			o.CodeCacheDir = filepath.Join(*codeCache, id)
 		}

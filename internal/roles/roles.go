@@ -13,6 +13,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/coldstart-dev/coldstart/codestore"
 	"github.com/coldstart-dev/coldstart/gateway"
@@ -98,9 +99,10 @@ type Node struct {
 	Worker    *worker.Node
 	Gateway   *gateway.Gateway
 
-	obs  *observerMux
-	logs *logstream.Publisher // a worker's function logs
-	once sync.Once
+	obs     *observerMux
+	logs    *logstream.Publisher // a worker's function logs
+	closers []func()             // clients the node owns (a worker's Redis)
+	once    sync.Once
 }
 
 func connect(c Common, role string) (*nats.Conn, error) {
@@ -175,6 +177,10 @@ type WorkerOptions struct {
 	// ScratchDir and BootDelay are worker.Config's.
 	ScratchDir string
 	BootDelay  time.Duration
+	// RedisURL is the Redis of the platform's idempotency records
+	// (redis://host:port); empty: functions with idempotency on are
+	// refused (fail closed).
+	RedisURL string
 }
 
 // StartWorker starts a worker.
@@ -194,9 +200,22 @@ func StartWorker(o WorkerOptions) (*Node, error) {
 		o.CodeCacheBytes = DefaultCodeCacheBytes
 	}
 	code := codestore.NewCache(dir, &lazyReader{nc: nc}, o.CodeCacheBytes)
+	var rc redis.UniversalClient
+	if o.RedisURL != "" {
+		opt, err := redis.ParseURL(o.RedisURL)
+		if err != nil {
+			nc.Close()
+			return nil, fmt.Errorf("--redis %s: %w", o.RedisURL, err)
+		}
+		// Short timeouts: a Redis that does not answer fails the
+		// invocation closed rather than hold its sandbox.
+		opt.DialTimeout, opt.ReadTimeout, opt.WriteTimeout = 500*time.Millisecond, time.Second, time.Second
+		rc = redis.NewClient(opt)
+		n.closers = append(n.closers, func() { rc.Close() })
+	}
 	n.logs = logstream.NewPublisher(nc)
 	wn, err := worker.Start(worker.Config{ID: o.ID, NATS: nc, Placement: placement.NewClient(nc, time.Second), Capacity: o.Capacity, MemoryMB: o.MemoryMB, KeepAlive: o.KeepAlive, Reuse: o.Reuse, ReconcileEvery: o.ReconcileEvery, TimeScale: o.TimeScale, Registry: reg, Logger: o.Logger, LogInvocations: o.LogInvocations, GrantKey: o.GrantKey(),
-		Code: code, ScratchDir: o.ScratchDir, BootDelay: o.BootDelay, Logs: publishLog(n.logs)})
+		Code: code, ScratchDir: o.ScratchDir, BootDelay: o.BootDelay, Logs: publishLog(n.logs), Redis: rc})
 	if err != nil {
 		n.logs.Close()
 		nc.Close()
@@ -297,6 +316,9 @@ func (n *Node) stop(graceful bool) {
 		}
 		if n.Worker != nil {
 			n.Worker.Stop()
+		}
+		for _, c := range n.closers {
+			c()
 		}
 		if n.logs != nil {
 			n.logs.Close() // the sandboxes' last lines, before the connection goes

@@ -44,8 +44,11 @@ type Options struct {
 	KeepAlive                    time.Duration
 	Reuse                        pool.Reuse
 	TimeScale                    float64
-	ReconcileEvery               time.Duration
-	Grace                        time.Duration
+	// RedisURL is the workers' Redis for the platform's idempotency
+	// (StartRedis starts a real redis-server).
+	RedisURL       string
+	ReconcileEvery time.Duration
+	Grace          time.Duration
 	// Raft and Member override RaftTiming and MemberTiming (zero: those).
 	Raft   placement.Timing
 	Member membership.Timing
@@ -144,7 +147,7 @@ func New(t testing.TB, o Options) *Cluster {
 	}
 	for i := 1; i <= o.Workers; i++ {
 		id := fmt.Sprintf("worker-%d", i)
-		c.specs[id] = spec{role: membership.RoleWorker, w: roles.WorkerOptions{Common: c.common(id, freeAddr(t)), Capacity: o.WorkerCapacity, KeepAlive: o.KeepAlive, Reuse: o.Reuse, ReconcileEvery: o.ReconcileEvery, TimeScale: o.TimeScale,
+		c.specs[id] = spec{role: membership.RoleWorker, w: roles.WorkerOptions{Common: c.common(id, freeAddr(t)), Capacity: o.WorkerCapacity, KeepAlive: o.KeepAlive, Reuse: o.Reuse, ReconcileEvery: o.ReconcileEvery, TimeScale: o.TimeScale, RedisURL: o.RedisURL,
 			CodeCacheDir: sandboxDir(t, "coldstart-code-"+id), ScratchDir: sandboxDir(t, "coldstart-scratch-"+id), BootDelay: o.BootDelay}}
 		c.order = append(c.order, id)
 	}
