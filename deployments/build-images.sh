@@ -175,7 +175,7 @@ if [ "$redis" = no ]; then
 	exit 0
 fi
 if [ ! -x /usr/bin/redis-server ] || [ ! -x /usr/bin/redis-cli ]; then
-	msg="redis-server/redis-cli not installed (apt-get install -y redis-server): $redis_image not built; run compose without --profile redis"
+	msg="redis-server/redis-cli not installed (apt-get install -y redis-server): $redis_image not built; start compose without it: docker-compose up -d \$(docker-compose config --services | grep -vx redis)"
 	if [ "$redis" = yes ]; then
 		echo "build-images.sh: $msg" >&2
 		exit 1
