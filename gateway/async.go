@@ -281,9 +281,15 @@ func (g *Gateway) dispatch(m jetstream.Msg) {
 	g.m.asyncAge.Observe(age.Seconds())
 	e := g.lookup(context.Background(), acct, fn)
 	if e == nil {
-		// Deleted since it was queued: Lambda drops its events.
-		g.m.asyncDropped.Inc()
-		_ = m.Ack()
+		if g.functionGone(acct, fn) {
+			// Deleted since it was queued: Lambda drops its events.
+			g.m.asyncDropped.Inc()
+			_ = m.Ack()
+			return
+		}
+		// Placement cannot say (no leader yet, a gateway just started):
+		// the event waits, it is never dropped on a guess.
+		_ = m.NakWithDelay(g.backoff(int(meta.NumDelivered)))
 		return
 	}
 	cfg := e.fn.EventConfigs[eventConfigKey(qual)]
@@ -353,6 +359,23 @@ func (g *Gateway) dispatch(m jetstream.Msg) {
 		_ = m.Ack()
 		g.dropState(reqID)
 	}
+}
+
+// functionGone reports whether placement, asked now, has no such
+// function; false when it cannot be asked.
+func (g *Gateway) functionGone(acct, fn string) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	sn, err := g.pl.ReadLeader(ctx)
+	if err != nil || sn == nil {
+		return false
+	}
+	for _, f := range sn.Functions {
+		if f.Account == acct && f.Name == fn {
+			return false
+		}
+	}
+	return true
 }
 
 func (g *Gateway) scaledAckWait() time.Duration {
