@@ -99,6 +99,10 @@ func FormatStatus(w io.Writer, s api.Status) error {
 		fmt.Fprintln(ew)
 	}
 
+	if a := s.Async; a != nil {
+		fmt.Fprintf(ew, "Async events: %d queued, %d in flight, %d redelivered, %d dead-lettered\n\n", a.Queued, a.InFlight, a.Redelivered, a.DeadLetters)
+	}
+
 	accounts := append([]api.AccountStatus(nil), s.Accounts...)
 	sort.SliceStable(accounts, func(i, j int) bool { return accounts[i].Account < accounts[j].Account })
 	if len(accounts) == 0 {

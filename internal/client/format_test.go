@@ -39,6 +39,7 @@ func TestFormatStatus(t *testing.T) {
 	var b bytes.Buffer
 	st := sampleStatus()
 	st.Workers = []api.WorkerStatus{{ID: "worker-1", Idle: 2, Busy: 1, Processes: 3, Limits: "rlimit+uid"}}
+	st.Async = &api.AsyncStatus{Queued: 7, InFlight: 2, DeadLetters: 1}
 	if err := FormatStatus(&b, st); err != nil {
 		t.Fatal(err)
 	}
@@ -60,7 +61,7 @@ func TestFormatStatus(t *testing.T) {
 	for _, want := range []string{
 		"placement 2/3 up, gateway 1/1 up, worker 1/1 up",
 		"IN-FLIGHT", "250", "1000", "25%",
-		"RESERVED", "SANDBOX LIMITS", "rlimit+uid",
+		"RESERVED", "SANDBOX LIMITS", "rlimit+uid", "Async events: 7 queued, 2 in flight, 0 redelivered, 1 dead-lettered",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("missing %q in:\n%s", want, out)
