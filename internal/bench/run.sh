@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs coldstart's performance benchmarks (goals P1, P2, P3, P4, P5, P7 of
-# quality.md), each beside its same-run baseline, and prints a table of
-# medians and the goal verdicts. About 9 minutes on 2 cores.
+# quality.md, and P8 of asynchronous invocations), each beside its same-run
+# baseline, and prints a table of medians and the goal verdicts. About 12
+# minutes on 2 cores.
 #
 #   internal/bench/run.sh              # everything
 #   BENCH_OUT=/tmp/b internal/bench/run.sh   # keep the raw output there
@@ -48,6 +49,11 @@ run -test.bench '^BenchmarkP5WorkerKill$' -test.benchtime 9x -test.count 1
 run -test.bench '^BenchmarkP5WorkerPause$' -test.benchtime 9x -test.count 1
 run -test.bench '^BenchmarkOverload20x$' -test.benchtime 1x -test.count 1
 run -test.bench '^BenchmarkColdBurst1000$' -test.benchtime 3x -test.count 2
+# P8: Event invocations accepted and dispatched, and platform idempotency
+# (needs redis-server; skipped without it).
+run -test.bench '^BenchmarkP8AcceptEvents$' -test.benchtime 10x -test.count 5
+run -test.bench '^BenchmarkP8DispatchLag$' -test.benchtime 2x -test.count 5
+run -test.bench '^BenchmarkIdempotencyOverhead$' -test.benchtime 3000x -test.count 5
 for i in 1 2 3; do
 	run -test.bench '^BenchmarkP7Scale$' -test.benchtime 1x -test.count 1
 done
