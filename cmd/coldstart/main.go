@@ -31,6 +31,7 @@ var commands = map[string]command{
 	"load":        {"open-loop load generator", runLoad},
 	"records":     {"stream one JSON line per finished invocation", runRecords},
 	"dlq":         {"dead-lettered asynchronous events: list, show, redrive", runDLQ},
+	"retries":     {"report what each request went through across its deliveries, and which handlers ran more than once", runRetries},
 	"check":       {"check invocation records against the limits and invariants (file, stdin or live)", runCheck},
 	"status":      {"cluster status: nodes, leader, sandboxes, in-flight against limits", runStatus},
 	"sim":         {"trace-driven simulator on the same policy code", runSim},
