@@ -44,7 +44,7 @@ type Config struct {
 	// placement (releases that failed are retried then too).
 	ReconcileEvery time.Duration
 	// TimeScale divides every modelled delay (cold-start phases, handler
-	// durations); 1 is real time.
+	// durations) and the keep-alive; 1 is real time.
 	TimeScale float64
 	// RenewEvery is how often the worker renews its lease (see lease.go);
 	// 0 means wire.RenewEvery(wire.DefaultLeaseTTL).
@@ -123,10 +123,11 @@ func Start(cfg Config) (*Node, error) {
 		cfg.RenewEvery = wire.RenewEvery(wire.DefaultLeaseTTL)
 	}
 	n := &Node{
-		cfg:       cfg,
-		log:       cfg.Logger.With("node", cfg.ID, "role", "worker"),
-		nc:        cfg.NATS,
-		pool:      pool.New(pool.Config{Reuse: cfg.Reuse, TTL: cfg.KeepAlive}),
+		cfg: cfg,
+		log: cfg.Logger.With("node", cfg.ID, "role", "worker"),
+		nc:  cfg.NATS,
+		// Keep-alive is a platform delay too: --time-scale compresses it.
+		pool:      pool.New(pool.Config{Reuse: cfg.Reuse, TTL: time.Duration(float64(cfg.KeepAlive) / cfg.TimeScale)}),
 		warmSubs:  map[pool.Key]*nats.Subscription{},
 		dropping:  map[string]bool{},
 		running:   map[string]chan struct{}{},
@@ -384,7 +385,7 @@ func (n *Node) handleCold(m *nats.Msg) {
 		n.replyStatus(m, wire.StatusError, "ServiceException", "sandbox "+id+" already exists")
 		return
 	}
-	sb := n.pool.Add(id, k, n.now(), spec.KeepAlive)
+	sb := n.pool.Add(id, k, n.now(), n.scaled(spec.KeepAlive))
 	sb.Value = spec
 	n.inflight++
 	fc := make(chan struct{})

@@ -522,3 +522,17 @@ func TestNoWarmStartBetweenNewIncarnationAndVoiding(t *testing.T) {
 		}
 	}
 }
+
+// TestTimeScaleCompressesKeepAlive: --time-scale is about every platform
+// delay: a 30 s keep-alive at scale 100 evicts an idle sandbox after 0.3 s.
+func TestTimeScaleCompressesKeepAlive(t *testing.T) {
+	h := newHarness(t, 30*time.Second, func(c *Config, _ *fakePlacement) { c.TimeScale = 100 })
+	t0 := time.Now()
+	if r := h.send(t, wire.InvokeSubject("w1"), "sb1", spec(time.Millisecond, time.Second), `{}`); r.Header.Get(wire.HdrStatus) != wire.StatusOK {
+		t.Fatalf("cold: %v", r.Header)
+	}
+	waitFor(t, "eviction", func() bool { return h.fake.has("sb1") && h.w.Stats().Idle == 0 })
+	if d := time.Since(t0); d < 250*time.Millisecond {
+		t.Fatalf("evicted after %v, before the scaled keep-alive (300 ms)", d)
+	}
+}

@@ -219,7 +219,7 @@ func runWorker(ctx context.Context, args []string, stdout, stderr io.Writer) int
 	capacity := fs.Int("capacity", 5000, "sandbox slots")
 	memory := fs.Int("memory", 0, "memory MB for sandboxes (0: unlimited)")
 	keep := fs.Duration("keep-alive", 10*time.Minute, "default keep-alive TTL of idle sandboxes")
-	scale := fs.Float64("time-scale", 1, "divide modelled delays by this factor")
+	scale := fs.Float64("time-scale", 1, "divide modelled delays and the keep-alive by this factor")
 	redisURL := fs.String("redis", envOr("COLDSTART_REDIS", ""), "Redis `URL` of the platform's idempotency records (redis://host:port); without it, functions with idempotency on are refused")
 	logInv := fs.Bool("log-invocations", false, "print START/END/REPORT lines")
 	codeCache := fs.String("code-cache", "", "directory code bundles are unpacked in; sandboxes run as other uids, so every parent directory needs o+x (default $TMPDIR/coldstart-code-<id>)")

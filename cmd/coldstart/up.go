@@ -67,7 +67,7 @@ func runUp(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	capacity := fs.Int("worker-capacity", 5000, "sandbox slots per worker")
 	keepAlive := fs.Duration("keep-alive", 10*time.Minute, "keep-alive TTL of idle sandboxes (functions may override)")
 	rate := fs.String("scale-rate", "1000/10s", "per-function scaling rate: N/WINDOW new sandboxes, or 'off'")
-	timeScale := fs.Float64("time-scale", 1, "divide every modelled delay by this factor (drills)")
+	timeScale := fs.Float64("time-scale", 1, "divide every modelled and platform delay by this factor (drills): cold starts, handler durations, keep-alive, asynchronous retry waits, backoff and maximum event age")
 	logInv := fs.Bool("log-invocations", false, "print START/END/REPORT lines for every invocation")
 	verbose := fs.Bool("verbose", false, "platform logs at debug level")
 	codeCache := fs.String("code-cache", "", "directory the workers unpack code bundles in, one subdirectory each; sandboxes run as other uids, so every parent needs o+x (default $TMPDIR/coldstart-code-<worker>)")
