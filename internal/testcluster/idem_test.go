@@ -12,6 +12,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
 	"github.com/coldstart-dev/coldstart/internal/api"
 	"github.com/coldstart-dev/coldstart/internal/testcluster"
@@ -171,4 +172,64 @@ func TestIdempotencyUnderPlatformFaults(t *testing.T) {
 		t.Fatal("no invocation was hit by the fault: nothing was tested")
 	}
 	t.Logf("%d events, %d results lost to crash-after-handler, every handler ran once", n, crashed)
+}
+
+// TestIdempotencyWorkerCrashInProgress: a worker dies while a handler
+// holds its idempotency key INPROGRESS. Retries are refused as in progress
+// until the key expires with the invocation's deadline; then exactly one
+// attempt runs and completes.
+func TestIdempotencyWorkerCrashInProgress(t *testing.T) {
+	rd := testcluster.StartRedis(t)
+	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 2, RedisURL: rd.URL(), TimeScale: 30})
+	rec := c.Records()
+	ctx := context.Background()
+	url := c.GatewayURL(0)
+	cl := sdkClient(url, "test", "test")
+	if _, err := cl.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("slow"), Runtime: "provided.al2023", Role: aws.String("r"),
+		Code: &types.FunctionCode{ZipFile: buildHandler(t, "v1")}, Timeout: aws.Int32(3)}); err != nil {
+		t.Fatal(err)
+	}
+	setIdempotency(t, url, "slow", "request-id")
+	invokeEvent(t, cl, "slow", `{"sleep_ms":2000}`)
+	var victim string
+	if err := c.WaitFor(func() bool {
+		for _, id := range c.IDs("worker") {
+			if n := c.Node(id); n != nil && n.Worker != nil && n.Worker.Stats().Busy == 1 {
+				victim = id
+				return true
+			}
+		}
+		return false
+	}, 10*time.Second); err != nil {
+		t.Fatal("the event never ran")
+	}
+	killed := time.Now()
+	c.Kill(victim)
+	// The retry runs once the key expired (the 3 s deadline), on the
+	// other worker, and completes.
+	var ok []api.Record
+	if err := c.WaitFor(func() bool {
+		ok = ok[:0]
+		for _, r := range rec.Everything() {
+			if r.Function == "slow" && r.Outcome == api.OutcomeOK && !r.Replayed {
+				ok = append(ok, r)
+			}
+		}
+		return len(ok) >= 1
+	}, 30*time.Second); err != nil {
+		t.Fatal("no attempt completed after the crash")
+	}
+	if len(ok) != 1 || ok[0].Worker == victim {
+		t.Fatalf("completed attempts %+v (victim %s)", ok, victim)
+	}
+	if started := time.Unix(0, ok[0].StartNs); started.Before(killed.Add(500 * time.Millisecond)) {
+		t.Fatalf("the retry ran at %v, before the in-progress key could expire", started.Sub(killed))
+	}
+	rejected := 0
+	for _, r := range rec.Everything() {
+		if r.Function == "slow" && r.Outcome == api.OutcomeRejected && r.Reason == "IdempotencyAlreadyInProgressException" {
+			rejected++
+		}
+	}
+	t.Logf("retried after the crash: %d refused while the key was in progress, then one completed on %s", rejected, ok[0].Worker)
 }
