@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -86,6 +87,10 @@ type asyncState struct {
 }
 
 type async struct {
+	// This gateway's counts of Lambda's async metrics (also on /metrics),
+	// for status.
+	received, dropped, deadLetterErrors, destinationFailures atomic.Int64
+
 	js      jetstream.JetStream
 	kv      jetstream.KeyValue
 	events  jetstream.Stream
@@ -206,6 +211,7 @@ func (g *Gateway) enqueue(w http.ResponseWriter, r *http.Request, e *fnEntry, ac
 		return
 	}
 	g.m.asyncReceived.Inc()
+	g.async.received.Add(1)
 	w.WriteHeader(http.StatusAccepted)
 }
 
@@ -284,6 +290,7 @@ func (g *Gateway) dispatch(m jetstream.Msg) {
 		if g.functionGone(acct, fn) {
 			// Deleted since it was queued: Lambda drops its events.
 			g.m.asyncDropped.Inc()
+			g.async.dropped.Add(1)
 			_ = m.Ack()
 			return
 		}
@@ -467,6 +474,7 @@ func (g *Gateway) invokeEvent(e *fnEntry, acct, qual, reqID string, payload []by
 // the OnFailure destination, then the event leaves the queue.
 func (g *Gateway) failEvent(m jetstream.Msg, e *fnEntry, qual, reqID string, st asyncState, condition string, out outcome) {
 	g.m.asyncDropped.Inc()
+	g.async.dropped.Add(1)
 	dl := nats.NewMsg(dlqPrefix + e.fn.Account + "." + e.fn.Name)
 	dl.Data = m.Data()
 	for k, v := range m.Headers() {
@@ -493,6 +501,7 @@ func (g *Gateway) failEvent(m jetstream.Msg, e *fnEntry, qual, reqID string, st 
 	defer cancel()
 	if _, err := g.async.js.PublishMsg(ctx, dl); err != nil {
 		g.m.deadLetterErrors.Inc()
+		g.async.deadLetterErrors.Add(1)
 		g.log.Warn("dead-letter publish failed", "request", reqID, "err", err)
 	}
 	cfg := e.fn.EventConfigs[eventConfigKey(qual)]
@@ -582,6 +591,7 @@ func (g *Gateway) deliver(from *fnEntry, dest string, record []byte) {
 	}
 	if err != nil {
 		g.m.destinationFailures.Inc()
+		g.async.destinationFailures.Add(1)
 		g.log.Warn("destination delivery failed", "destination", dest, "err", err)
 	}
 }

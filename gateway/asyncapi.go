@@ -288,7 +288,8 @@ func (g *Gateway) asyncStatus(ctx context.Context) *api.AsyncStatus {
 	if g.async == nil {
 		return nil
 	}
-	out := &api.AsyncStatus{}
+	a := g.async
+	out := &api.AsyncStatus{Gateway: g.cfg.ID, Received: a.received.Load(), Dropped: a.dropped.Load(), DeadLetterErrors: a.deadLetterErrors.Load(), DestinationDeliveryFailures: a.destinationFailures.Load()}
 	if ci, err := g.async.cons.Info(ctx); err == nil {
 		out.Queued = int(ci.NumPending)
 		out.InFlight = ci.NumAckPending

@@ -379,6 +379,13 @@ type AsyncStatus struct {
 	InFlight    int `json:"in_flight"`    // being invoked
 	Redelivered int `json:"redelivered"`  // delivered more than once and not yet done
 	DeadLetters int `json:"dead_letters"` // in the dead-letter stream
+	// Lambda's async metrics as counted by the gateway that answered
+	// (each gateway's are on its /metrics).
+	Gateway                     string `json:"gateway,omitempty"`
+	Received                    int64  `json:"async_events_received"`
+	Dropped                     int64  `json:"async_events_dropped"`
+	DeadLetterErrors            int64  `json:"dead_letter_errors"`
+	DestinationDeliveryFailures int64  `json:"destination_delivery_failures"`
 }
 
 // DeadLetter is one event in the dead-letter stream (coldstart dlq).

@@ -100,7 +100,8 @@ func FormatStatus(w io.Writer, s api.Status) error {
 	}
 
 	if a := s.Async; a != nil {
-		fmt.Fprintf(ew, "Async events: %d queued, %d in flight, %d redelivered, %d dead-lettered\n\n", a.Queued, a.InFlight, a.Redelivered, a.DeadLetters)
+		fmt.Fprintf(ew, "Async events: %d queued, %d in flight, %d redelivered, %d dead-lettered\n", a.Queued, a.InFlight, a.Redelivered, a.DeadLetters)
+		fmt.Fprintf(ew, "  %s: AsyncEventsReceived %d, AsyncEventsDropped %d, DeadLetterErrors %d, DestinationDeliveryFailures %d\n\n", dash(a.Gateway), a.Received, a.Dropped, a.DeadLetterErrors, a.DestinationDeliveryFailures)
 	}
 
 	accounts := append([]api.AccountStatus(nil), s.Accounts...)

@@ -191,6 +191,23 @@ func TestAsyncPoisonEvent(t *testing.T) {
 	if r := recordsOf(rec, "poison")[d.RequestID][3]; r.Trigger != api.TriggerRedrive {
 		t.Fatalf("redriven attempt %+v", r)
 	}
+	// Lambda's async metrics, on /metrics and in status.
+	body := metricsOf(t, url)
+	for _, m := range []string{"async_events_received_total", "async_events_dropped_total", "dead_letter_errors_total", "destination_delivery_failures_total", "async_event_age_seconds_count"} {
+		if !strings.Contains(body, "coldstart_gateway_"+m) {
+			t.Errorf("/metrics lacks %s", m)
+		}
+	}
+	resp, err = http.Get(url + api.PathStatus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st api.Status
+	json.NewDecoder(resp.Body).Decode(&st)
+	resp.Body.Close()
+	if st.Async == nil || st.Async.Received != 2 || st.Async.Dropped != 2 || st.Async.DeadLetters != 1 || st.Async.Queued != 0 {
+		t.Fatalf("status async %+v", st.Async)
+	}
 }
 
 // TestAsyncEdges: 404 at once for a missing function or alias, 413 past 1
