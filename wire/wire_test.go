@@ -146,3 +146,23 @@ func TestGrantToken(t *testing.T) {
 		t.Error("a token without a key")
 	}
 }
+
+// FuzzDecodeIdemConfig: the idempotency header of an invocation never
+// decodes into a config that does not render back the same.
+func FuzzDecodeIdemConfig(f *testing.F) {
+	for _, s := range []string{"request-id;3600000", "json:order.id;1000", "header:X;", ";5", "a;b", "k;-1", "k;99999999999999999999"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		c := DecodeIdemConfig(s)
+		if c == nil {
+			return
+		}
+		if c.Key == "" || c.TTLMs <= 0 {
+			t.Fatalf("%q decoded to %+v", s, *c)
+		}
+		if back := DecodeIdemConfig(EncodeIdemConfig(c)); back == nil || *back != *c {
+			t.Fatalf("%q: %+v does not round-trip", s, *c)
+		}
+	})
+}

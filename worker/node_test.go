@@ -536,3 +536,24 @@ func TestTimeScaleCompressesKeepAlive(t *testing.T) {
 		t.Fatalf("evicted after %v, before the scaled keep-alive (300 ms)", d)
 	}
 }
+
+// FuzzIdemKey: any payload and key path give a key or an error, never a
+// panic; the same input always gives the same key.
+func FuzzIdemKey(f *testing.F) {
+	f.Add("json:order_id", []byte(`{"order_id":"o-1"}`))
+	f.Add("json:a.b[0]", []byte(`{"a":{"b":[1,2]}}`))
+	f.Add("json:[a,b]", []byte(`not json`))
+	f.Add("header:X-Key", []byte(`{}`))
+	f.Add("request-id", []byte(``))
+	f.Fuzz(func(t *testing.T, key string, payload []byte) {
+		m := nats.NewMsg("x")
+		m.Header.Set(wire.HdrRequestID, "req-1")
+		m.Data = payload
+		cfg := &wire.IdempotencyConfig{Key: key, TTLMs: 1000}
+		k1, err1 := idemKey(cfg, m)
+		k2, err2 := idemKey(cfg, m)
+		if k1 != k2 || (err1 == nil) != (err2 == nil) {
+			t.Fatalf("idemKey(%q, %q) not deterministic: %q/%v then %q/%v", key, payload, k1, err1, k2, err2)
+		}
+	})
+}
