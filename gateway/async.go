@@ -300,7 +300,13 @@ func (g *Gateway) dispatch(m jetstream.Msg) {
 		return
 	}
 	cfg := e.fn.EventConfigs[eventConfigKey(qual)]
-	st := g.loadState(reqID)
+	// State exists only after a delivery that failed: a first delivery
+	// skips the round trip (most events have none).
+	var st asyncState
+	hadState := meta.NumDelivered > 1 || h.Get(hdrEvTrigger) == api.TriggerRedrive
+	if hadState {
+		st = g.loadState(reqID)
+	}
 	if age > g.scaled(time.Duration(cfg.MaxAgeSeconds())*time.Second) {
 		g.failEvent(m, e, qual, reqID, st, "EventAgeExceeded", outcome{})
 		return
@@ -364,7 +370,9 @@ func (g *Gateway) dispatch(m jetstream.Msg) {
 			g.deliver(e, d, destinationRecord(e, qual, reqID, "Success", st.Invokes, m.Data(), out))
 		}
 		_ = m.Ack()
-		g.dropState(reqID)
+		if hadState {
+			g.dropState(reqID)
+		}
 	}
 }
 
