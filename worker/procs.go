@@ -6,7 +6,6 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
-	"math"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -220,28 +219,9 @@ func (n *Node) runProcess(m *nats.Msg, sb *pool.Sandbox, spec *wire.Spec, cold b
 	if elapsed <= 0 {
 		elapsed = end.Sub(start)
 	}
-	billed := int64(math.Ceil(float64(elapsed+initDur) / float64(time.Millisecond)))
-	rec := api.Record{
-		RequestID: reqID, Account: sb.Key.Account, Function: sb.Key.Function, Version: sb.Key.Version,
-		Sandbox: sb.ID, Worker: n.cfg.ID, ReceivedNs: received.UnixNano(), StartNs: start.UnixNano(), EndNs: end.UnixNano(),
-		Cold: cold, InitMs: ms(initDur), DurationMs: ms(elapsed), BilledMs: billed, MemoryMB: spec.MemoryMB,
-		GBs: float64(billed) / 1000 * float64(spec.MemoryMB) / 1024, Outcome: api.OutcomeOK,
-		CodeSha256: spec.CodeSha256, Revision: spec.Revision, Provisioned: sb.Provisioned, MaxMemoryMB: res.MaxMemoryMB,
-		Attempt: attemptOf(m), Trigger: triggerOf(m),
-	}
-	if cold {
-		rec.GrantedNs, _ = strconv.ParseInt(m.Header.Get(wire.HdrGranted), 10, 64)
-	}
-	r := nats.NewMsg(m.Reply)
+	rec, r := n.finished(m, sb, spec, cold, received, start, end, elapsed, initDur)
+	rec.MaxMemoryMB = res.MaxMemoryMB
 	h := r.Header
-	h.Set(wire.HdrStatus, wire.StatusOK)
-	h.Set(wire.HdrWorker, n.cfg.ID)
-	h.Set(wire.HdrSandbox, sb.ID)
-	h.Set(wire.HdrCold, strconv.FormatBool(cold))
-	h.Set(wire.HdrInitMs, strconv.FormatFloat(rec.InitMs, 'f', 2, 64))
-	h.Set(wire.HdrDurMs, strconv.FormatFloat(rec.DurationMs, 'f', 2, 64))
-	h.Set(wire.HdrBilledMs, strconv.FormatInt(billed, 10))
-	h.Set(wire.HdrProvisioned, strconv.FormatBool(sb.Provisioned))
 	timedOut := res.ErrorType == "Sandbox.Timedout"
 	switch {
 	case timedOut:

@@ -107,28 +107,8 @@ func (n *Node) run(m *nats.Msg, sb *pool.Sandbox, spec *wire.Spec, cold bool, re
 	}
 	// Billed duration includes the init phase (Lambda bills INIT since
 	// Aug 2025; the seed's model does too), rounded up to 1 ms.
-	billed := int64(math.Ceil(float64(elapsed+initDur) / float64(time.Millisecond)))
-	rec := api.Record{
-		RequestID: reqID, Account: sb.Key.Account, Function: sb.Key.Function, Version: sb.Key.Version,
-		Sandbox: sb.ID, Worker: n.cfg.ID, ReceivedNs: received.UnixNano(), StartNs: start.UnixNano(), EndNs: end.UnixNano(),
-		Cold: cold, InitMs: ms(initDur), DurationMs: ms(elapsed), BilledMs: billed, MemoryMB: spec.MemoryMB,
-		GBs: float64(billed) / 1000 * float64(spec.MemoryMB) / 1024, Outcome: api.OutcomeOK,
-		Attempt: attemptOf(m), Trigger: triggerOf(m),
-	}
-	if cold {
-		rec.GrantedNs, _ = strconv.ParseInt(m.Header.Get(wire.HdrGranted), 10, 64)
-	}
-	r := nats.NewMsg(m.Reply)
+	rec, r := n.finished(m, sb, spec, cold, received, start, end, elapsed, initDur)
 	h := r.Header
-	h.Set(wire.HdrStatus, wire.StatusOK)
-	h.Set(wire.HdrWorker, n.cfg.ID)
-	h.Set(wire.HdrSandbox, sb.ID)
-	h.Set(wire.HdrCold, strconv.FormatBool(cold))
-	h.Set(wire.HdrInitMs, strconv.FormatFloat(rec.InitMs, 'f', 2, 64))
-	h.Set(wire.HdrDurMs, strconv.FormatFloat(rec.DurationMs, 'f', 2, 64))
-	h.Set(wire.HdrBilledMs, strconv.FormatInt(billed, 10))
-	h.Set(wire.HdrProvisioned, strconv.FormatBool(sb.Provisioned))
-	rec.Provisioned, rec.Revision = sb.Provisioned, spec.Revision
 	switch {
 	case timedOut:
 		rec.Outcome = api.OutcomeTimeout
@@ -167,6 +147,36 @@ func (n *Node) run(m *nats.Msg, sb *pool.Sandbox, spec *wire.Spec, cold bool, re
 	rec.ReleasedNs = time.Now().UnixNano()
 	n.respond(m, r, &rec, timeout)
 	n.records.Add(rec)
+}
+
+// finished builds the record and the reply headers of an invocation that
+// ran on sb (both runtimes): the outcome is ok until the caller says
+// otherwise. Billed duration includes the init phase (Lambda bills INIT
+// since Aug 2025; the seed's model does too), rounded up to 1 ms.
+func (n *Node) finished(m *nats.Msg, sb *pool.Sandbox, spec *wire.Spec, cold bool, received, start, end time.Time, elapsed, initDur time.Duration) (api.Record, *nats.Msg) {
+	billed := int64(math.Ceil(float64(elapsed+initDur) / float64(time.Millisecond)))
+	rec := api.Record{
+		RequestID: m.Header.Get(wire.HdrRequestID), Account: sb.Key.Account, Function: sb.Key.Function, Version: sb.Key.Version,
+		Sandbox: sb.ID, Worker: n.cfg.ID, ReceivedNs: received.UnixNano(), StartNs: start.UnixNano(), EndNs: end.UnixNano(),
+		Cold: cold, InitMs: ms(initDur), DurationMs: ms(elapsed), BilledMs: billed, MemoryMB: spec.MemoryMB,
+		GBs: float64(billed) / 1000 * float64(spec.MemoryMB) / 1024, Outcome: api.OutcomeOK,
+		CodeSha256: spec.CodeSha256, Revision: spec.Revision, Provisioned: sb.Provisioned,
+		Attempt: attemptOf(m), Trigger: triggerOf(m),
+	}
+	if cold {
+		rec.GrantedNs, _ = strconv.ParseInt(m.Header.Get(wire.HdrGranted), 10, 64)
+	}
+	r := nats.NewMsg(m.Reply)
+	h := r.Header
+	h.Set(wire.HdrStatus, wire.StatusOK)
+	h.Set(wire.HdrWorker, n.cfg.ID)
+	h.Set(wire.HdrSandbox, sb.ID)
+	h.Set(wire.HdrCold, strconv.FormatBool(cold))
+	h.Set(wire.HdrInitMs, strconv.FormatFloat(rec.InitMs, 'f', 2, 64))
+	h.Set(wire.HdrDurMs, strconv.FormatFloat(rec.DurationMs, 'f', 2, 64))
+	h.Set(wire.HdrBilledMs, strconv.FormatInt(billed, 10))
+	h.Set(wire.HdrProvisioned, strconv.FormatBool(sb.Provisioned))
+	return rec, r
 }
 
 // reportLines renders Lambda's START/END/REPORT lines.
