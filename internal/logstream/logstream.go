@@ -12,13 +12,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/coldstart-dev/coldstart/internal/jsutil"
 )
 
 // Stream is the JetStream stream of log lines.
@@ -92,24 +93,7 @@ func (c Config) streamConfig() jetstream.StreamConfig {
 // call it on start, several at once: an update is idempotent and the
 // server accepts creating an identical stream.
 func Ensure(ctx context.Context, nc *nats.Conn, cfg Config) error {
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
-	sc := cfg.streamConfig()
-	for attempt := 0; ; attempt++ {
-		_, err = js.CreateOrUpdateStream(ctx, sc)
-		// Two creators racing with different settings: the loser's
-		// create fails as "in use"; its update then applies.
-		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) && attempt < 3 {
-			continue
-		}
-		break
-	}
-	if err != nil {
-		return fmt.Errorf("logs stream %s: %w", Stream, err)
-	}
-	return nil
+	return jsutil.EnsureStream(ctx, nc, cfg.streamConfig(), "logs")
 }
 
 // Entry is one log line.
