@@ -144,11 +144,14 @@ func (g *Gateway) startAsync() error {
 		return fmt.Errorf("dispatch consumer: %w", err)
 	}
 	n := g.cfg.Dispatchers
-	if n <= 0 {
+	if n == 0 {
 		n = DefaultDispatchers
 	}
-	a.slots = make(chan struct{}, n)
 	g.async = a
+	if n < 0 {
+		return nil // this gateway stores events; others dispatch them
+	}
+	a.slots = make(chan struct{}, n)
 	a.wg.Add(1)
 	go g.dispatchLoop()
 	return nil
