@@ -167,7 +167,6 @@ func (n *Node) runProcess(m *nats.Msg, sb *pool.Sandbox, spec *wire.Spec, cold b
 	} else {
 		n.m.warm.Inc()
 	}
-	st.reqID = reqID
 	timeout := time.Duration(spec.TimeoutMs) * time.Millisecond
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -182,8 +181,6 @@ func (n *Node) runProcess(m *nats.Msg, sb *pool.Sandbox, spec *wire.Spec, cold b
 	if sb.Key.Version != "$LATEST" {
 		arn += ":" + sb.Key.Version
 	}
-	// START goes to the stream before the function's own lines.
-	n.logLine(sb, reqID, "platform", "START RequestId: "+reqID+" Version: "+sb.Key.Version)
 	fault, delay := faultOf(m)
 	deadline := time.Now().Add(timeout)
 	if delay > 0 {
@@ -193,13 +190,17 @@ func (n *Node) runProcess(m *nats.Msg, sb *pool.Sandbox, spec *wire.Spec, cold b
 		case <-fenced:
 		}
 	}
+	// idemBefore may answer and give the sandbox back: nothing of it (st
+	// included) is touched after that.
 	claim, answered := n.idemBefore(m, sb, spec, cold, received, deadline, initDur)
 	if answered {
 		close(done)
 		cancel()
-		st.reqID = ""
 		return
 	}
+	st.reqID = reqID
+	// START goes to the stream before the function's own lines.
+	n.logLine(sb, reqID, "platform", "START RequestId: "+reqID+" Version: "+sb.Key.Version)
 	start := time.Now()
 	res, err := st.sb.Invoke(ctx, process.Invocation{RequestID: reqID, Payload: m.Data, Deadline: deadline, ClientContext: m.Header.Get(wire.HdrClientContext), InvokedARN: arn})
 	end := time.Now()

@@ -252,6 +252,9 @@ func Start(ctx context.Context, cfg Config) (*Sandbox, Phases, error) {
 	fail := func(err error) (*Sandbox, Phases, error) {
 		var e *Error
 		if errors.As(err, &e) && e.Logs == nil {
+			// What the process wrote before it failed may still be in the
+			// pipe: the log reader has not necessarily run since.
+			s.drainLogs()
 			s.logMu.Lock()
 			e.Logs = append([]byte(nil), s.initLog.b...)
 			s.logMu.Unlock()
