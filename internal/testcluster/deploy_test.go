@@ -129,11 +129,13 @@ func TestProvisionedSpillover(t *testing.T) {
 	if _, err := cl.PutProvisionedConcurrencyConfig(ctx, &lambda.PutProvisionedConcurrencyConfigInput{FunctionName: aws.String("pc"), Qualifier: aws.String("1"), ProvisionedConcurrentExecutions: aws.Int32(3)}); err != nil {
 		t.Fatal(err)
 	}
+	var last *lambda.GetProvisionedConcurrencyConfigOutput
 	if err := c.WaitFor(func() bool {
 		g, err := cl.GetProvisionedConcurrencyConfig(ctx, &lambda.GetProvisionedConcurrencyConfigInput{FunctionName: aws.String("pc"), Qualifier: aws.String("1")})
+		last = g
 		return err == nil && g.Status == types.ProvisionedConcurrencyStatusEnumReady
-	}, 30*time.Second); err != nil {
-		t.Fatal("provisioned concurrency never READY")
+	}, 60*time.Second); err != nil {
+		t.Fatalf("provisioned concurrency never READY: %+v", last)
 	}
 	start := time.Now()
 	var wg sync.WaitGroup

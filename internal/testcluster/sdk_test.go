@@ -197,11 +197,13 @@ func TestOfficialSDK(t *testing.T) {
 	if err != nil || pc.Status == types.ProvisionedConcurrencyStatusEnumFailed {
 		t.Fatalf("PutProvisionedConcurrencyConfig: %+v %v", pc, err)
 	}
+	var last *lambda.GetProvisionedConcurrencyConfigOutput
 	if err := c.WaitFor(func() bool {
 		g, err := cl.GetProvisionedConcurrencyConfig(ctx, &lambda.GetProvisionedConcurrencyConfigInput{FunctionName: aws.String("hello"), Qualifier: aws.String("2")})
+		last = g
 		return err == nil && g.Status == types.ProvisionedConcurrencyStatusEnumReady && aws.ToInt32(g.AllocatedProvisionedConcurrentExecutions) == 2
-	}, 30*time.Second); err != nil {
-		t.Fatal("provisioned concurrency never READY")
+	}, 60*time.Second); err != nil {
+		t.Fatalf("provisioned concurrency never READY: %+v", last)
 	}
 	warm, err := cl.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("hello"), Qualifier: aws.String("2"), Payload: []byte(`{}`)})
 	if err != nil || warm.FunctionError != nil {
