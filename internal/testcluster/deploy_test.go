@@ -135,7 +135,10 @@ func TestProvisionedSpillover(t *testing.T) {
 		last = g
 		return err == nil && g.Status == types.ProvisionedConcurrencyStatusEnumReady
 	}, 60*time.Second); err != nil {
-		t.Fatalf("provisioned concurrency never READY: %+v", last)
+		if last != nil {
+			t.Fatalf("provisioned concurrency never READY: %s, allocated %d of %d: %s", last.Status, aws.ToInt32(last.AllocatedProvisionedConcurrentExecutions), aws.ToInt32(last.RequestedProvisionedConcurrentExecutions), aws.ToString(last.StatusReason))
+		}
+		t.Fatal("provisioned concurrency never READY")
 	}
 	start := time.Now()
 	var wg sync.WaitGroup

@@ -203,7 +203,10 @@ func TestOfficialSDK(t *testing.T) {
 		last = g
 		return err == nil && g.Status == types.ProvisionedConcurrencyStatusEnumReady && aws.ToInt32(g.AllocatedProvisionedConcurrentExecutions) == 2
 	}, 60*time.Second); err != nil {
-		t.Fatalf("provisioned concurrency never READY: %+v", last)
+		if last != nil {
+			t.Fatalf("provisioned concurrency never READY: %s, allocated %d of %d: %s", last.Status, aws.ToInt32(last.AllocatedProvisionedConcurrentExecutions), aws.ToInt32(last.RequestedProvisionedConcurrentExecutions), aws.ToString(last.StatusReason))
+		}
+		t.Fatal("provisioned concurrency never READY")
 	}
 	warm, err := cl.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("hello"), Qualifier: aws.String("2"), Payload: []byte(`{}`)})
 	if err != nil || warm.FunctionError != nil {
