@@ -7,8 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
-	"io"
-	"net/http"
 	"os"
 	"os/exec"
 	"strings"
@@ -105,26 +103,7 @@ func TestDeployAtPeak(t *testing.T) {
 	t.Logf("%d invocations, %d sandboxes, new code %d runs (%d cold)", calls.Load(), len(bySandbox), newRuns, newCold)
 }
 
-func metricsOf(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
-}
-
-func grepLines(s, sub string) string {
-	var out []string
-	for _, l := range strings.Split(s, "\n") {
-		if strings.Contains(l, sub) {
-			out = append(out, l)
-		}
-	}
-	return strings.Join(out, "\n")
-}
+func metricsOf(t *testing.T, url string) string { return testcluster.Metrics(t, url) }
 
 // TestCorruptCodeBundle: a bundle that no longer matches its digest is
 // refused with a typed, retryable error naming the problem; the worker

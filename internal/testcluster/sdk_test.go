@@ -1,16 +1,12 @@
 package testcluster_test
 
 import (
-	"archive/zip"
 	"bytes"
 	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -18,7 +14,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/aws/smithy-go"
@@ -30,36 +25,13 @@ import (
 	"github.com/coldstart-dev/coldstart/internal/testcluster"
 )
 
-// buildHandler builds testdata/sdkfn (an aws-lambda-go handler) tagged
-// with tag, and zips it as a provided.al2023 bundle.
+// buildHandler builds testdata/sdkfn tagged with tag, zipped.
 func buildHandler(t *testing.T, tag string) []byte {
-	t.Helper()
-	dir := t.TempDir()
-	cmd := exec.Command("go", "build", "-ldflags", "-X main.tag="+tag, "-o", filepath.Join(dir, "bootstrap"), "./testdata/sdkfn")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building the handler: %v\n%s", err, out)
-	}
-	bin, err := os.ReadFile(filepath.Join(dir, "bootstrap"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	h := &zip.FileHeader{Name: "bootstrap", Method: zip.Deflate}
-	h.SetMode(0o755)
-	w, _ := zw.CreateHeader(h)
-	w.Write(bin)
-	zw.Close()
-	return buf.Bytes()
+	return testcluster.BuildGoHandler(t, "./testdata/sdkfn", tag)
 }
 
 func sdkClient(url, key, secret string) *lambda.Client {
-	return lambda.New(lambda.Options{
-		Region:       "us-east-1",
-		BaseEndpoint: aws.String(url),
-		Credentials:  credentials.NewStaticCredentialsProvider(key, secret, ""),
-	})
+	return testcluster.SDKClient(url, key, secret)
 }
 
 type answer struct {

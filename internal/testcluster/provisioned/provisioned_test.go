@@ -3,21 +3,13 @@
 package provisioned_test
 
 import (
-	"archive/zip"
-	"bytes"
 	"context"
-	"io"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
@@ -27,44 +19,15 @@ import (
 	"github.com/coldstart-dev/coldstart/internal/testcluster"
 )
 
-// buildHandler builds testdata/sdkfn (an aws-lambda-go handler) tagged
-// with tag, and zips it as a provided.al2023 bundle.
 func buildHandler(t *testing.T, tag string) []byte {
-	t.Helper()
-	dir := t.TempDir()
-	cmd := exec.Command("go", "build", "-ldflags", "-X main.tag="+tag, "-o", filepath.Join(dir, "bootstrap"), "./testdata/sdkfn")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building the handler: %v\n%s", err, out)
-	}
-	bin, err := os.ReadFile(filepath.Join(dir, "bootstrap"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	h := &zip.FileHeader{Name: "bootstrap", Method: zip.Deflate}
-	h.SetMode(0o755)
-	w, _ := zw.CreateHeader(h)
-	w.Write(bin)
-	zw.Close()
-	return buf.Bytes()
+	return testcluster.BuildGoHandler(t, "../testdata/sdkfn", tag)
 }
 
 func sdkClient(url, key, secret string) *lambda.Client {
-	return lambda.New(lambda.Options{Region: "us-east-1", BaseEndpoint: aws.String(url), Credentials: credentials.NewStaticCredentialsProvider(key, secret, "")})
+	return testcluster.SDKClient(url, key, secret)
 }
 
-func metricsOf(t *testing.T, url string) string {
-	t.Helper()
-	resp, err := http.Get(url + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return string(b)
-}
+func metricsOf(t *testing.T, url string) string { return testcluster.Metrics(t, url) }
 
 func grepLines(s, sub string) string {
 	var out []string
