@@ -182,6 +182,21 @@ func eventID(account, function, invocationID string) string {
 	return s[0:8] + "-" + s[8:12] + "-" + s[12:16] + "-" + s[16:20] + "-" + s[20:32]
 }
 
+// eventMsg is an event for CS_EVENTS: accepted now (its age starts now),
+// stored once per msgID.
+func eventMsg(account, function, qualifier, reqID, msgID, trigger string, payload []byte) *nats.Msg {
+	m := nats.NewMsg(eventSubject(account, function))
+	m.Data = payload
+	m.Header.Set(jetstream.MsgIDHeader, msgID)
+	m.Header.Set(hdrEvReq, reqID)
+	m.Header.Set(hdrEvAcct, account)
+	m.Header.Set(hdrEvFn, function)
+	m.Header.Set(hdrEvQual, qualifier)
+	m.Header.Set(hdrEvTrigger, trigger)
+	m.Header.Set(hdrEvEnq, strconv.FormatInt(time.Now().UnixNano(), 10))
+	return m
+}
+
 // enqueue stores an Event invocation and answers 202.
 func (g *Gateway) enqueue(w http.ResponseWriter, r *http.Request, e *fnEntry, acct, qualifier string, payload []byte) {
 	if g.async == nil {
@@ -193,15 +208,7 @@ func (g *Gateway) enqueue(w http.ResponseWriter, r *http.Request, e *fnEntry, ac
 		reqID = eventID(acct, e.fn.Name, inv)
 		w.Header().Set(api.HeaderRequestID, reqID)
 	}
-	m := nats.NewMsg(eventSubject(acct, e.fn.Name))
-	m.Data = payload
-	m.Header.Set(jetstream.MsgIDHeader, reqID)
-	m.Header.Set(hdrEvReq, reqID)
-	m.Header.Set(hdrEvAcct, acct)
-	m.Header.Set(hdrEvFn, e.fn.Name)
-	m.Header.Set(hdrEvQual, qualifier)
-	m.Header.Set(hdrEvTrigger, api.TriggerEvent)
-	m.Header.Set(hdrEvEnq, strconv.FormatInt(time.Now().UnixNano(), 10))
+	m := eventMsg(acct, e.fn.Name, qualifier, reqID, reqID, api.TriggerEvent, payload)
 	if ic := e.fn.Idempotency; ic != nil {
 		if name, ok := strings.CutPrefix(ic.Key, "header:"); ok {
 			m.Header.Set(wire.HdrIdemKey, r.Header.Get(name))
@@ -587,16 +594,7 @@ func (g *Gateway) deliver(from *fnEntry, dest string, record []byte) {
 			break
 		}
 		id := newRequestID()
-		m := nats.NewMsg(eventSubject(from.fn.Account, ref.Name))
-		m.Data = record
-		m.Header.Set(jetstream.MsgIDHeader, id)
-		m.Header.Set(hdrEvReq, id)
-		m.Header.Set(hdrEvAcct, from.fn.Account)
-		m.Header.Set(hdrEvFn, ref.Name)
-		m.Header.Set(hdrEvQual, ref.Qualifier)
-		m.Header.Set(hdrEvTrigger, api.TriggerEvent)
-		m.Header.Set(hdrEvEnq, strconv.FormatInt(time.Now().UnixNano(), 10))
-		_, err = g.async.js.PublishMsg(ctx, m)
+		_, err = g.async.js.PublishMsg(ctx, eventMsg(from.fn.Account, ref.Name, ref.Qualifier, id, id, api.TriggerEvent, record))
 	default:
 		err = errors.New("unsupported destination " + dest)
 	}

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/coldstart-dev/coldstart/internal/api"
 	"github.com/coldstart-dev/coldstart/wire"
@@ -262,16 +261,9 @@ func (g *Gateway) handleDLQRedrive(w http.ResponseWriter, r *http.Request) {
 		if in.RequestID != "" && id != in.RequestID {
 			continue
 		}
-		m := nats.NewMsg(eventSubject(g.account(r), d.header.Get(hdrEvFn)))
-		m.Data = d.data
-		for _, k := range []string{hdrEvReq, hdrEvAcct, hdrEvFn, hdrEvQual, hdrEvEnq} {
-			m.Header.Set(k, d.header.Get(k))
-		}
 		// A redriven event gets a fresh age: Lambda's maximum age is about
 		// the time in the queue, and a redrive is a new enqueue.
-		m.Header.Set(hdrEvEnq, strconv.FormatInt(time.Now().UnixNano(), 10))
-		m.Header.Set(hdrEvTrigger, api.TriggerRedrive)
-		m.Header.Set(jetstream.MsgIDHeader, id+"/redrive/"+strconv.FormatUint(d.seq, 10))
+		m := eventMsg(g.account(r), d.header.Get(hdrEvFn), d.header.Get(hdrEvQual), id, id+"/redrive/"+strconv.FormatUint(d.seq, 10), api.TriggerRedrive, d.data)
 		if _, err := g.async.js.PublishMsg(r.Context(), m); err != nil {
 			writeError(w, errService("redrive of "+id+": "+err.Error()))
 			return
