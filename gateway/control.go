@@ -277,7 +277,11 @@ func (g *Gateway) handleRecords(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ch := make(chan []byte, 65536)
+	var seen recordstream.Seen
 	sub, err := g.nc.Subscribe(wire.SubjectRecords, func(m *nats.Msg) {
+		if !seen.First(m) {
+			return // a batch published again while its acknowledgement was late
+		}
 		select {
 		case ch <- m.Data:
 		default: // a reader that cannot keep up loses records, not the gateway

@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/coldstart-dev/coldstart/internal/api"
+	"github.com/coldstart-dev/coldstart/internal/recordstream"
 	"github.com/coldstart-dev/coldstart/wire"
 )
 
@@ -109,8 +110,8 @@ type Gateway struct {
 	subWatch dropWatch
 	inflight inFlight
 	rate     *rateLimiter
-	gateways atomic.Int64        // gateways sharing each account's rate
-	recs     *wire.RecordBatcher // throttled records, for the checker
+	gateways atomic.Int64            // gateways sharing each account's rate
+	recs     *recordstream.Publisher // throttled records, for the checker
 	// hint is the highest index an event announced since the event loop
 	// last looked; kick wakes the loop.
 	hint   atomic.Uint64
@@ -167,7 +168,7 @@ func Start(cfg Config) (*Gateway, error) {
 	g := &Gateway{cfg: cfg, log: cfg.Logger.With("node", cfg.ID, "role", "gateway"), nc: cfg.NATS, pl: cfg.Placement, cache: newCache(cfg.Placement, cfg.Now), done: make(chan struct{}), kick: make(chan struct{}, 1)}
 	g.inflight.max = int64(cfg.MaxInFlight)
 	g.rate = newRateLimiter(cfg.RateFactor, cfg.Now)
-	g.recs = wire.NewRecordBatcher(cfg.NATS)
+	g.recs = recordstream.NewPublisher(cfg.NATS)
 	g.m = newMetrics(cfg.Registry, cfg.ID)
 	g.countGateways()
 	ln, err := net.Listen("tcp", cfg.Listen)

@@ -82,7 +82,7 @@ func (c *recordsCluster) publish(recs ...api.Record) {
 		c.t.Fatal(err)
 	}
 	want := st.CachedInfo().State.Msgs + 1
-	b := wire.NewRecordBatcher(c.pub)
+	b := recordstream.NewPublisher(c.pub)
 	for _, r := range recs {
 		b.Add(r)
 	}

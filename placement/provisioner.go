@@ -140,6 +140,7 @@ func (n *Node) provisionOnce() {
 			if resp.Error != nil || g == nil || g.Sandbox == nil {
 				// A throttle or no capacity: Lambda keeps the config
 				// IN_PROGRESS and tries again.
+				n.log.Debug("provisioner: no grant", "function", key, "err", resp.Error)
 				break
 			}
 			n.prov.mu.Lock()
@@ -186,6 +187,13 @@ func (n *Node) prewarm(key string, sb Sandbox, token string, spec wire.Spec) {
 	default:
 		// Busy (no lease) or unreachable: the worker created nothing.
 		// Give the grant back; the next round places it again.
+		why := "no answer"
+		if err != nil {
+			why = err.Error()
+		} else if reply != nil {
+			why = reply.Header.Get(wire.HdrStatus) + ": " + reply.Header.Get(wire.HdrError)
+		}
+		n.log.Warn("provisioner: pre-warm not done, grant given back", "sandbox", sb.ID, "worker", sb.Worker, "why", why)
 		if _, err := n.apply(CmdReleaseSandboxes, ReleaseSandboxes{IDs: []string{sb.ID}}); err != nil {
 			n.log.Warn("provisioner: release not committed", "sandbox", sb.ID, "err", err)
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/coldstart-dev/coldstart/internal/recordstream"
 	"github.com/coldstart-dev/coldstart/wire"
 	"github.com/coldstart-dev/coldstart/worker/pool"
 	"github.com/coldstart-dev/coldstart/worker/process"
@@ -94,7 +95,7 @@ type Node struct {
 	idleDirty bool                     // the idle set changed since the last full report
 	idleCount map[pool.Key]int         // idle sandboxes per key, as last reported
 	unsubAt   map[pool.Key]*time.Timer // pending warm unsubscriptions
-	records   *wire.RecordBatcher
+	records   *recordstream.Publisher
 	procs     map[string]*procState // process sandboxes by id
 
 	subs   []*nats.Subscription
@@ -139,7 +140,7 @@ func Start(cfg Config) (*Node, error) {
 		done:      make(chan struct{}),
 	}
 	n.specs.m = map[string]*wire.Spec{}
-	n.records = wire.NewRecordBatcher(n.nc)
+	n.records = recordstream.NewPublisher(n.nc)
 	n.m = newMetrics(cfg.Registry, cfg.ID)
 	for subj, h := range map[string]nats.MsgHandler{
 		wire.InvokeSubject(cfg.ID):                     n.handleCold,

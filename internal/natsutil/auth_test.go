@@ -786,9 +786,19 @@ func TestRecordsStreamWorkerPublishesGatewayReads(t *testing.T) {
 		t.Fatalf("gateway Ensure: %v", err)
 	}
 	publish := func(c *client, ids ...string) {
-		b := wire.NewRecordBatcher(c.nc)
+		b := recordstream.NewPublisher(c.nc)
 		for _, id := range ids {
 			b.Add(api.Record{RequestID: id, Account: "123456789012", Function: "f", EndNs: time.Now().UnixNano(), Outcome: api.OutcomeOK})
+		}
+		b.Flush()
+		// The stream's acknowledgement reaches the publisher's inbox:
+		// its role may subscribe there, so nothing is published twice.
+		deadline := time.Now().Add(wait)
+		for st := b.Stats(); !st.Stored || st.Pending > 0; st = b.Stats() {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s's batch was never acknowledged: %+v", c.nc.Opts.Name, st)
+			}
+			time.Sleep(5 * time.Millisecond)
 		}
 		b.Stop()
 	}

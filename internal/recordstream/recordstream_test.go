@@ -50,7 +50,7 @@ func rec(account, fn, id string, end time.Time) api.Record {
 // wire.SubjectRecords, which the stream captures.
 func publish(t *testing.T, nc *nats.Conn, recs ...api.Record) {
 	t.Helper()
-	b := wire.NewRecordBatcher(nc)
+	b := NewPublisher(nc)
 	for _, r := range recs {
 		b.Add(r)
 	}

@@ -27,6 +27,7 @@ import (
 	"github.com/coldstart-dev/coldstart/internal/membership"
 	"github.com/coldstart-dev/coldstart/internal/natsutil"
 	"github.com/coldstart-dev/coldstart/internal/ports"
+	"github.com/coldstart-dev/coldstart/internal/recordstream"
 	"github.com/coldstart-dev/coldstart/internal/roles"
 	"github.com/coldstart-dev/coldstart/internal/secret"
 	"github.com/coldstart-dev/coldstart/placement"
@@ -333,6 +334,7 @@ type Recorder struct {
 	throttles []api.Record
 	sub       *nats.Subscription
 	nc        *nats.Conn
+	seen      recordstream.Seen
 }
 
 // Client connects to the cluster's NATS server as node id of role
@@ -354,6 +356,9 @@ func (c *Cluster) Records() *Recorder {
 	var err error
 	r := &Recorder{nc: nc}
 	r.sub, err = nc.Subscribe(wire.SubjectRecords, func(m *nats.Msg) {
+		if !r.seen.First(m) {
+			return // a batch published again while its acknowledgement was late
+		}
 		recs := wire.SplitRecords(m.Data)
 		r.mu.Lock()
 		for _, rec := range recs {
