@@ -32,6 +32,7 @@ var commands = map[string]command{
 	"records":     {"stream one JSON line per finished invocation", runRecords},
 	"dlq":         {"dead-lettered asynchronous events: list, show, redrive", runDLQ},
 	"retries":     {"report what each request went through across its deliveries, and which handlers ran more than once", runRetries},
+	"drill":       {"graded incident drills: inject a hidden fault under load, ask what broke, grade the answer", runDrill},
 	"check":       {"check invocation records against the limits and invariants (file, stdin or live)", runCheck},
 	"status":      {"cluster status: nodes, leader, sandboxes, in-flight against limits", runStatus},
 	"sim":         {"trace-driven simulator on the same policy code", runSim},
