@@ -71,7 +71,7 @@ func authExempt(r *http.Request) bool {
 		return false
 	}
 	switch p := r.URL.Path; {
-	case p == "/" || p == "/healthz" || p == "/metrics" || p == "/dashboard" || p == api.PathStatus:
+	case p == "/" || p == "/healthz" || p == "/metrics" || p == "/dashboard" || p == api.PathStatus || p == PathTimeline || p == PathSeries:
 		return true
 	case strings.HasPrefix(p, "/static/"):
 		return true

@@ -119,6 +119,7 @@ type Gateway struct {
 	done   chan struct{}
 	async  *async // nil: Event invocations are refused (no JetStream)
 	faults faultPicker
+	obs    *observer // timeline and sampled history (timeline_sample.go)
 }
 
 // Pending limits of the events subscription: events are a few hundred
@@ -189,6 +190,7 @@ func Start(cfg Config) (*Gateway, error) {
 	}
 	g.subWatch = dropWatch{sub: g.sub}
 	g.refresh()
+	g.obs = g.startObserver()
 	g.srv = &http.Server{
 		Handler:           g.limitInFlight(g.routes()),
 		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
@@ -371,7 +373,7 @@ func (d *dropWatch) check(log *slog.Logger) {
 
 func (g *Gateway) routes() http.Handler {
 	mux := http.NewServeMux()
-	mux.HandleFunc("POST /2015-03-31/functions/{name}/invocations", g.handleInvoke)
+	mux.HandleFunc("POST /2015-03-31/functions/{name}/invocations", g.observeInvoke(g.handleInvoke))
 	mux.HandleFunc("POST /2015-03-31/functions", g.handleCreate)
 	mux.HandleFunc("POST /2015-03-31/functions/{$}", g.handleCreate)
 	mux.HandleFunc("GET /2015-03-31/functions/{$}", g.handleList)
@@ -419,6 +421,7 @@ func (g *Gateway) routes() http.Handler {
 	mux.HandleFunc("GET /{$}", handleDashboard)
 	mux.HandleFunc("GET /dashboard", handleDashboard)
 	mux.Handle("GET /metrics", metricsHandler(g.cfg.Gatherer))
+	g.obs.routes(mux)
 	mux.HandleFunc("/", g.handleUnknown)
 	return g.authenticate(mux)
 }

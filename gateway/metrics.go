@@ -2,9 +2,14 @@ package gateway
 
 import (
 	"net/http"
+	"strconv"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/coldstart-dev/coldstart/internal/api"
 )
 
 type metrics struct {
@@ -12,12 +17,35 @@ type metrics struct {
 	authFailures, pcInvocations, pcSpillover                                    prometheus.Counter
 	asyncReceived, asyncDropped, deadLetterErrors, destinationFailures          prometheus.Counter
 	latency, asyncAge                                                           prometheus.Histogram
+
+	// Per function, from the synchronous and Event invoke answers (see
+	// observeInvoke): what the dashboard and `coldstart top` chart.
+	fnInvocations                          *prometheus.CounterVec // function, start=cold|warm
+	fnErrors, fnThrottles, fnAsyncReceived *prometheus.CounterVec // function
+	fnLatency, fnDuration, fnInitDuration  *prometheus.HistogramVec
+	fnConcurrent                           *inflightGauge
 }
+
+// Label names of the per-function families.
+const (
+	labelFunction = "function"
+	labelStart    = "start"
+)
+
+// latencyBuckets are fine (x1.5) so that p50/p99 interpolated from them
+// stay within a third of the true value; 35 buckets cover 100 us to 90 s.
+var latencyBuckets = prometheus.ExponentialBuckets(0.0001, 1.5, 35)
 
 func newMetrics(reg prometheus.Registerer, node string) *metrics {
 	l := prometheus.Labels{"node": node}
 	c := func(name, help string) prometheus.Counter {
 		return prometheus.NewCounter(prometheus.CounterOpts{Namespace: "coldstart", Subsystem: "gateway", Name: name, Help: help, ConstLabels: l})
+	}
+	cv := func(name, help string, labels ...string) *prometheus.CounterVec {
+		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "coldstart", Subsystem: "gateway", Name: name, Help: help, ConstLabels: l}, labels)
+	}
+	hv := func(name, help string) *prometheus.HistogramVec {
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "coldstart", Subsystem: "gateway", Name: name, Help: help, ConstLabels: l, Buckets: latencyBuckets}, []string{labelFunction})
 	}
 	m := &metrics{
 		invocations:         c("invocations_total", "Invocations that ran (Lambda: Invocations)."),
@@ -39,12 +67,186 @@ func newMetrics(reg prometheus.Registerer, node string) *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 12)}),
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "coldstart", Subsystem: "gateway", Name: "invoke_latency_seconds", Help: "Invoke latency at the gateway.", ConstLabels: l,
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}),
+
+		fnInvocations:   cv("function_invocations_total", "Synchronous invocations that ran, per function, split by start=cold|warm (Lambda: Invocations).", labelFunction, labelStart),
+		fnErrors:        cv("function_errors_total", "Synchronous invocations that ended in a function error, per function (Lambda: Errors).", labelFunction),
+		fnThrottles:     cv("function_throttles_total", "Invoke requests answered 429, per function (Lambda: Throttles).", labelFunction),
+		fnAsyncReceived: cv("function_async_events_received_total", "Events accepted (202), per function (Lambda: AsyncEventsReceived).", labelFunction),
+		fnLatency:       hv("function_latency_seconds", "Synchronous invoke latency at the gateway, per function (what the caller waits)."),
+		fnDuration:      hv("function_duration_seconds", "Handler duration as the worker measured it, per function (Lambda: Duration)."),
+		fnInitDuration:  hv("function_init_duration_seconds", "Cold-start init duration, per function (Lambda: InitDuration)."),
+		fnConcurrent:    newInflightGauge(node),
 	}
-	for _, col := range []prometheus.Collector{m.invocations, m.throttles, m.errors, m.cold, m.warm, m.busy, m.placementFail, m.overloaded, m.authFailures, m.pcInvocations, m.pcSpillover, m.asyncReceived, m.asyncDropped, m.deadLetterErrors, m.destinationFailures, m.asyncAge, m.latency} {
+	for _, col := range []prometheus.Collector{m.invocations, m.throttles, m.errors, m.cold, m.warm, m.busy, m.placementFail, m.overloaded, m.authFailures, m.pcInvocations, m.pcSpillover, m.asyncReceived, m.asyncDropped, m.deadLetterErrors, m.destinationFailures, m.asyncAge, m.latency,
+		m.fnInvocations, m.fnErrors, m.fnThrottles, m.fnAsyncReceived, m.fnLatency, m.fnDuration, m.fnInitDuration, m.fnConcurrent} {
 		_ = reg.Register(col)
 	}
 	return m
 }
+
+// registerMembers exposes membership health as this gateway sees it:
+// how many nodes of each role are alive, suspect or dead.
+func (g *Gateway) registerMembers(reg prometheus.Registerer) {
+	if g.cfg.Members == nil || reg == nil {
+		return
+	}
+	_ = reg.Register(&membersCollector{m: g.cfg.Members, desc: prometheus.NewDesc("coldstart_gateway_members",
+		"Cluster members by role and state (alive, suspect, dead) as this gateway's membership sees them.", []string{"role", "state"}, prometheus.Labels{"node": g.cfg.ID})})
+}
+
+type membersCollector struct {
+	m    Members
+	desc *prometheus.Desc
+}
+
+func (c *membersCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.desc }
+
+func (c *membersCollector) Collect(ch chan<- prometheus.Metric) {
+	n := map[[2]string]int{}
+	for _, role := range []string{"placement", "gateway", "worker"} {
+		for _, st := range []string{"alive", "suspect", "dead"} {
+			n[[2]string{role, st}] = 0 // every series exists, so a rule can watch for 0
+		}
+	}
+	for _, node := range c.m.Nodes() {
+		st := node.State
+		if st != "suspect" && st != "dead" {
+			st = "alive" // leader, follower, candidate are alive members
+		}
+		n[[2]string{node.Role, st}]++
+	}
+	for k, v := range n {
+		ch <- prometheus.MustNewConstMetric(c.desc, prometheus.GaugeValue, float64(v), k[0], k[1])
+	}
+}
+
+// observeInvoke counts one Invoke request per function from its answer:
+// the status, X-Amz-Function-Error and the cold/duration headers the
+// gateway writes. Reading the answer rather than the routing code keeps
+// the per-function view in one place; only functions that answered (200,
+// 202, 429) get series, so an unknown name cannot grow the label set.
+func (g *Gateway) observeInvoke(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		fn := r.PathValue("name")
+		if ref, err := ParseFunctionName(fn, ""); err == nil {
+			fn = ref.Name
+		}
+		typ := r.Header.Get(api.HeaderInvocationType)
+		sync := typ == "" || typ == "RequestResponse"
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		if sync {
+			g.m.fnConcurrent.add(fn)
+			defer func() {
+				c := sw.code
+				g.m.fnConcurrent.done(fn, c == http.StatusOK || c == http.StatusTooManyRequests)
+			}()
+		}
+		next(sw, r)
+		switch sw.code {
+		case http.StatusOK:
+			if !sync {
+				return
+			}
+			h := w.Header()
+			startKind := "warm"
+			if h.Get(api.HeaderCold) == "true" {
+				startKind = "cold"
+				if ms, err := strconv.ParseFloat(h.Get(api.HeaderInitMs), 64); err == nil {
+					g.m.fnInitDuration.WithLabelValues(fn).Observe(ms / 1000)
+				}
+			}
+			g.m.fnInvocations.WithLabelValues(fn, startKind).Inc()
+			if h.Get(api.HeaderFunctionError) != "" {
+				g.m.fnErrors.WithLabelValues(fn).Inc()
+			}
+			if ms, err := strconv.ParseFloat(h.Get(api.HeaderDurationMs), 64); err == nil {
+				g.m.fnDuration.WithLabelValues(fn).Observe(ms / 1000)
+			}
+			g.m.fnLatency.WithLabelValues(fn).Observe(time.Since(start).Seconds())
+		case http.StatusAccepted:
+			g.m.fnAsyncReceived.WithLabelValues(fn).Inc()
+		case http.StatusTooManyRequests:
+			g.m.fnThrottles.WithLabelValues(fn).Inc()
+		}
+	}
+}
+
+// inflightGauge is ConcurrentExecutions per function. A request counts
+// from its arrival, but a function only gets a series once one of its
+// requests was answered as an existing function (200, 202, 429): names
+// that do not exist leave nothing behind, so the label set stays bounded
+// by the functions that exist.
+type inflightGauge struct {
+	desc *prometheus.Desc
+	mu   sync.Mutex
+	m    map[string]*fnInflight
+}
+
+type fnInflight struct {
+	n     int
+	known bool
+}
+
+func newInflightGauge(node string) *inflightGauge {
+	return &inflightGauge{m: map[string]*fnInflight{}, desc: prometheus.NewDesc("coldstart_gateway_function_concurrent_executions",
+		"Synchronous invocations in flight through this gateway, per function (Lambda: ConcurrentExecutions).", []string{labelFunction}, prometheus.Labels{"node": node})}
+}
+
+func (g *inflightGauge) add(fn string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	f := g.m[fn]
+	if f == nil {
+		f = &fnInflight{}
+		g.m[fn] = f
+	}
+	f.n++
+}
+
+func (g *inflightGauge) done(fn string, exists bool) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	f := g.m[fn]
+	f.n--
+	f.known = f.known || exists
+	if f.n == 0 && !f.known {
+		delete(g.m, fn)
+	}
+}
+
+func (g *inflightGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+
+func (g *inflightGauge) Collect(ch chan<- prometheus.Metric) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for fn, f := range g.m {
+		if f.known {
+			ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, float64(f.n), fn)
+		}
+	}
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	if s.code == 0 {
+		s.code = code
+	}
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusWriter) Write(b []byte) (int, error) {
+	if s.code == 0 {
+		s.code = http.StatusOK
+	}
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *statusWriter) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func metricsHandler(g prometheus.Gatherer) http.Handler {
 	return promhttp.HandlerFor(g, promhttp.HandlerOpts{})

@@ -1,0 +1,95 @@
+package gateway
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/coldstart-dev/coldstart/internal/api"
+)
+
+func TestTimelineRingKeepsNewestInOrder(t *testing.T) {
+	tl := newTimeline(time.Now)
+	for i := 0; i < timelineCap+10; i++ {
+		tl.add(TimelineEvent{Kind: EventDeploy})
+	}
+	p := tl.since(0)
+	if len(p.Events) != timelineCap {
+		t.Fatalf("kept %d events, want the ring's %d", len(p.Events), timelineCap)
+	}
+	if p.Events[0].Seq != 11 || p.Events[len(p.Events)-1].Seq != timelineCap+10 || p.Next != timelineCap+10 {
+		t.Fatalf("ring order: first %d last %d next %d", p.Events[0].Seq, p.Events[len(p.Events)-1].Seq, p.Next)
+	}
+	if got := tl.since(timelineCap + 5).Events; len(got) != 5 || got[0].Seq != timelineCap+6 {
+		t.Fatalf("since: %d events from %v", len(got), got)
+	}
+}
+
+func TestTimelineExternalEventsAreBounded(t *testing.T) {
+	tl := newTimeline(time.Now)
+	for _, data := range []string{``, `{}`, `{"kind":"Bad Kind"}`, `not json`, `{"kind":"x","seq":99}`} {
+		tl.handleExternal(&nats.Msg{Data: []byte(data)})
+	}
+	got := tl.since(0).Events
+	// Only the last is an event, and its sequence number is the gateway's.
+	if len(got) != 1 || got[0].Kind != "x" || got[0].Seq != 1 {
+		t.Fatalf("external events: %+v", got)
+	}
+}
+
+func TestQuantileInterpolatesInBuckets(t *testing.T) {
+	cum := make([]float64, len(latencyBuckets)+1)
+	// 100 observations, all in the bucket (latencyBuckets[9], latencyBuckets[10]].
+	for i := 10; i < len(cum); i++ {
+		cum[i] = 100
+	}
+	lo, hi := latencyBuckets[9], latencyBuckets[10]
+	for _, q := range []float64{0.5, 0.99} {
+		want := lo + (hi-lo)*q
+		if got := quantile(cum, q); math.Abs(got-want) > 1e-12 {
+			t.Fatalf("q%.2f = %g, want %g", q, got, want)
+		}
+	}
+	if got := quantile(make([]float64, len(cum)), 0.5); got != 0 {
+		t.Fatalf("empty interval: %g, want 0", got)
+	}
+}
+
+func TestThrottleStormStartsAndEnds(t *testing.T) {
+	o := &observer{tl: newTimeline(time.Now)}
+	t0 := time.Unix(1000, 0)
+	rates := []float64{0, ThrottleStormRate - 1, ThrottleStormRate, 50, 0, 0, 0, 0}
+	for i, n := range rates {
+		o.throttleStorm(t0.Add(time.Duration(i)*time.Second), n, 1)
+	}
+	ev := o.tl.since(0).Events
+	if len(ev) != 2 || ev[0].Kind != EventThrottleStorm || ev[1].Kind != EventThrottleCalm {
+		t.Fatalf("events %+v, want a storm start and end", ev)
+	}
+	if ev[1].Detail != "60 throttles over 4s" {
+		t.Fatalf("storm end detail %q", ev[1].Detail)
+	}
+}
+
+func TestMembershipEvents(t *testing.T) {
+	o := &observer{tl: newTimeline(time.Now), prevNodes: map[string]string{}}
+	o.membership([]api.Node{{ID: "w1", Role: "worker", State: "alive"}})
+	o.started = true // the first sample is the baseline: no events
+	o.membership([]api.Node{{ID: "w1", Role: "worker", State: "dead"}, {ID: "w2", Role: "worker", State: "alive"}})
+	o.membership([]api.Node{{ID: "w1", Role: "worker", State: "alive"}, {ID: "w2", Role: "worker", State: "alive"}})
+	var kinds []string
+	for _, e := range o.tl.since(0).Events {
+		kinds = append(kinds, e.Kind+":"+e.Node)
+	}
+	want := []string{"node_down:w1", "node_up:w2", "node_up:w1"}
+	if len(kinds) != len(want) {
+		t.Fatalf("events %v, want %v", kinds, want)
+	}
+	for i := range want {
+		if kinds[i] != want[i] {
+			t.Fatalf("events %v, want %v", kinds, want)
+		}
+	}
+}
