@@ -1,10 +1,11 @@
 // Package recordstream keeps invocation records in the cluster: a
 // JetStream stream with bounded retention, CS_RECORDS, capturing the
 // core-NATS subjects records are already published on (wire.SubjectRecords
-// and below it). Workers and gateways go on publishing batches with plain
-// publishes, so they need no JetStream permission and live readers are not
-// slowed by it; gateways create the stream and read its history with
-// ordered consumers.
+// and below it). Workers and gateways publish batches through Publisher:
+// a publish with a reply subject, which the stream acknowledges, so they
+// need no JetStream permission, live readers are not slowed by the stream,
+// and a batch lost on the way is published again. Gateways create the
+// stream and read its history with ordered consumers.
 package recordstream
 
 import (
