@@ -11,7 +11,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"sort"
@@ -121,9 +120,12 @@ func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	admin := fs.String("admin", envOr("COLDSTART_ADMIN", "127.0.0.1:9100"), "admin address of `coldstart up`")
 	data := fs.String("data", envOr("COLDSTART_DATA", "./.coldstart"), "data directory of `coldstart up` (holds admin-token)")
 	from := fs.String("from", "", "partition only: comma-separated `nodes` to cut NODE from (ids, aliases, nats); default everyone, NATS included")
+	target := fs.String("target", envOr("COLDSTART_CHAOS_TARGET", "up"), "where the faults go: up (the admin endpoint of `coldstart up`) or compose (the containers of a docker-compose cluster)")
+	project := fs.String("project", "", "with --target compose: the compose project (default $COMPOSE_PROJECT_NAME, else the one running coldstart)")
 	pid := fs.Int("pid", 0, "pause|resume process `PID` with SIGSTOP|SIGCONT instead of asking coldstart up (roles run as separate processes)")
-	pos, code := parseCmd(fs, args, stdout, stderr, "coldstart chaos list | kill|restart|pause|resume|heal NODE | partition NODE [--from a,b] | --pid PID pause|resume",
-		`Faults for the nodes of a running `+"`coldstart up`"+`:
+	pos, code := parseCmd(fs, args, stdout, stderr, "coldstart chaos list | kill|restart|pause|resume|heal NODE | partition NODE [--from a,b] [--target up|compose] | --pid PID pause|resume",
+		`Faults for the nodes of a running `+"`coldstart up`"+` (--target up, the default) or of a
+docker-compose cluster (--target compose):
   kill NODE        a crash: no goodbye to the cluster; restart NODE brings it back
   pause NODE       freeze the network around NODE: its connections stay open and carry
                    nothing, its dials hang, its gossip is lost; resume NODE delivers what
@@ -138,8 +140,16 @@ with an alias act on the node the same alias named for pause or partition.
 Roles run as separate processes (coldstart placement|worker|gateway) have no fault layer:
 there pause and resume are SIGSTOP and SIGCONT, which freeze the whole process, timers
 included: coldstart chaos --pid PID pause (kill -STOP PID), --pid PID resume (kill -CONT PID).
-The token is read from $COLDSTART_ADMIN_TOKEN or DATA/admin-token.`,
-		"coldstart chaos pause leader && coldstart status && coldstart chaos resume leader\n  coldstart chaos partition worker-1 --from placement-1,placement-2,placement-3\n  coldstart chaos --pid 4242 pause")
+The token is read from $COLDSTART_ADMIN_TOKEN or DATA/admin-token.
+--target compose acts on the containers of the compose project (--project, default
+$COMPOSE_PROJECT_NAME, else the one project running coldstart) with the docker CLI:
+kill = docker kill (SIGKILL), restart = docker start (the node keeps its volume),
+pause|resume = docker pause|unpause (the whole process frozen), partition|heal = docker
+network disconnect|connect on every network of the project (no --from). NODE is a
+service (placement1, worker2, nats, redis, ...), a container name, a node id (p1, w2) or
+an alias: leader is asked of a gateway's status endpoint; restart, resume and heal with an
+alias pick a node of that role that is down, paused or cut off.`,
+		"coldstart chaos pause leader && coldstart status && coldstart chaos resume leader\n  coldstart chaos kill leader --target compose && coldstart chaos restart leader --target compose\n  coldstart chaos partition worker-1 --from placement-1,placement-2,placement-3\n  coldstart chaos --pid 4242 pause")
 	if code >= 0 {
 		return code
 	}
@@ -165,38 +175,17 @@ The token is read from $COLDSTART_ADMIN_TOKEN or DATA/admin-token.`,
 		fmt.Fprintln(stderr, "coldstart chaos: --from goes with partition")
 		return 2
 	}
-	token := os.Getenv("COLDSTART_ADMIN_TOKEN")
-	if token == "" {
-		b, err := os.ReadFile(filepath.Join(*data, "admin-token"))
-		if err != nil {
-			fmt.Fprintf(stderr, "coldstart chaos: no token: %v (set --data or $COLDSTART_ADMIN_TOKEN)\n", err)
-			return 2
-		}
-		token = strings.TrimSpace(string(b))
-	}
-	method, path := http.MethodGet, "/coldstart/v1/nodes"
-	if pos[0] != "list" {
-		method, path = http.MethodPost, "/coldstart/v1/chaos/"+pos[0]+"/"+url.PathEscape(pos[1])
-		if *from != "" {
-			path += "?from=" + url.QueryEscape(*from)
-		}
-	}
-	req, _ := http.NewRequestWithContext(ctx, method, "http://"+*admin+path, nil)
-	req.Header.Set("Authorization", "Bearer "+token)
-	resp, err := http.DefaultClient.Do(req)
+	t, err := newChaosTarget(ctx, *target, *admin, *data, *project, *from)
 	if err != nil {
 		fmt.Fprintln(stderr, "coldstart chaos:", err)
-		return 1
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		fmt.Fprintf(stderr, "coldstart chaos: %s: %s", resp.Status, body)
-		return 1
+		return 2
 	}
 	if pos[0] == "list" {
-		var nodes map[string]string
-		json.Unmarshal(body, &nodes)
+		nodes, err := t.Nodes(ctx)
+		if err != nil {
+			fmt.Fprintln(stderr, "coldstart chaos:", err)
+			return 1
+		}
 		ids := make([]string, 0, len(nodes))
 		for id := range nodes {
 			ids = append(ids, id)
@@ -207,7 +196,12 @@ The token is read from $COLDSTART_ADMIN_TOKEN or DATA/admin-token.`,
 		}
 		return 0
 	}
-	stdout.Write(body)
+	msg, err := t.Apply(ctx, pos[0], pos[1])
+	if err != nil {
+		fmt.Fprintln(stderr, "coldstart chaos:", err)
+		return 1
+	}
+	fmt.Fprintln(stdout, msg)
 	return 0
 }
 
