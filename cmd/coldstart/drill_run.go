@@ -55,7 +55,7 @@ func setupErrorf(format string, a ...any) error {
 // chaos verb (kill, restart, pause, resume, partition, heal) to a node or
 // an alias, and say which node it hit.
 type faultTarget interface {
-	Fault(ctx context.Context, verb, node string) (string, error)
+	Apply(ctx context.Context, verb, node string) (string, error)
 	// Where tells the operator where to look besides the gateways.
 	Where() string
 }
@@ -78,7 +78,7 @@ func newAdminTarget(addr, data string) (*adminTarget, error) {
 	return &adminTarget{addr: addr, token: token, hc: &http.Client{Timeout: 10 * time.Second}}, nil
 }
 
-func (a *adminTarget) Fault(ctx context.Context, verb, node string) (string, error) {
+func (a *adminTarget) Apply(ctx context.Context, verb, node string) (string, error) {
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+a.addr+"/coldstart/v1/chaos/"+verb+"/"+url.PathEscape(node), nil)
 	req.Header.Set("Authorization", "Bearer "+a.token)
 	resp, err := a.hc.Do(req)
@@ -325,7 +325,7 @@ func (e *drillEnv) note(format string, a ...any) {
 
 // fault applies a chaos verb through the target and notes what it hit.
 func (e *drillEnv) fault(ctx context.Context, verb, node string) (string, error) {
-	msg, err := e.target.Fault(ctx, verb, node)
+	msg, err := e.target.Apply(ctx, verb, node)
 	if err != nil {
 		return "", err
 	}

@@ -263,16 +263,25 @@ func workerCrash() scenario {
 		},
 		observe: func(ctx context.Context, e *drillEnv) []drill.Evidence {
 			var state string
+			var died time.Time
+			cameBack := false
 			moved := e.faultAt.Add(leaseExpiry + 500*time.Millisecond)
 			drillWait(ctx, leaseExpiry+8*time.Second, func() bool {
 				st, err := e.status(ctx)
 				if err == nil {
 					state = nodeState(st, victim)
+					switch {
+					case (state == "dead" || state == "absent") && died.IsZero():
+						died = time.Now()
+					case !died.IsZero() && !nodeDown(st, victim):
+						cameBack = true
+					}
 				}
-				return (state == "dead" || state == "absent") && time.Now().After(moved) && e.since(classWarm, moved).OK >= 20
+				// Watch it stay dead a while beyond the lease, as a frozen
+				// worker would not.
+				return !died.IsZero() && time.Now().After(moved.Add(time.Second)) && e.since(classWarm, moved).OK >= 20
 			})
 			after := e.since(classWarm, moved)
-			all := e.inFlight(classWarm, e.faultAt, time.Now())
 			held := -1
 			if st, err := e.status(ctx); err == nil {
 				held = 0
@@ -283,8 +292,7 @@ func workerCrash() scenario {
 				}
 			}
 			return []drill.Evidence{
-				evidence("one worker is dead in coldstart status, and stays dead", state == "dead" || state == "absent", "%s is %s", victim, state),
-				evidence("no request hung: each failed fast or went elsewhere", all.N > 0 && all.Slow == 0, "%d of %d took %s or more; %d failed, by type %v", all.Slow, all.N, e.slow(), all.Failed, all.ByType),
+				evidence("one worker is dead in coldstart status, and stays dead", !died.IsZero() && !cameBack, "%s is %s (came back by itself: %v)", victim, state, cameBack),
 				evidence("traffic runs on the other workers", after.OK >= 20 && after.ByWorker[victim] == 0 && after.OKRate() >= 0.95, "%d of %d ok after its lease expired, on %v", after.OK, after.N, after.ByWorker),
 				evidence("placement gave its sandboxes away", held == 0, "status lists %d sandboxes on %s", held, victim),
 			}
@@ -361,7 +369,7 @@ func workerCut(verb, undo, cause string, handler time.Duration) scenario {
 		},
 		recover: func(ctx context.Context, e *drillEnv) error {
 			if !returned {
-				_, _ = e.target.Fault(ctx, undo, victim)
+				_, _ = e.target.Apply(ctx, undo, victim)
 			}
 			return e.waitNode(ctx, victim, 10*time.Second)
 		},
@@ -455,8 +463,11 @@ func throttleStorm() scenario {
 		inject: func(ctx context.Context, e *drillEnv) error {
 			var sctx context.Context
 			sctx, surgeStop = context.WithCancel(ctx)
-			e.stream(sctx, classSurge, 4*limit, 0, simple(e.fn("orders")))
-			e.note("a surge of %d more concurrent callers on %s", 4*limit, e.fn("orders"))
+			// Each surge caller paces its retries, as clients back off:
+			// a tight loop of 429s would trip the invocation rate limit
+			// instead of showing the concurrency limit.
+			e.stream(sctx, classSurge, 3*limit, 100*time.Millisecond, simple(e.fn("orders")))
+			e.note("a surge of %d more callers on %s", 3*limit, e.fn("orders"))
 			return nil
 		},
 		observe: func(ctx context.Context, e *drillEnv) []drill.Evidence {

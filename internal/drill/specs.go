@@ -20,9 +20,9 @@ var Specs = []Spec{
 		Name: "worker-crash", Title: "some requests failed, then traffic moved",
 		Choices: []string{"worker-zombie", "worker-crash", "placement-leader", "handler-bug", "deploy"},
 		Right:   "worker-crash", Anchor: "worker-crash", Duration: "~15s",
-		Signal: "one worker is dead in coldstart status and stays dead, yet no request hung: the gateway finds nobody listening at once and " +
-			"places the request again (a frozen or cut-off worker makes requests hang instead); once its lease expired placement gave " +
-			"its sandboxes away and traffic ran on the other workers",
+		Signal: "one worker is dead in coldstart status and stays dead: it does not come back by itself, as a frozen or cut-off worker does " +
+			"when its fault ends; the requests it held were lost with it, and once its lease expired placement gave its sandboxes away and " +
+			"traffic ran on the other workers",
 	},
 	{
 		Name: "zombie-worker", Title: "requests hang on one worker",
