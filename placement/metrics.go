@@ -47,7 +47,40 @@ func (n *Node) registerMetrics(reg prometheus.Registerer) {
 			n.fsm.Read(func(l *Ledger) { c = len(l.s.Sandboxes) })
 			return float64(c)
 		}),
+		g("state", "Raft state of this node: 0 follower, 1 candidate, 2 leader, 3 shutdown.", func() float64 {
+			return float64(n.raft.State())
+		}),
+		g("leader_known", "1 when this node knows a leader (its view of quorum).", func() float64 {
+			if addr, _ := n.raft.LeaderWithID(); addr != "" {
+				return 1
+			}
+			return 0
+		}),
+		g("workers_alive", "Workers the ledger counts alive (placement may place sandboxes on them).", func() float64 {
+			return float64(n.workerCount(true))
+		}),
+		g("workers_dead", "Workers the ledger holds as dead (their sandboxes released).", func() float64 {
+			return float64(n.workerCount(false))
+		}),
+		g("members_alive", "Cluster members (all roles) this node's membership sees alive.", func() float64 {
+			if n.cfg.Members == nil {
+				return 0
+			}
+			return float64(len(n.cfg.Members.Members()))
+		}),
 	} {
 		_ = reg.Register(c)
 	}
+}
+
+func (n *Node) workerCount(alive bool) int {
+	c := 0
+	n.fsm.Read(func(l *Ledger) {
+		for _, w := range l.s.Workers {
+			if w.Alive == alive {
+				c++
+			}
+		}
+	})
+	return c
 }

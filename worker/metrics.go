@@ -1,6 +1,8 @@
 package worker
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 type metrics struct {
 	invocations, errors, cold, warm, evicted, reclaimed, fenced prometheus.Counter
@@ -34,4 +36,37 @@ func newMetrics(reg prometheus.Registerer, node string) *metrics {
 		}
 	}
 	return m
+}
+
+// registerPoolMetrics exposes the pool as it is at scrape time:
+// invocations in flight per function (Lambda: ConcurrentExecutions) and
+// the sandboxes held, idle or busy.
+func (n *Node) registerPoolMetrics(reg prometheus.Registerer) {
+	if reg == nil {
+		return
+	}
+	l := prometheus.Labels{"node": n.cfg.ID}
+	_ = reg.Register(&poolCollector{n: n,
+		conc: prometheus.NewDesc("coldstart_worker_concurrent_executions", "Invocations running on this worker, per function (Lambda: ConcurrentExecutions).", []string{"function"}, l),
+		sbs:  prometheus.NewDesc("coldstart_worker_sandboxes", "Sandboxes this worker holds, by state (idle, busy).", []string{"state"}, l)})
+}
+
+type poolCollector struct {
+	n         *Node
+	conc, sbs *prometheus.Desc
+}
+
+func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.conc; ch <- c.sbs }
+
+func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
+	s := c.n.Stats()
+	busy := map[string]int{}
+	for _, k := range s.Keys {
+		busy[k.Function] += k.Total - k.Idle
+	}
+	for fn, b := range busy {
+		ch <- prometheus.MustNewConstMetric(c.conc, prometheus.GaugeValue, float64(b), fn)
+	}
+	ch <- prometheus.MustNewConstMetric(c.sbs, prometheus.GaugeValue, float64(s.Idle), "idle")
+	ch <- prometheus.MustNewConstMetric(c.sbs, prometheus.GaugeValue, float64(s.Busy), "busy")
 }

@@ -142,6 +142,7 @@ func Start(cfg Config) (*Node, error) {
 	n.specs.m = map[string]*wire.Spec{}
 	n.records = recordstream.NewPublisher(n.nc)
 	n.m = newMetrics(cfg.Registry, cfg.ID)
+	n.registerPoolMetrics(cfg.Registry)
 	for subj, h := range map[string]nats.MsgHandler{
 		wire.InvokeSubject(cfg.ID):                     n.handleCold,
 		wire.WorkerSubject(cfg.ID, wire.WorkerRetire):  n.handleRetire,

@@ -35,6 +35,7 @@ var commands = map[string]command{
 	"drill":       {"graded incident drills: inject a hidden fault under load, ask what broke, grade the answer", runDrill},
 	"check":       {"check invocation records against the limits and invariants (file, stdin or live)", runCheck},
 	"status":      {"cluster status: nodes, leader, sandboxes, in-flight against limits", runStatus},
+	"top":         {"live terminal view: per-function rates, latency, throttles, concurrency; nodes; timeline", runTop},
 	"sim":         {"trace-driven simulator on the same policy code", runSim},
 	"chaos":       {"kill, restart, pause and partition nodes of a running `coldstart up`", runChaos},
 	"healthcheck": {"exit 0 when a node's /healthz answers (for container probes)", runHealthcheck},

@@ -106,6 +106,7 @@ func Permissions(role, id string) *server.Permissions {
 			Publish: allow(pub...),
 			Subscribe: allow(
 				wire.SubjectEvents,                            // cache invalidation
+				"cs.timeline",                                 // gateway.SubjectTimeline: fault and chaos notices for the timeline
 				wire.SubjectRecords, wire.SubjectRecords+".>", // /coldstart/v1/records streams live ones to the CLI
 				inbox,
 			),
