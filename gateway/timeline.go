@@ -119,6 +119,18 @@ func (t *timeline) handle(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, t.since(since))
 }
 
+// AnnounceTimeline publishes ev on SubjectTimeline, for a fault injected
+// outside the gateways (a chaos kill, pause or partition): every gateway
+// adds it to its timeline. The connection needs publish rights on the
+// subject (placement nodes have them).
+func AnnounceTimeline(nc *nats.Conn, ev TimelineEvent) error {
+	b, err := json.Marshal(ev)
+	if err != nil {
+		return err
+	}
+	return nc.Publish(SubjectTimeline, b)
+}
+
 // kindPattern bounds what a NATS publisher may call an event.
 var kindPattern = regexp.MustCompile(`^[a-z][a-z_]{0,31}$`)
 

@@ -266,7 +266,9 @@ func (o *observer) sample() {
 		if l, ok := limits[fn]; ok {
 			p.Limit, p.Reserved = l.limit, l.reserved
 		}
-		if prev, ok := o.prevFn[fn]; ok && o.started && secs > 0 {
+		// A function without a previous sample has new series, which
+		// start at zero: its first counts belong to this interval.
+		if prev := o.prevFn[fn]; o.started && secs > 0 {
 			p.Cold = math.Max(0, c.cold-prev.cold) / secs
 			p.Warm = math.Max(0, c.warm-prev.warm) / secs
 			p.Invocations = p.Cold + p.Warm

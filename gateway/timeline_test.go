@@ -1,7 +1,10 @@
 package gateway
 
 import (
+	"io"
 	"math"
+	"net/http"
+	"strings"
 	"testing"
 	"time"
 
@@ -91,5 +94,37 @@ func TestMembershipEvents(t *testing.T) {
 		if kinds[i] != want[i] {
 			t.Fatalf("events %v, want %v", kinds, want)
 		}
+	}
+}
+
+// TestTimelineEndpointsAndBoundedLabels checks that the timeline and
+// series are served (without a signature, like the dashboard), reject a
+// bad since, and that invoking a name that does not exist leaves no
+// per-function series behind.
+func TestTimelineEndpointsAndBoundedLabels(t *testing.T) {
+	g := startTestGateway(t)
+	resp, _ := call(t, http.MethodPost, g.URL()+"/2015-03-31/functions/nosuch/invocations", nil, strings.NewReader("{}"))
+	if resp.StatusCode != http.StatusNotFound {
+		t.Fatalf("invoke of a missing function: %d", resp.StatusCode)
+	}
+	for _, path := range []string{PathTimeline, PathSeries, PathTimeline + "?since=3", "/static/chart.min.js", "/static/chart.js.LICENSE"} {
+		resp, _ := call(t, http.MethodGet, g.URL()+path, nil, nil)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET %s: %d", path, resp.StatusCode)
+		}
+	}
+	for _, path := range []string{PathTimeline + "?since=x", PathSeries + "?since=-x"} {
+		if resp, _ := call(t, http.MethodGet, g.URL()+path, nil, nil); resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("GET %s: %d, want 400", path, resp.StatusCode)
+		}
+	}
+	r, err := http.Get(g.URL() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(r.Body)
+	r.Body.Close()
+	if strings.Contains(string(b), `function="nosuch"`) {
+		t.Fatalf("a missing function got a series:\n%s", b)
 	}
 }
