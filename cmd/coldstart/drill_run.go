@@ -359,12 +359,18 @@ func (e *drillEnv) deleteCreated(ctx context.Context) {
 	}
 }
 
-// warm invokes name n times at once, so that n sandboxes exist.
+// warm invokes name n times at once, so that n sandboxes exist. A gateway
+// learns of a function created through another one a moment later: a
+// ResourceNotFoundException is retried for a few seconds.
 func (e *drillEnv) warm(ctx context.Context, name string, n int) error {
 	errs := make(chan error, n)
 	for i := 0; i < n; i++ {
 		go func(i int) {
-			_, err := e.gws[i%len(e.gws)].Invoke(ctx, name, []byte(`{}`), client.InvokeOptions{})
+			var err error
+			drillWait(ctx, 5*time.Second, func() bool {
+				_, err = e.gws[i%len(e.gws)].Invoke(ctx, name, []byte(`{}`), client.InvokeOptions{})
+				return !client.IsNotFound(err)
+			})
 			errs <- err
 		}(i)
 	}

@@ -517,9 +517,11 @@ func reservedProvisioned() scenario {
 			if err := e.createSynthetic(ctx, name, "400ms", "5ms", 5); err != nil {
 				return err
 			}
+			// Traffic starts below the reservation the fault puts in, so
+			// the reservation never lands under the function's in-flight.
 			start := time.Now()
-			e.stream(ctx, classWarm, 2*reserved, 0, simple(name))
-			if !drillWait(ctx, 10*time.Second, func() bool { return e.since(classWarm, start).OK >= 2*reserved }) {
+			e.stream(ctx, classWarm, reserved/2, 0, simple(name))
+			if !drillWait(ctx, 10*time.Second, func() bool { return e.since(classWarm, start).OK >= reserved }) {
 				return fmt.Errorf("load did not start: %+v", e.since(classWarm, start))
 			}
 			return nil
@@ -531,6 +533,11 @@ func reservedProvisioned() scenario {
 			n := reserved
 			e.limits = append(e.limits, check.LimitChange{AtNs: time.Now().UnixNano(), Account: e.account, Function: name, Reserved: &n})
 			e.note("PutFunctionConcurrency %s ReservedConcurrentExecutions=%d", name, reserved)
+			defer func() {
+				// The traffic the provisioned concurrency was wanted for.
+				e.stream(ctx, classWarm, 2*reserved-reserved/2, 50*time.Millisecond, simple(name))
+				e.note("traffic on %s rises to %d concurrent callers", name, 2*reserved)
+			}()
 			s := newSDK(e.urls[0])
 			v, err := s.PublishVersion(ctx, &lambda.PublishVersionInput{FunctionName: aws.String(name)})
 			if err != nil {

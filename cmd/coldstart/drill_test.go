@@ -65,13 +65,19 @@ type upDrills struct {
 	redisPID                     int
 }
 
-func (c upDrills) run(t *testing.T, name, answer string) (*drill.Result, int, string) {
+// run runs one drill with --json, answering with answer ("" reads the
+// answer from drillStdin, as on a terminal).
+func (c upDrills) run(t *testing.T, name, answer string, extra ...string) (*drill.Result, int, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
-	args := []string{"drill", "run", name, "--answer", answer, "--json", "--gateway", c.gateways, "--admin", c.admin, "--data", c.data}
-	if name == "redis-down" {
-		args = append(args, "--redis", "redis://"+c.redis, "--redis-pid", strconv.Itoa(c.redisPID))
+	args := []string{"drill", "run", name, "--json", "--gateway", c.gateways, "--admin", c.admin, "--data", c.data}
+	if answer != "" {
+		args = append(args, "--answer", answer)
 	}
+	if name == "redis-down" && len(extra) == 0 {
+		extra = []string{"--redis", "redis://" + c.redis, "--redis-pid", strconv.Itoa(c.redisPID)}
+	}
+	args = append(args, extra...)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	code := run(ctx, args, &out, &errb)
@@ -127,6 +133,12 @@ func TestDrillsAgainstUp(t *testing.T) {
 				}
 			}
 			wrong := wrongChoice(s)
+			if s.Name == "reserved-provisioned" {
+				interactive(t, c, s)
+			}
+			if s.Name == "redis-down" {
+				notRedis(t, c)
+			}
 			if fullWrong[s.Name] {
 				w, code, stderr := c.run(t, s.Name, wrong)
 				if code != drill.ExitWrong || !w.Valid || w.Correct || w.Passed || w.Answer != wrong || w.Right != s.Right {
@@ -141,6 +153,49 @@ func TestDrillsAgainstUp(t *testing.T) {
 				t.Fatalf("wrong answer %s over the recorded outcome: %+v, %v", wrong, g, err)
 			}
 		})
+	}
+}
+
+// interactive answers on the terminal: first something that is not a
+// choice (asked again), then the right letter.
+func interactive(t *testing.T, c upDrills, s drill.Spec) {
+	t.Helper()
+	right := ""
+	for i, id := range s.Choices {
+		if id == s.Right {
+			right = drill.Letter(i)
+		}
+	}
+	old := drillStdin
+	drillStdin = strings.NewReader("z\n" + right + "\n")
+	defer func() { drillStdin = old }()
+	r, code, stderr := c.run(t, s.Name, "")
+	if code != drill.ExitPassed || !r.Correct || r.Answer != s.Right {
+		t.Fatalf("interactive answer %s: exit %d, correct %v, answer %q\nstderr:\n%s", right, code, r.Correct, r.Answer, stderr)
+	}
+	if !strings.Contains(stderr, "not one of the choices") {
+		t.Errorf("an answer that is not a choice was not refused:\n%s", stderr)
+	}
+}
+
+// notRedis runs redis-down against a process that is not the cluster's
+// Redis: freezing it changes nothing, the decisive signal never appears,
+// and the run must say it is not graded rather than grade the answer.
+func notRedis(t *testing.T, c upDrills) {
+	t.Helper()
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Log("no sleep binary: the not-graded run is skipped")
+		return
+	}
+	cmd := exec.Command(sleep, "120")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }()
+	r, code, stderr := c.run(t, "redis-down", "redis-down", "--redis", "redis://"+c.redis, "--redis-pid", strconv.Itoa(cmd.Process.Pid))
+	if code != drill.ExitInvalid || r.Valid || r.Correct || r.Passed || !strings.Contains(r.Invalid, "did not appear") {
+		t.Fatalf("redis-down without Redis stopping: exit %d, valid %v, correct %v, invalid %q\nstderr:\n%s", code, r.Valid, r.Correct, r.Invalid, stderr)
 	}
 }
 
