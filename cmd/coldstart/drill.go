@@ -94,13 +94,14 @@ func drillRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := flag.NewFlagSet("drill run", flag.ContinueOnError)
 	var gws gatewayList
 	fs.Var(&gws, "gateway", "gateway `URL` (repeatable or comma-separated; default $COLDSTART_GATEWAY, else http://127.0.0.1:9000); load is spread over them")
-	target := fs.String("target", "up", "where faults go: up (the admin endpoint of `coldstart up`) or compose")
+	target := fs.String("target", "up", "where faults go: up (the admin endpoint of `coldstart up`) or compose (docker kill, pause, network disconnect of the compose cluster's containers)")
 	answer := fs.String("answer", "", "answer non-interactively with this choice (letter or cause id), once the drill has seen its signal")
 	asJSON := fs.Bool("json", false, "print the result as JSON (progress goes to stderr)")
 	admin := fs.String("admin", envOr("COLDSTART_ADMIN", "127.0.0.1:9100"), "admin address of `coldstart up`")
 	data := fs.String("data", envOr("COLDSTART_DATA", "./.coldstart"), "data directory of `coldstart up` (admin token, port plan); the drill's records are saved under DATA/drills")
 	redisURL := fs.String("redis", "", "redis-down only: the cluster's Redis (default: the one in DATA/cluster.json)")
-	redisPID := fs.Int("redis-pid", 0, "redis-down only: `PID` of the Redis server to stop and continue (default: as Redis reports it in INFO)")
+	project := fs.String("project", "", "with --target compose: the compose project (default $COMPOSE_PROJECT_NAME, else the one running coldstart)")
+	redisPID := fs.Int("redis-pid", 0, "redis-down only, --target up: `PID` of the Redis server to stop and continue (default: as Redis reports it in INFO); with compose the redis container is paused")
 	pos, code := parseCmd(fs, args, stdout, stderr, "coldstart drill run NAME [--target up|compose] [--answer X] [--json] [--gateway URL ...]",
 		"Run one drill (coldstart drill list names them). Without --answer it asks on the terminal\n"+
 			"and keeps the fault in place until you answer.",
@@ -128,7 +129,7 @@ func drillRun(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		progress = stderr
 	}
 	opts := drillOptions{spec: spec, gateways: gws, admin: *admin, data: *data, target: *target,
-		answer: *answer, redisURL: *redisURL, redisPID: *redisPID, out: progress, in: drillStdin}
+		answer: *answer, redisURL: *redisURL, redisPID: *redisPID, project: *project, out: progress, in: drillStdin}
 	start := time.Now()
 	res, err := runOneDrill(ctx, opts)
 	var usage *drillSetupError

@@ -88,6 +88,17 @@ func infoField(info, name string) string {
 	return ""
 }
 
+// freezer stops a dependency and lets it go on: the Redis process with
+// signals under `coldstart up`, the redis container through the fault
+// target under compose.
+type freezer interface {
+	freeze(ctx context.Context) (string, error)
+	thaw(ctx context.Context) (string, error)
+}
+
+func (p *redisProcess) freeze(context.Context) (string, error) { return p.signal("pause") }
+func (p *redisProcess) thaw(context.Context) (string, error)   { return p.signal("resume") }
+
 func (p *redisProcess) signal(verb string) (string, error) {
 	sig, err := signalPID(p.pid, verb)
 	if err != nil {
@@ -96,14 +107,32 @@ func (p *redisProcess) signal(verb string) (string, error) {
 	return fmt.Sprintf("%s Redis at %s (pid %d, %s)", verb, p.addr, p.pid, sig), nil
 }
 
+// targetNode freezes a node of the fault target (docker pause).
+type targetNode struct {
+	t    faultTarget
+	node string
+}
+
+func (n targetNode) freeze(ctx context.Context) (string, error) {
+	return n.t.Apply(ctx, "pause", n.node)
+}
+func (n targetNode) thaw(ctx context.Context) (string, error) {
+	return n.t.Apply(ctx, "resume", n.node)
+}
+
 func redisDown() scenario {
-	var rp *redisProcess
+	var rp freezer
 	var stopped bool
 	return scenario{
 		setup: func(ctx context.Context, e *drillEnv) error {
-			var err error
-			if rp, err = findRedis(ctx, e); err != nil {
-				return err
+			if e.opts.target == "compose" {
+				rp = targetNode{e.target, "redis"}
+			} else {
+				p, err := findRedis(ctx, e)
+				if err != nil {
+					return err
+				}
+				rp = p
 			}
 			idem, plain := e.fn("payments"), e.fn("catalog")
 			for _, n := range []string{idem, plain} {
@@ -127,7 +156,7 @@ func redisDown() scenario {
 			return nil
 		},
 		inject: func(ctx context.Context, e *drillEnv) error {
-			msg, err := rp.signal("pause")
+			msg, err := rp.freeze(ctx)
 			if err != nil {
 				return err
 			}
@@ -152,7 +181,7 @@ func redisDown() scenario {
 			if !stopped {
 				return nil
 			}
-			msg, err := rp.signal("resume")
+			msg, err := rp.thaw(ctx)
 			if err != nil {
 				return err
 			}

@@ -37,6 +37,7 @@ type drillOptions struct {
 	answer   string
 	redisURL string
 	redisPID int
+	project  string    // compose project, with --target compose
 	out      io.Writer // progress and the question
 	in       io.Reader // the operator's answer, without --answer
 }
@@ -182,7 +183,13 @@ func runOneDrill(ctx context.Context, o drillOptions) (*drill.Result, error) {
 		}
 		e.target = t
 	case "compose":
-		return nil, setupErrorf("--target compose: this build has no compose fault target yet; run the drill against `coldstart up` (--target up)")
+		// The compose target (chaos_compose.go) speaks the same verbs and
+		// aliases through docker.
+		t, err := newChaosTarget(ctx, "compose", "", "", o.project, "")
+		if err != nil {
+			return nil, setupErrorf("--target compose: %v", err)
+		}
+		e.target = t
 	default:
 		return nil, setupErrorf("--target %q: want up or compose", o.target)
 	}
