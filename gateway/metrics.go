@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,7 +24,7 @@ type metrics struct {
 	fnInvocations                          *prometheus.CounterVec // function, start=cold|warm
 	fnErrors, fnThrottles, fnAsyncReceived *prometheus.CounterVec // function
 	fnLatency, fnDuration, fnInitDuration  *prometheus.HistogramVec
-	fnConcurrent                           *inflightGauge
+	fns                                    *fnHandles // per-function handles, and ConcurrentExecutions
 }
 
 // Label names of the per-function families.
@@ -75,10 +76,10 @@ func newMetrics(reg prometheus.Registerer, node string) *metrics {
 		fnLatency:       hv("function_latency_seconds", "Synchronous invoke latency at the gateway, per function (what the caller waits)."),
 		fnDuration:      hv("function_duration_seconds", "Handler duration as the worker measured it, per function (Lambda: Duration)."),
 		fnInitDuration:  hv("function_init_duration_seconds", "Cold-start init duration, per function (Lambda: InitDuration)."),
-		fnConcurrent:    newInflightGauge(node),
+		fns:             newFnHandles(node),
 	}
 	for _, col := range []prometheus.Collector{m.invocations, m.throttles, m.errors, m.cold, m.warm, m.busy, m.placementFail, m.overloaded, m.authFailures, m.pcInvocations, m.pcSpillover, m.asyncReceived, m.asyncDropped, m.deadLetterErrors, m.destinationFailures, m.asyncAge, m.latency,
-		m.fnInvocations, m.fnErrors, m.fnThrottles, m.fnAsyncReceived, m.fnLatency, m.fnDuration, m.fnInitDuration, m.fnConcurrent} {
+		m.fnInvocations, m.fnErrors, m.fnThrottles, m.fnAsyncReceived, m.fnLatency, m.fnDuration, m.fnInitDuration, m.fns} {
 		_ = reg.Register(col)
 	}
 	return m
@@ -123,8 +124,8 @@ func (c *membersCollector) Collect(ch chan<- prometheus.Metric) {
 // observeInvoke counts one Invoke request per function from its answer:
 // the status, X-Amz-Function-Error and the cold/duration headers the
 // gateway writes. Reading the answer rather than the routing code keeps
-// the per-function view in one place; only functions that answered (200,
-// 202, 429) get series, so an unknown name cannot grow the label set.
+// the per-function view in one place. Only functions that exist get
+// series (see fnHandles), so an unknown name cannot grow the label set.
 func (g *Gateway) observeInvoke(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		fn := r.PathValue("name")
@@ -134,97 +135,105 @@ func (g *Gateway) observeInvoke(next http.HandlerFunc) http.HandlerFunc {
 		typ := r.Header.Get(api.HeaderInvocationType)
 		sync := typ == "" || typ == "RequestResponse"
 		start := time.Now()
-		sw := &statusWriter{ResponseWriter: w}
-		if sync {
-			g.m.fnConcurrent.add(fn)
-			defer func() {
-				c := sw.code
-				g.m.fnConcurrent.done(fn, c == http.StatusOK || c == http.StatusTooManyRequests)
-			}()
+		// In flight counts from arrival for a function the cache knows; a
+		// function this gateway has not heard of yet is counted from its
+		// answer on.
+		h := g.m.fns.existing(fn)
+		if h == nil && g.cache.get(g.account(r), fn) != nil {
+			h = g.m.fns.get(g.m, fn)
 		}
+		if sync && h != nil {
+			h.inflight.Add(1)
+			defer h.inflight.Add(-1)
+		}
+		sw := &statusWriter{ResponseWriter: w}
 		next(sw, r)
+		switch sw.code {
+		case http.StatusOK, http.StatusAccepted, http.StatusTooManyRequests:
+			if h == nil {
+				h = g.m.fns.get(g.m, fn)
+			}
+		default:
+			return
+		}
 		switch sw.code {
 		case http.StatusOK:
 			if !sync {
 				return
 			}
-			h := w.Header()
-			startKind := "warm"
-			if h.Get(api.HeaderCold) == "true" {
-				startKind = "cold"
-				if ms, err := strconv.ParseFloat(h.Get(api.HeaderInitMs), 64); err == nil {
-					g.m.fnInitDuration.WithLabelValues(fn).Observe(ms / 1000)
+			hd := w.Header()
+			if hd.Get(api.HeaderCold) == "true" {
+				h.cold.Inc()
+				if ms, err := strconv.ParseFloat(hd.Get(api.HeaderInitMs), 64); err == nil {
+					h.initDur.Observe(ms / 1000)
 				}
+			} else {
+				h.warm.Inc()
 			}
-			g.m.fnInvocations.WithLabelValues(fn, startKind).Inc()
-			if h.Get(api.HeaderFunctionError) != "" {
-				g.m.fnErrors.WithLabelValues(fn).Inc()
+			if hd.Get(api.HeaderFunctionError) != "" {
+				h.errors.Inc()
 			}
-			if ms, err := strconv.ParseFloat(h.Get(api.HeaderDurationMs), 64); err == nil {
-				g.m.fnDuration.WithLabelValues(fn).Observe(ms / 1000)
+			if ms, err := strconv.ParseFloat(hd.Get(api.HeaderDurationMs), 64); err == nil {
+				h.duration.Observe(ms / 1000)
 			}
-			g.m.fnLatency.WithLabelValues(fn).Observe(time.Since(start).Seconds())
+			h.latency.Observe(time.Since(start).Seconds())
 		case http.StatusAccepted:
-			g.m.fnAsyncReceived.WithLabelValues(fn).Inc()
+			h.async.Inc()
 		case http.StatusTooManyRequests:
-			g.m.fnThrottles.WithLabelValues(fn).Inc()
+			h.throttles.Inc()
 		}
 	}
 }
 
-// inflightGauge is ConcurrentExecutions per function. A request counts
-// from its arrival, but a function only gets a series once one of its
-// requests was answered as an existing function (200, 202, 429): names
-// that do not exist leave nothing behind, so the label set stays bounded
-// by the functions that exist.
-type inflightGauge struct {
+// fnHandle holds one function's series, resolved once: the invoke path
+// then touches no label lookup.
+type fnHandle struct {
+	inflight                             atomic.Int64
+	cold, warm, errors, throttles, async prometheus.Counter
+	latency, duration, initDur           prometheus.Observer
+}
+
+// fnHandles maps function names to their handles. Entries are made only
+// for functions that exist (the cache knows them, or an invocation was
+// answered as one), so the map is bounded by the functions there are.
+type fnHandles struct {
+	m    sync.Map // name -> *fnHandle
 	desc *prometheus.Desc
-	mu   sync.Mutex
-	m    map[string]*fnInflight
 }
 
-type fnInflight struct {
-	n     int
-	known bool
-}
-
-func newInflightGauge(node string) *inflightGauge {
-	return &inflightGauge{m: map[string]*fnInflight{}, desc: prometheus.NewDesc("coldstart_gateway_function_concurrent_executions",
+func newFnHandles(node string) *fnHandles {
+	return &fnHandles{desc: prometheus.NewDesc("coldstart_gateway_function_concurrent_executions",
 		"Synchronous invocations in flight through this gateway, per function (Lambda: ConcurrentExecutions).", []string{labelFunction}, prometheus.Labels{"node": node})}
 }
 
-func (g *inflightGauge) add(fn string) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	f := g.m[fn]
-	if f == nil {
-		f = &fnInflight{}
-		g.m[fn] = f
+func (f *fnHandles) existing(fn string) *fnHandle {
+	if h, ok := f.m.Load(fn); ok {
+		return h.(*fnHandle)
 	}
-	f.n++
+	return nil
 }
 
-func (g *inflightGauge) done(fn string, exists bool) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	f := g.m[fn]
-	f.n--
-	f.known = f.known || exists
-	if f.n == 0 && !f.known {
-		delete(g.m, fn)
+func (f *fnHandles) get(m *metrics, fn string) *fnHandle {
+	if h := f.existing(fn); h != nil {
+		return h
 	}
+	h := &fnHandle{
+		cold: m.fnInvocations.WithLabelValues(fn, "cold"), warm: m.fnInvocations.WithLabelValues(fn, "warm"),
+		errors: m.fnErrors.WithLabelValues(fn), throttles: m.fnThrottles.WithLabelValues(fn), async: m.fnAsyncReceived.WithLabelValues(fn),
+		latency: m.fnLatency.WithLabelValues(fn), duration: m.fnDuration.WithLabelValues(fn), initDur: m.fnInitDuration.WithLabelValues(fn),
+	}
+	got, _ := f.m.LoadOrStore(fn, h)
+	return got.(*fnHandle)
 }
 
-func (g *inflightGauge) Describe(ch chan<- *prometheus.Desc) { ch <- g.desc }
+// Describe and Collect make the in-flight counts a gauge family.
+func (f *fnHandles) Describe(ch chan<- *prometheus.Desc) { ch <- f.desc }
 
-func (g *inflightGauge) Collect(ch chan<- prometheus.Metric) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	for fn, f := range g.m {
-		if f.known {
-			ch <- prometheus.MustNewConstMetric(g.desc, prometheus.GaugeValue, float64(f.n), fn)
-		}
-	}
+func (f *fnHandles) Collect(ch chan<- prometheus.Metric) {
+	f.m.Range(func(k, v any) bool {
+		ch <- prometheus.MustNewConstMetric(f.desc, prometheus.GaugeValue, float64(v.(*fnHandle).inflight.Load()), k.(string))
+		return true
+	})
 }
 
 type statusWriter struct {
