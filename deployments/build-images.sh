@@ -8,8 +8,9 @@
 #                        code (an interpreter the host lacks is left out:
 #                        apt-get install -y python3)
 #   coldstart-redis:dev  FROM scratch + Debian's redis-server/redis-cli and
-#                        their shared libraries (only if redis-server is
-#                        installed: apt-get install -y redis-server)
+#                        their shared libraries (redis-server is installed
+#                        with apt-get first when missing and this runs as
+#                        root or with passwordless sudo)
 #
 # It also generates the cluster secret docker-compose.yml mounts into every
 # container, deployments/secrets/cluster-secret, when there is none (an
@@ -18,10 +19,13 @@
 # Idempotent: rerunning with unchanged sources reuses Go's build cache and
 # Docker's layer cache and leaves the same image IDs.
 #
-# Usage: deployments/build-images.sh [--redis|--no-redis] [--no-node]
-#   --redis     fail if the Redis image cannot be built
-#   --no-redis  do not build the Redis image
-#   (default)   build the Redis image when /usr/bin/redis-server exists
+# Usage: deployments/build-images.sh [--no-redis] [--no-node]
+#   (default)   build the Redis image; fail if redis-server is neither
+#               installed nor installable (docker-compose.yml always runs
+#               Redis: the workers keep idempotency records in it)
+#   --no-redis  do not build the Redis image (bring your own:
+#               COLDSTART_REDIS_IMAGE=redis:7.2)
+#   --redis     the default, accepted for older callers
 #   --no-node   leave node out of the worker image (~100 MB smaller)
 # Environment: COLDSTART_IMAGE (default coldstart:dev),
 #              COLDSTART_WORKER_IMAGE (default coldstart-worker:dev),
@@ -29,7 +33,7 @@
 #              GO (default: go on PATH, else /usr/local/go/bin/go).
 set -eu
 
-redis=auto
+redis=yes
 node=yes
 for arg in "$@"; do
 	case "$arg" in
@@ -37,7 +41,7 @@ for arg in "$@"; do
 	--no-redis) redis=no ;;
 	--no-node) node=no ;;
 	-h | --help)
-		sed -n '2,29p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	*)
@@ -175,13 +179,23 @@ if [ "$redis" = no ]; then
 	exit 0
 fi
 if [ ! -x /usr/bin/redis-server ] || [ ! -x /usr/bin/redis-cli ]; then
-	msg="redis-server/redis-cli not installed (apt-get install -y redis-server): $redis_image not built; start compose without it: docker-compose up -d \$(docker-compose config --services | grep -vx redis)"
-	if [ "$redis" = yes ]; then
-		echo "build-images.sh: $msg" >&2
+	# Debian's package brings the binaries; the host's Redis service is
+	# not needed (and is left as the package configures it).
+	if [ "$(id -u)" -eq 0 ]; then
+		sudo=""
+	elif command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+		sudo="sudo -n"
+	else
+		echo "build-images.sh: redis-server is not installed and this user cannot install it: run apt-get install -y redis-server as root, then rerun (or --no-redis with COLDSTART_REDIS_IMAGE set to a Redis image you have)" >&2
 		exit 1
 	fi
-	echo "note: $msg"
-	exit 0
+	echo "installing redis-server (apt-get) for $redis_image"
+	$sudo apt-get update -qq >/dev/null
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq redis-server >/dev/null
+	if [ ! -x /usr/bin/redis-server ] || [ ! -x /usr/bin/redis-cli ]; then
+		echo "build-images.sh: apt-get install redis-server did not provide /usr/bin/redis-server and /usr/bin/redis-cli" >&2
+		exit 1
+	fi
 fi
 command -v ldd >/dev/null 2>&1 || {
 	echo "build-images.sh: ldd not found, cannot collect Redis's libraries" >&2

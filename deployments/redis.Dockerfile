@@ -4,6 +4,9 @@
 FROM scratch
 COPY rootfs/ /
 COPY --chown=65532:65532 data /data
+# docker-compose.yml runs `redis-server` and `redis-cli` by name, as in the
+# official redis image (where they are in /usr/local/bin).
+ENV PATH=/usr/local/bin:/usr/bin:/bin
 USER 65532:65532
 WORKDIR /data
 EXPOSE 6379

@@ -475,7 +475,9 @@ func (t *composeTarget) Nodes(ctx context.Context) (map[string]string, error) {
 	}
 	// The leader, when the cluster can tell; a cluster without quorum has
 	// none, which is a state worth listing rather than an error.
-	if l, err := t.leader(ctx, nodes); err == nil {
+	// A gateway may still name a leader that just died: only a running
+	// node is marked.
+	if l, err := t.leader(ctx, nodes); err == nil && strings.HasPrefix(out[l], "running") {
 		out[l] += ", leader"
 	}
 	return out, nil
