@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/coldstart-dev/coldstart/internal/api"
+	"github.com/coldstart-dev/coldstart/wire"
 )
 
 func TestTimelineRingKeepsNewestInOrder(t *testing.T) {
@@ -126,5 +127,36 @@ func TestTimelineEndpointsAndBoundedLabels(t *testing.T) {
 	r.Body.Close()
 	if strings.Contains(string(b), `function="nosuch"`) {
 		t.Fatalf("a missing function got a series:\n%s", b)
+	}
+}
+
+// TestPlacementEvents drives the sampler's placement comparison through a
+// leader change, a lost and regained quorum, limit changes and a fault.
+func TestPlacementEvents(t *testing.T) {
+	o := &observer{tl: newTimeline(time.Now), reserved: map[string]string{}, limits: map[string]int{}, faults: map[string]int64{}, known: map[string]bool{}}
+	two := 2
+	fn := func(res *int, fault *wire.FaultConfig) wire.Function {
+		return wire.Function{Account: "a", Name: "f", Reserved: res, Fault: fault}
+	}
+	snap := func(leader string, limit int, f wire.Function) *wire.Snapshot {
+		return &wire.Snapshot{Leader: leader, Term: 7, Accounts: []wire.Account{{ID: "a", Limit: limit}}, Functions: []wire.Function{f}}
+	}
+	o.placement(true, snap("p1", 10, fn(nil, nil))) // baseline
+	o.started = true
+	o.placement(true, snap("p2", 10, fn(nil, nil)))
+	o.placement(false, nil) // one miss: an election, not a lost quorum
+	o.placement(true, snap("p2", 10, fn(nil, nil)))
+	o.placement(false, nil)
+	o.placement(false, nil)
+	o.placement(false, nil)
+	o.placement(true, snap("p3", 20, fn(&two, &wire.FaultConfig{Kind: "error-before", SetNs: 5})))
+	o.placement(true, snap("p3", 20, fn(&two, nil)))
+	var got []string
+	for _, e := range o.tl.since(0).Events {
+		got = append(got, e.Kind)
+	}
+	want := []string{EventLeaderChange, EventQuorumLost, EventQuorumRegained, EventLeaderChange, EventLimitChange, EventLimitChange, EventFaultInjected, EventFaultCleared}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("events\n got %v\nwant %v", got, want)
 	}
 }
