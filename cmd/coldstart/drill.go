@@ -167,6 +167,9 @@ func printDrillResult(w io.Writer, s drill.Spec, r *drill.Result) {
 		fmt.Fprintf(w, "time to diagnosis: %s\n", (time.Duration(r.TimeToDiagnosis) * time.Millisecond).Round(time.Millisecond))
 	}
 	fmt.Fprintf(w, "injected: %s\n", strings.Join(r.Fault, "; "))
+	if len(r.Recovery) > 0 {
+		fmt.Fprintf(w, "undone:   %s\n", strings.Join(r.Recovery, "; "))
+	}
 	fmt.Fprintf(w, "decisive signal: %s\n", r.Signal)
 	for _, e := range r.Evidence {
 		mark := "seen"

@@ -128,7 +128,9 @@ type drillEnv struct {
 	recErr  error
 	limits  []check.LimitChange
 	created []string
-	faults  []string
+	// faults and recovery say what the drill did, in order.
+	faults, recovery []string
+	recovering       bool
 	// handler is the drill's longest handler, for the checker's unsteady
 	// span (records of invocations cut off with a node arrive late or
 	// never).
@@ -245,10 +247,18 @@ func runOneDrill(ctx context.Context, o drillOptions) (*drill.Result, error) {
 		case a := <-answers:
 			answer, answeredAt = a.text, a.at
 		case <-ctx.Done():
+			// Interrupted before an answer: the fault must not outlive
+			// the drill.
+			fmt.Fprintln(o.out, "\ninterrupted: recovering the cluster ...")
+			e.recovering = true
+			if err := sc.recover(context.WithoutCancel(ctx), e); err != nil {
+				fmt.Fprintln(o.out, "recover:", err)
+			}
 			return nil, ctx.Err()
 		}
 	}
 	fmt.Fprintln(o.out, "recovering the cluster ...")
+	e.recovering = true
 	recErr := sc.recover(context.WithoutCancel(ctx), e)
 	e.steadyAt = time.Now()
 	e.stopLoad()
@@ -257,7 +267,7 @@ func runOneDrill(ctx context.Context, o drillOptions) (*drill.Result, error) {
 		evidence = append(evidence, drill.Evidence{What: "the cluster recovers", Present: false, Detail: recErr.Error()})
 	}
 	rep, file, limitsFile := e.check(ctx)
-	out := drill.Outcome{Drill: o.spec.Name, Injected: o.spec.Right, Fault: e.faults, Evidence: evidence,
+	out := drill.Outcome{Drill: o.spec.Name, Injected: o.spec.Right, Fault: e.faults, Recovery: e.recovery, Evidence: evidence,
 		CheckOK: rep.OK(), CheckSummary: checkSummary(rep), Records: rep.Records,
 		Answer: answer, FaultAt: e.faultAt, AnsweredAt: answeredAt}
 	res, err := drill.Grade(o.spec, out)
@@ -326,7 +336,13 @@ func (e *drillEnv) status(ctx context.Context) (*api.Status, error) {
 	return nil, last
 }
 
+// note records what the drill did to the cluster: the fault, or once
+// recovering, its undoing.
 func (e *drillEnv) note(format string, a ...any) {
+	if e.recovering {
+		e.recovery = append(e.recovery, fmt.Sprintf(format, a...))
+		return
+	}
 	e.faults = append(e.faults, fmt.Sprintf(format, a...))
 }
 

@@ -139,6 +139,20 @@ func TestDrillsAgainstUp(t *testing.T) {
 			if s.Name == "redis-down" {
 				notRedis(t, c)
 			}
+			if s.Name == "throttle-storm" {
+				// The same as a person reads it.
+				var out, errb bytes.Buffer
+				code := run(context.Background(), []string{"drill", "run", s.Name, "--answer", wrong, "--gateway", c.gateways, "--admin", c.admin, "--data", c.data}, &out, &errb)
+				for _, want := range []string{"What broke?", "WRONG: you chose", "time to diagnosis:", "decisive signal: " + s.Signal, "coldstart check over", "runbook: " + s.Link()} {
+					if !strings.Contains(out.String(), want) {
+						t.Errorf("text result lacks %q:\n%s", want, out.String())
+					}
+				}
+				if code != drill.ExitWrong {
+					t.Fatalf("wrong answer in text: exit %d\n%s\n%s", code, out.String(), errb.String())
+				}
+				return
+			}
 			if fullWrong[s.Name] {
 				w, code, stderr := c.run(t, s.Name, wrong)
 				if code != drill.ExitWrong || !w.Valid || w.Correct || w.Passed || w.Answer != wrong || w.Right != s.Right {

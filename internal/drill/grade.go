@@ -24,6 +24,7 @@ type Outcome struct {
 	// said it did ("kill placement-2 (leader)").
 	Injected string     `json:"injected"`
 	Fault    []string   `json:"fault"`
+	Recovery []string   `json:"recovery"` // what undid it
 	Evidence []Evidence `json:"evidence"`
 	// CheckOK is coldstart check's verdict over the run's records;
 	// CheckSummary its one-line summary.
@@ -50,6 +51,7 @@ type Result struct {
 	Signal           string     `json:"signal"`
 	Evidence         []Evidence `json:"evidence"`
 	Fault            []string   `json:"fault"`
+	Recovery         []string   `json:"recovery,omitempty"`
 	Check            bool       `json:"check"`
 	CheckSummary     string     `json:"check_summary"`
 	Records          int        `json:"records"`
@@ -80,7 +82,7 @@ var ErrInvalidRun = errors.New("run not graded")
 // operator was shown something other than the drill's incident). A failed
 // check fails the run whatever the answer.
 func Grade(s Spec, o Outcome) (Result, error) {
-	r := Result{Drill: s.Name, Right: o.Injected, Signal: s.Signal, Evidence: o.Evidence, Fault: o.Fault,
+	r := Result{Drill: s.Name, Right: o.Injected, Signal: s.Signal, Evidence: o.Evidence, Fault: o.Fault, Recovery: o.Recovery,
 		Check: o.CheckOK, CheckSummary: o.CheckSummary, Records: o.Records, Runbook: s.Link()}
 	if c, ok := CauseByID(o.Injected); ok {
 		r.RightText = c.Text
