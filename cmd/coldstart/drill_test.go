@@ -13,6 +13,7 @@ import (
 
 	"github.com/alicebob/miniredis/v2"
 
+	"github.com/coldstart-dev/coldstart/internal/api"
 	"github.com/coldstart-dev/coldstart/internal/drill"
 	"github.com/coldstart-dev/coldstart/internal/ports"
 )
@@ -253,5 +254,29 @@ func TestDrillCommandErrors(t *testing.T) {
 		if code != c.code || !strings.Contains(errb.String(), c.want) {
 			t.Errorf("%v: exit %d, want %d; stderr %q, want %q", c.args, code, c.code, errb.String(), c.want)
 		}
+	}
+}
+
+func TestDrillHelpers(t *testing.T) {
+	info := "# Server\r\nredis_version:7.0.15\r\nprocess_id:4242\r\ntcp_port:6379\r\n"
+	if got := infoField(info, "process_id"); got != "4242" {
+		t.Errorf("process_id = %q", got)
+	}
+	if got := infoField(info, "run_id"); got != "" {
+		t.Errorf("a missing field reads %q", got)
+	}
+	for msg, want := range map[string]string{"kill placement-2 (leader)": "placement-2", "pause worker-1": "worker-1", "partition nats from everyone, nats included": "nats", "": "", "heal": ""} {
+		if got := faultNode(msg); got != want {
+			t.Errorf("faultNode(%q) = %q, want %q", msg, got, want)
+		}
+	}
+	st := &api.Status{Nodes: []api.Node{{ID: "worker-1", State: "alive"}, {ID: "worker-2", State: "suspect"}, {ID: "worker-3", State: "dead"}, {ID: "placement-1", State: "leader"}}}
+	for id, want := range map[string]bool{"worker-1": false, "worker-2": true, "worker-3": true, "placement-1": false, "worker-9": true} {
+		if got := nodeDown(st, id); got != want {
+			t.Errorf("nodeDown(%s) = %v, want %v", id, got, want)
+		}
+	}
+	if nodeState(st, "worker-9") != "absent" || nodeState(st, "worker-3") != "dead" {
+		t.Error("nodeState")
 	}
 }
