@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -26,41 +27,35 @@ var (
 	gw2 = "http://127.0.0.1:9001"
 )
 
-const (
-	// Default project and subnet differ from a plain `docker-compose up` in
-	// the repository (project "main", 10.213.37.0/24), so that a stopped
-	// developer cluster's network does not collide with the test's.
-	defaultProject   = "coldstart-composetest"
-	defaultNetPrefix = "10.213.38"
-
-	redisImage = "coldstart-redis:dev"
-)
+// The default project differs from a plain `docker-compose up` in the
+// repository (project "main"), so that the test never touches a developer's
+// cluster.
+const defaultProject = "coldstart-composetest"
 
 // workerImage is what docker-compose.yml runs the workers from.
 var workerImage = envOr("COLDSTART_WORKER_IMAGE", "coldstart-worker:dev")
 
-var nodeServices = []string{"nats", "placement1", "placement2", "placement3", "gateway1", "gateway2", "worker1", "worker2", "worker3"}
+// nodeServices are every service docker-compose.yml starts by default:
+// Redis included, never skipped (the workers keep idempotency records in it).
+var nodeServices = []string{"nats", "redis", "placement1", "placement2", "placement3", "gateway1", "gateway2", "worker1", "worker2", "worker3"}
+
+var placements = []string{"placement1", "placement2", "placement3"}
 
 // noHealthcheck lists services without a healthcheck: running is enough.
-var noHealthcheck = map[string]bool{"nats": true}
+var noHealthcheck = map[string]bool{}
 
 const fnBody = `{"FunctionName":%q,"Runtime":"synthetic","MemorySize":128,"Timeout":3,"Coldstart":{"Duration":"20ms","ColdStart":"50ms"}}`
 
-// TestComposeDrill builds the images, starts the cluster and runs the drill.
+// TestComposeDrill brings the cluster up with the one command
+// (scripts/compose-up.sh), injects every fault through `coldstart chaos
+// --target compose` (nodes named by role where the drill is about a role),
+// and brings it down with scripts/compose-down.sh.
 func TestComposeDrill(t *testing.T) {
 	start := time.Now()
 	c := newCluster(t)
 	tm := &timings{}
 	// Registered first, so it runs last (after `down -v`).
 	t.Cleanup(func() { tm.add("total (build + up + drill + down)", time.Since(start)); tm.log(t) })
-
-	// Build (idempotent; Go and Docker caches make a rebuild a few seconds).
-	c.buildImages(tm)
-	if c.imageExists(redisImage) {
-		c.services = append(c.services, "redis")
-	} else {
-		t.Logf("%s not built (no redis-server on this host): running without Redis (functions with idempotency on are refused)", redisImage)
-	}
 
 	// Fresh containers and volumes every run: compose v1 breaks when it
 	// recreates containers, and a previous aborted run may have left some.
@@ -73,24 +68,41 @@ func TestComposeDrill(t *testing.T) {
 			t.Logf("docker-compose logs:\n%s", out)
 		}
 		t0 := time.Now()
-		if out, err := c.compose(2*time.Minute, "down", "-v", "--remove-orphans"); err != nil {
-			t.Errorf("docker-compose down -v: %v\n%s", err, out)
+		if out, err := c.script(2*time.Minute, "compose-down.sh"); err != nil {
+			t.Errorf("scripts/compose-down.sh: %v\n%s", err, out)
 		}
-		tm.add("docker-compose down -v", time.Since(t0))
+		if m, err := c.states(); err != nil || len(m) != 0 {
+			t.Errorf("after scripts/compose-down.sh: containers left %v %v", m, err)
+		}
+		tm.add("scripts/compose-down.sh (down -v)", time.Since(t0))
 	})
 
+	// The one command up. --build: the images must be this tree's, even when
+	// older ones exist (Go and Docker caches make a rebuild a few seconds).
 	t0 := time.Now()
-	c.mustCompose(3*time.Minute, "up", "-d")
-	tm.add("docker-compose up -d (returns after placement is healthy)", time.Since(t0))
-	c.waitStates(90*time.Second, "every node healthy", c.services, healthy)
-	tm.add("up -d → every container healthy", time.Since(t0))
+	out, err := c.script(8*time.Minute, "compose-up.sh", "--build")
+	if err != nil {
+		t.Fatalf("scripts/compose-up.sh --build: %v\n%s", err, out)
+	}
+	t.Logf("scripts/compose-up.sh:\n%s", filterBuildOutput([]byte(out)))
+	for _, want := range []string{gw1, gw2, "chaos kill leader --target compose"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("scripts/compose-up.sh output lacks %q", want)
+		}
+	}
+	tm.add("scripts/compose-up.sh --build (images, up, every node healthy)", time.Since(t0))
+	// The script said healthy: every container must be, now.
+	c.waitStates(time.Second, "every node healthy after compose-up.sh", c.services, healthy)
+	if _, err := os.Stat(c.cli); err != nil {
+		t.Fatalf("the coldstart binary build-images.sh leaves: %v", err)
+	}
 
 	// Functions: f is invoked, coldA is kept cold for the quorum drill.
 	t0 = time.Now()
-	for _, name := range []string{"f", "coldA"} {
+	for _, name := range []string{"f", "coldL", "coldA"} {
 		c.createFunction(gw1, name, 30*time.Second)
 	}
-	tm.add("create 2 functions", time.Since(t0))
+	tm.add("create 3 functions", time.Since(t0))
 
 	r := c.invoke(gw1, "f")
 	c.expect(r, 200, "first invoke of f")
@@ -113,18 +125,42 @@ func TestComposeDrill(t *testing.T) {
 	// through /usr/bin/env).
 	c.runExamples(tm)
 
-	// --- Drill 1: placement loses quorum (leader + one follower killed). ---
-	leader := c.leader(gw1)
-	victims := []string{placementService(leader)}
-	for _, s := range []string{"placement1", "placement2", "placement3"} {
-		if len(victims) < 2 && s != victims[0] {
-			victims = append(victims, s)
-		}
-	}
-	t.Logf("placement leader %s; killing %v", leader, victims)
+	// --- Drill 1: kill the placement leader, found by role, under load. ---
+	// Warm invocations of f never touch placement: none may fail. The
+	// never-invoked coldL needs a grant: refused fast (ServiceException)
+	// until a new leader is elected, then served.
+	leaderSvc := placementService(c.leader(gw1, ""))
+	bg := startLoad(c, gw2, "f")
 	t0 = time.Now()
-	c.mustCompose(time.Minute, append([]string{"kill"}, victims...)...)
-	tm.add("docker-compose kill 2 placement", time.Since(t0))
+	victim := c.chaos("kill", "leader")
+	if victim != leaderSvc {
+		t.Errorf("chaos kill leader killed %s; the gateway's status named %s", victim, leaderSvc)
+	}
+	c.waitStates(30*time.Second, "killed leader exited", []string{victim}, exited)
+	recovered := c.pollInvoke(gw1, "coldL", 15*time.Second)
+	if recovered.cold() != "true" {
+		t.Errorf("first successful invoke of coldL: X-Coldstart-Cold = %q, want true", recovered.cold())
+	}
+	tm.add("leader kill → first successful cold start", time.Since(t0))
+	newLeader := c.leader(gw1, victim)
+	n, fails := bg.stop()
+	t.Logf("leader %s killed, new leader %s; background warm invoker: %d invocations, %d failed", victim, newLeader, n, len(fails))
+	for _, f := range fails {
+		t.Errorf("warm invocation of f failed across the leader kill: %s", f.what)
+	}
+	if got := c.chaos("restart", "leader"); got != victim {
+		t.Errorf("chaos restart leader restarted %s, want the killed %s", got, victim)
+	}
+	c.waitStates(60*time.Second, "placement healthy after the leader's restart", placements, healthy)
+
+	// --- Drill 2: placement loses quorum (the leader, then the next one). ---
+	first := c.chaos("kill", "leader")
+	second := placementService(c.leader(gw1, first))
+	if got := c.chaos("kill", "leader"); got != second {
+		t.Errorf("second chaos kill leader killed %s; the gateway's status named %s", got, second)
+	}
+	victims := []string{first, second}
+	t.Logf("killed placement leaders %v", victims)
 	c.waitStates(30*time.Second, "killed placement exited", victims, exited)
 
 	var warmMax time.Duration
@@ -156,11 +192,17 @@ func TestComposeDrill(t *testing.T) {
 	tm.add("max latency of 3 refused cold starts (500 ServiceException)", coldMax)
 	t.Logf("cold start refusal body: %s", strings.TrimSpace(c.invoke(gw1, "coldA").body))
 
-	// --- Drill 2: placement comes back; cold starts recover by themselves. ---
+	// --- Drill 3: placement comes back; cold starts recover by themselves. ---
 	t0 = time.Now()
-	c.mustCompose(time.Minute, append([]string{"start"}, victims...)...)
-	tm.add("docker-compose start 2 placement", time.Since(t0))
-	recovered := c.pollInvoke(gw1, "coldA", 30*time.Second)
+	var back []string
+	for range victims {
+		back = append(back, c.chaos("restart", "placement"))
+	}
+	if fmt.Sprint(sortedCopy(back)) != fmt.Sprint(sortedCopy(victims)) {
+		t.Errorf("chaos restart placement twice restarted %v, want the killed %v", back, victims)
+	}
+	tm.add("chaos restart 2 placement", time.Since(t0))
+	recovered = c.pollInvoke(gw1, "coldA", 30*time.Second)
 	if recovered.cold() != "true" {
 		t.Errorf("first successful invoke of coldA: X-Coldstart-Cold = %q, want true", recovered.cold())
 	}
@@ -170,11 +212,11 @@ func TestComposeDrill(t *testing.T) {
 	c.createFunction(gw2, "afterQuorum", 30*time.Second)
 	r = c.invoke(gw2, "afterQuorum")
 	c.expect(r, 200, "invoke of a function created after recovery")
-	c.waitStates(60*time.Second, "placement healthy again", []string{"placement1", "placement2", "placement3"}, healthy)
+	c.waitStates(60*time.Second, "placement healthy again", placements, healthy)
 	tm.add("start → all placement healthy", time.Since(t0))
-	t.Logf("placement leader after recovery: %s", c.leader(gw1))
+	t.Logf("placement leader after recovery: %s", c.leader(gw1, ""))
 
-	// --- Drill 3: kill the worker that holds f's warm sandbox. ---
+	// --- Drill 4: kill the worker that holds f's warm sandbox. ---
 	r = c.invoke(gw1, "f")
 	c.expect(r, 200, "invoke of f before the worker kill")
 	wid := r.hdr.Get("X-Coldstart-Worker")
@@ -188,10 +230,12 @@ func TestComposeDrill(t *testing.T) {
 	// membership declares the worker dead, so may cold starts that placement
 	// still assigns to it ("the worker chosen for the sandbox (wN) is not
 	// reachable"). Nothing else may fail, and after detection nothing at all.
-	bg := startLoad(c, gw2, "f")
+	bg = startLoad(c, gw2, "f")
 	killAt := time.Now()
-	c.mustCompose(time.Minute, "kill", wsvc)
-	tm.add("docker-compose kill worker (command)", time.Since(killAt))
+	if got := c.chaos("kill", wid); got != wsvc {
+		t.Fatalf("chaos kill %s killed %s, want %s", wid, got, wsvc)
+	}
+	tm.add("chaos kill worker (command)", time.Since(killAt))
 	c.waitStates(30*time.Second, "killed worker exited", []string{wsvc}, exited)
 	diedAt := c.finishedAt(wsvc)
 	c.waitNodeState(gw1, wid, "dead", 10*time.Second)
@@ -214,7 +258,7 @@ func TestComposeDrill(t *testing.T) {
 		}
 	}
 	tm.add(fmt.Sprintf("first invoke of f after detection (cold=%s)", firstAfter.cold()), firstAfter.dur)
-	n, fails := bg.stop()
+	n, fails = bg.stop()
 	t.Logf("background invoker across the worker kill: %d invocations, %d failed", n, len(fails))
 	unreachable := fmt.Sprintf("the worker chosen for the sandbox (%s) is not reachable", wid)
 	inFlight := 0
@@ -235,8 +279,72 @@ func TestComposeDrill(t *testing.T) {
 	}
 	c.waitStates(30*time.Second, "surviving nodes healthy", without(c.services, wsvc), healthy)
 
+	// The killed worker comes back with empty pools.
+	if got := c.chaos("restart", "worker"); got != wsvc {
+		t.Errorf("chaos restart worker restarted %s, want the killed %s", got, wsvc)
+	}
+	c.waitStates(60*time.Second, "every node healthy after the worker's restart", c.services, healthy)
+	c.waitNodeState(gw1, wid, "alive", 15*time.Second)
+
+	// --- Drill 5: pause a worker (a zombie), resume it, check the records. ---
+	c.pauseDrill(tm)
+
 	// Status through the CLI-facing endpoint, for the log.
 	t.Logf("cluster status after the drill:\n%s", c.statusSummary(gw1))
+}
+
+// pauseDrill freezes a worker (docker pause: the whole process stops,
+// timers included) under load until membership declares it dead, resumes
+// it, and has `coldstart check` judge every record of the span: no limit
+// exceeded, no sandbox granted twice or running two invocations at once.
+func (c *cluster) pauseDrill(tm *timings) {
+	t := c.t
+	t.Helper()
+	chk := c.startCheck(gw1)
+	bg1, bg2 := startLoad(c, gw1, "f"), startLoad(c, gw2, "f")
+	c.waitLoad(10*time.Second, bg1, bg2)
+
+	t0 := time.Now()
+	svc := c.chaos("pause", "worker")
+	id := workerID(svc)
+	if id == "" {
+		t.Fatalf("chaos pause worker paused %q, not a worker", svc)
+	}
+	c.waitStates(10*time.Second, "paused worker", []string{svc}, func(_ string, s state) bool { return s.paused })
+	c.waitNodeState(gw1, id, "dead", 15*time.Second)
+	tm.add("worker pause → membership marks it dead", time.Since(t0))
+	if got := c.chaos("resume", "worker"); got != svc {
+		t.Errorf("chaos resume worker resumed %s, want the paused %s", got, svc)
+	}
+	t1 := time.Now()
+	c.waitNodeState(gw1, id, "alive", 30*time.Second)
+	alive := time.Now()
+	tm.add("worker resume → membership marks it alive", alive.Sub(t1))
+	// Traffic after the resume must flow and succeed.
+	c.waitLoad(15*time.Second, bg1, bg2)
+	n1, f1 := bg1.stop()
+	n2, f2 := bg2.stop()
+	t.Logf("background invokers across the pause of %s (%s): %d invocations, %d failed", svc, id, n1+n2, len(f1)+len(f2))
+	for _, f := range append(f1, f2...) {
+		rel := f.at.Sub(t0).Round(time.Millisecond)
+		if f.at.After(alive.Add(2 * time.Second)) {
+			t.Errorf("invocation started %v after the pause, when %s was alive again, failed: %s", rel, id, f.what)
+		} else {
+			t.Logf("  failed, started %v after the pause: %s", rel, f.what)
+		}
+	}
+	c.waitStates(30*time.Second, "every node healthy after the resume", c.services, healthy)
+
+	rep := chk.stop()
+	if !rep.OK {
+		t.Errorf("coldstart check over the pause drill's records: violations:\n%s", rep.raw)
+	}
+	// The checker may subscribe a little after the first invocations, so
+	// not every record need reach it; most must.
+	if ok := n1 + n2 - len(f1) - len(f2); rep.Records == 0 || rep.Records < ok/2 {
+		t.Errorf("coldstart check saw %d records of %d successful invocations", rep.Records, ok)
+	}
+	tm.add(fmt.Sprintf("pause drill, coldstart check over %d records (ok=%v)", rep.Records, rep.OK), time.Since(t0))
 }
 
 // runExamples deploys examples/python and examples/script-runtime through
@@ -322,6 +430,7 @@ type cluster struct {
 	t        *testing.T
 	cmd      []string // docker-compose, or docker compose
 	root     string
+	cli      string // the coldstart binary build-images.sh builds for the images
 	project  string
 	env      []string
 	profiles []string
@@ -363,11 +472,13 @@ func newCluster(t *testing.T) *cluster {
 	}
 	project := envOr("COLDSTART_COMPOSE_PROJECT", defaultProject)
 	env := []string{
-		"COLDSTART_NET_PREFIX=" + envOr("COLDSTART_NET_PREFIX", defaultNetPrefix),
+		"COMPOSE_PROJECT_NAME=" + project,
+		"GO=" + goTool(),
 		fmt.Sprintf("COLDSTART_GATEWAY1_PORT=%d", ports[0]),
 		fmt.Sprintf("COLDSTART_GATEWAY2_PORT=%d", ports[1]),
 	}
-	return &cluster{t: t, cmd: composeCmd, root: root, project: project, env: env, services: append([]string(nil), nodeServices...), http: &http.Client{Timeout: 10 * time.Second}}
+	cli := filepath.Join(root, "deployments", ".build", "coldstart", "coldstart")
+	return &cluster{t: t, cmd: composeCmd, root: root, cli: cli, project: project, env: env, services: append([]string(nil), nodeServices...), http: &http.Client{Timeout: 10 * time.Second}}
 }
 
 // gatewayPorts returns the host ports for the two gateways:
@@ -430,23 +541,6 @@ func envOr(k, def string) string {
 	return def
 }
 
-func (c *cluster) buildImages(tm *timings) {
-	c.t.Helper()
-	t0 := time.Now()
-	ctx, cancel := context.WithTimeout(context.Background(), 6*time.Minute)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, filepath.Join(c.root, "deployments", "build-images.sh"))
-	cmd.Dir = c.root
-	cmd.Env = append(os.Environ(), "GO="+goTool())
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		c.t.Fatalf("deployments/build-images.sh: %v\n%s", err, out)
-	}
-	d := time.Since(t0)
-	c.t.Logf("build-images.sh:\n%s", filterBuildOutput(out))
-	tm.add("deployments/build-images.sh", d)
-}
-
 // goTool is the go command running this test, so the script needs no PATH.
 func goTool() string {
 	if p, err := exec.LookPath("go"); err == nil {
@@ -457,16 +551,14 @@ func goTool() string {
 
 func filterBuildOutput(out []byte) string {
 	var keep []string
+	summary := false
 	for _, l := range strings.Split(string(out), "\n") {
-		if strings.HasPrefix(l, "built ") || strings.HasPrefix(l, "note:") {
+		summary = summary || strings.HasPrefix(l, "coldstart is up")
+		if summary || strings.HasPrefix(l, "built ") || strings.HasPrefix(l, "note:") || strings.HasPrefix(l, "installing ") {
 			keep = append(keep, "  "+l)
 		}
 	}
 	return strings.Join(keep, "\n")
-}
-
-func (c *cluster) imageExists(ref string) bool {
-	return exec.Command("docker", "image", "inspect", ref).Run() == nil
 }
 
 func (c *cluster) compose(timeout time.Duration, args ...string) (string, error) {
@@ -483,15 +575,127 @@ func (c *cluster) compose(timeout time.Duration, args ...string) (string, error)
 	return string(out), err
 }
 
-func (c *cluster) mustCompose(timeout time.Duration, args ...string) {
+// script runs scripts/NAME with the cluster's environment.
+func (c *cluster) script(timeout time.Duration, name string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, filepath.Join(c.root, "scripts", name), args...)
+	cmd.Dir = c.root
+	cmd.Env = append(os.Environ(), c.env...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+// chaos runs `coldstart chaos VERB NODE --target compose` and returns the
+// service it acted on (its answer is "VERB SERVICE [(ALIAS)]").
+func (c *cluster) chaos(verb, node string) string {
 	c.t.Helper()
-	if out, err := c.compose(timeout, args...); err != nil {
-		c.t.Fatalf("docker-compose %s: %v\n%s", strings.Join(args, " "), err, out)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	t0 := time.Now()
+	cmd := exec.CommandContext(ctx, c.cli, "chaos", verb, node, "--target", "compose", "--project", c.project)
+	cmd.Env = append(os.Environ(), c.env...)
+	out, err := cmd.CombinedOutput()
+	f := strings.Fields(string(out))
+	if err != nil || len(f) < 2 || f[0] != verb {
+		c.t.Fatalf("coldstart chaos %s %s --target compose: %v\n%s", verb, node, err, out)
+	}
+	c.t.Logf("coldstart chaos %s %s --target compose: %s (%v)", verb, node, strings.TrimSpace(string(out)), time.Since(t0).Round(time.Millisecond))
+	return f[1]
+}
+
+// checkRun is a `coldstart check --follow` running in the background.
+type checkRun struct {
+	t   *testing.T
+	cmd *exec.Cmd
+	out bytes.Buffer
+}
+
+type checkReport struct {
+	OK      bool `json:"ok"`
+	Records int  `json:"records"`
+	raw     string
+}
+
+func (c *cluster) startCheck(gw string) *checkRun {
+	c.t.Helper()
+	r := &checkRun{t: c.t}
+	r.cmd = exec.Command(c.cli, "check", "--follow", "--gateway", gw, "--json")
+	r.cmd.Env = append(os.Environ(), c.env...)
+	r.cmd.Stdout = &r.out
+	r.cmd.Stderr = &r.out
+	if err := r.cmd.Start(); err != nil {
+		c.t.Fatalf("coldstart check --follow: %v", err)
+	}
+	c.t.Cleanup(func() {
+		if r.cmd.ProcessState == nil {
+			r.cmd.Process.Kill()
+			r.cmd.Wait()
+		}
+	})
+	return r
+}
+
+// stop ends the check as Ctrl-C does (it drains, then reports) and
+// returns its verdict; exit status 0 must go with ok, 1 with violations.
+func (r *checkRun) stop() checkReport {
+	r.t.Helper()
+	r.cmd.Process.Signal(os.Interrupt)
+	done := make(chan error, 1)
+	go func() { done <- r.cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(30 * time.Second):
+		r.cmd.Process.Kill()
+		<-done
+		r.t.Fatalf("coldstart check --follow did not stop within 30 s of SIGINT:\n%s", r.out.String())
+	}
+	raw := r.out.String()
+	var rep checkReport
+	if i := strings.Index(raw, "{"); i < 0 || json.Unmarshal([]byte(raw[i:]), &rep) != nil {
+		r.t.Fatalf("coldstart check --follow: %v, no JSON report:\n%s", err, raw)
+	}
+	rep.raw = raw
+	if code := r.cmd.ProcessState.ExitCode(); (code == 0) != rep.OK || code > 1 {
+		r.t.Errorf("coldstart check --follow: exit %d with ok=%v:\n%s", code, rep.OK, raw)
+	}
+	return rep
+}
+
+// waitLoad waits until every load has had 5 more successful invocations.
+func (c *cluster) waitLoad(timeout time.Duration, loads ...*load) {
+	c.t.Helper()
+	base := make([]int, len(loads))
+	for i, l := range loads {
+		base[i] = l.ok()
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		behind := 0
+		for i, l := range loads {
+			if l.ok() < base[i]+5 {
+				behind++
+			}
+		}
+		if behind == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("background load: %d of %d invokers made no progress in %v", behind, len(loads), timeout)
+		}
+		time.Sleep(50 * time.Millisecond)
 	}
 }
 
+func sortedCopy(in []string) []string {
+	out := append([]string(nil), in...)
+	sort.Strings(out)
+	return out
+}
+
 // state is a container's state as `docker ps` reports it.
-type state struct{ running, healthy bool }
+type state struct{ running, paused, healthy bool }
 
 func healthy(svc string, s state) bool { return s.running && (s.healthy || noHealthcheck[svc]) }
 func exited(_ string, s state) bool    { return !s.running }
@@ -511,7 +715,7 @@ func (c *cluster) states() (map[string]state, error) {
 		if len(f) != 3 {
 			continue
 		}
-		m[f[0]] = state{running: f[1] == "running", healthy: strings.Contains(f[2], "(healthy)")}
+		m[f[0]] = state{running: f[1] == "running", paused: f[1] == "paused", healthy: strings.Contains(f[2], "(healthy)")}
 	}
 	return m, nil
 }
@@ -613,8 +817,16 @@ func (c *cluster) pollInvoke(gw, fn string, timeout time.Duration) resp {
 		if r.err == nil && r.code == 200 {
 			return r
 		}
-		if r.err == nil && (r.code != 500 || r.hdr.Get("X-Amzn-ErrorType") != "ServiceException") {
+		// Never a hang (the client gives up after 10 s), never a 429:
+		// only the fast, distinct refusal.
+		if r.err != nil {
+			c.t.Fatalf("invoke %s while placement recovers: %v after %v", fn, r.err, r.dur)
+		}
+		if r.code != 500 || r.hdr.Get("X-Amzn-ErrorType") != "ServiceException" {
 			c.t.Fatalf("invoke %s while placement recovers: HTTP %d %s %s", fn, r.code, r.hdr.Get("X-Amzn-ErrorType"), r.body)
+		}
+		if r.dur >= time.Second {
+			c.t.Errorf("invoke %s while placement recovers: refused after %v, want < 1 s", fn, r.dur)
 		}
 		if time.Now().After(deadline) {
 			c.t.Fatalf("invoke %s: no success after %v: %d %v %s", fn, timeout, r.code, r.err, r.body)
@@ -711,19 +923,21 @@ func (c *cluster) waitLedger(gw string, timeout time.Duration) {
 	}
 }
 
-// leader polls the gateway's status until it names a placement leader.
-func (c *cluster) leader(gw string) string {
+// leader polls the gateway's status until it names a placement leader
+// other than the service not (a gateway names a dead leader until it hears
+// of the next one).
+func (c *cluster) leader(gw, not string) string {
 	c.t.Helper()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
 		s, err := c.status(gw)
-		if err == nil && placementService(s.Leader) != "" {
+		if svc := placementService(s.Leader); err == nil && svc != "" && svc != not {
 			return s.Leader
 		}
 		if time.Now().After(deadline) {
-			c.t.Fatalf("no placement leader in %s status: %+v %v", gw, s, err)
+			c.t.Fatalf("no placement leader (other than %q) in %s status: %+v %v", not, gw, s, err)
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(100 * time.Millisecond)
 	}
 }
 
@@ -748,6 +962,14 @@ func placementService(id string) string {
 	switch id {
 	case "p1", "p2", "p3":
 		return "placement" + id[1:]
+	}
+	return ""
+}
+
+func workerID(svc string) string {
+	switch svc {
+	case "worker1", "worker2", "worker3":
+		return "w" + svc[len("worker"):]
 	}
 	return ""
 }
@@ -810,6 +1032,13 @@ func startLoad(c *cluster, gw, fn string) *load {
 		}
 	}()
 	return l
+}
+
+// ok is the number of successful invocations so far.
+func (l *load) ok() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.n - len(l.fails)
 }
 
 func (l *load) stop() (int, []failure) {

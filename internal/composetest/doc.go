@@ -1,11 +1,13 @@
 // Package composetest drives the docker-compose cluster (docker-compose.yml
-// at the repository root) from the outside, over its published gateway ports,
-// and runs the node-failure drill: placement quorum loss, recovery, worker
-// loss.
+// at the repository root) from the outside, as a user does: the one command
+// up (scripts/compose-up.sh --build: offline images FROM scratch, then up,
+// then health), faults through `coldstart chaos --target compose`, and
+// scripts/compose-down.sh. The drill: kill the placement leader (found by
+// role) under load, lose the placement quorum and get it back, kill a
+// worker, pause and resume a worker with `coldstart check` over the records.
 //
-// It builds the images (deployments/build-images.sh, offline, FROM scratch)
-// and starts ten containers, so it takes a minute or two; it runs with the
-// rest of the tests (`go test ./...`), or alone:
+// It starts ten containers, so it takes a minute or two with warm caches;
+// it runs with the rest of the tests (`go test ./...`), or alone:
 //
 //	go test -count=1 -v -timeout 10m ./internal/composetest/
 //
