@@ -123,11 +123,13 @@ type drillEnv struct {
 	stopLoad context.CancelFunc
 	streams  sync.WaitGroup
 	// records captured from the gateway's stream for coldstart check.
-	recMu   sync.Mutex
-	recs    []api.Record
-	recErr  error
-	limits  []check.LimitChange
-	created []string
+	recMu sync.Mutex
+	recs  []api.Record
+	// streamErr is why the records stream ended early, if it did: the
+	// check then judges fewer records than the drill made.
+	streamErr error
+	limits    []check.LimitChange
+	created   []string
 	// faults and recovery say what the drill did, in order.
 	faults, recovery []string
 	recovering       bool
@@ -267,8 +269,14 @@ func runOneDrill(ctx context.Context, o drillOptions) (*drill.Result, error) {
 		evidence = append(evidence, drill.Evidence{What: "the cluster recovers", Present: false, Detail: recErr.Error()})
 	}
 	rep, file, limitsFile := e.check(ctx)
+	summary := checkSummary(rep)
+	e.recMu.Lock()
+	if e.streamErr != nil {
+		summary += "; the records stream broke early (" + e.streamErr.Error() + "): later records are not judged"
+	}
+	e.recMu.Unlock()
 	out := drill.Outcome{Drill: o.spec.Name, Injected: o.spec.Right, Fault: e.faults, Recovery: e.recovery, Evidence: evidence,
-		CheckOK: rep.OK(), CheckSummary: checkSummary(rep), Records: rep.Records,
+		CheckOK: rep.OK(), CheckSummary: summary, Records: rep.Records,
 		Answer: answer, FaultAt: e.faultAt, AnsweredAt: answeredAt}
 	res, err := drill.Grade(o.spec, out)
 	if file != "" {
@@ -518,8 +526,8 @@ func (e *drillEnv) startRecords(ctx context.Context) error {
 			r, err := st.Next()
 			e.recMu.Lock()
 			if err != nil {
-				if e.recErr == nil && !errors.Is(err, io.EOF) && ctx.Err() == nil {
-					e.recErr = err
+				if e.streamErr == nil && !errors.Is(err, io.EOF) && ctx.Err() == nil {
+					e.streamErr = err
 				}
 				e.recMu.Unlock()
 				return
