@@ -27,6 +27,8 @@
 #               COLDSTART_REDIS_IMAGE=redis:7.2)
 #   --redis     the default, accepted for older callers
 #   --no-node   leave node out of the worker image (~100 MB smaller)
+#   --secret-only  only write the cluster secret if there is none (for
+#               images built elsewhere, e.g. deployments/Dockerfile.release)
 # Environment: COLDSTART_IMAGE (default coldstart:dev),
 #              COLDSTART_WORKER_IMAGE (default coldstart-worker:dev),
 #              COLDSTART_REDIS_IMAGE (default coldstart-redis:dev),
@@ -35,13 +37,15 @@ set -eu
 
 redis=yes
 node=yes
+secret_only=no
 for arg in "$@"; do
 	case "$arg" in
 	--redis) redis=yes ;;
 	--no-redis) redis=no ;;
 	--no-node) node=no ;;
+	--secret-only) secret_only=yes ;;
 	-h | --help)
-		sed -n '2,32p' "$0" | sed 's/^# \{0,1\}//'
+		sed -n '2,34p' "$0" | sed 's/^# \{0,1\}//'
 		exit 0
 		;;
 	*)
@@ -56,22 +60,6 @@ out="$root/deployments/.build"
 image=${COLDSTART_IMAGE:-coldstart:dev}
 worker_image=${COLDSTART_WORKER_IMAGE:-coldstart-worker:dev}
 redis_image=${COLDSTART_REDIS_IMAGE:-coldstart-redis:dev}
-
-go=${GO:-}
-if [ -z "$go" ]; then
-	if command -v go >/dev/null 2>&1; then
-		go=go
-	elif [ -x /usr/local/go/bin/go ]; then
-		go=/usr/local/go/bin/go
-	else
-		echo "build-images.sh: no Go toolchain (set GO=/path/to/go)" >&2
-		exit 1
-	fi
-fi
-command -v docker >/dev/null 2>&1 || {
-	echo "build-images.sh: docker is not installed" >&2
-	exit 1
-}
 
 # --- cluster secret ------------------------------------------------------------
 # 32 random bytes as hex. The directory is private (0700); the file itself
@@ -101,6 +89,24 @@ if [ ! -s "$secret_file" ]; then
 	mv -f "$tmp" "$secret_file"
 	echo "generated $secret_file"
 fi
+
+[ "$secret_only" = no ] || exit 0
+
+go=${GO:-}
+if [ -z "$go" ]; then
+	if command -v go >/dev/null 2>&1; then
+		go=go
+	elif [ -x /usr/local/go/bin/go ]; then
+		go=/usr/local/go/bin/go
+	else
+		echo "build-images.sh: no Go toolchain (set GO=/path/to/go)" >&2
+		exit 1
+	fi
+fi
+command -v docker >/dev/null 2>&1 || {
+	echo "build-images.sh: docker is not installed" >&2
+	exit 1
+}
 
 # Legacy builder or BuildKit both work: FROM scratch pulls nothing.
 build() { # tag dockerfile context [docker build flags...]

@@ -54,22 +54,25 @@ port2=${COLDSTART_GATEWAY2_PORT:-9001}
 timeout=${COLDSTART_UP_TIMEOUT:-180}
 
 # --- images and the cluster secret -------------------------------------------
+# Only the offline images (their default names) are built when missing;
+# other names (coldstart:release, redis:7.2) are the user's, which compose
+# runs or pulls as they are. --build builds under whatever names are set.
 have() { docker image inspect "$1" >/dev/null 2>&1; }
 if [[ $build == auto ]]; then
 	build=no
-	for i in "$image" "$worker_image"; do
-		have "$i" || build=yes
-	done
+	[[ $image != coldstart:dev ]] || have "$image" || build=yes
+	[[ $worker_image != coldstart-worker:dev ]] || have "$worker_image" || build=yes
 	[[ $redis_image != coldstart-redis:dev ]] || have "$redis_image" || build=yes
-	[[ -s deployments/secrets/cluster-secret ]] || build=yes
 fi
 if [[ $build == yes ]]; then
 	flags=()
-	# A Redis image that is not the offline one is pulled by compose
-	# (e.g. COLDSTART_REDIS_IMAGE=redis:7.2), not built here.
+	# A Redis image that is not the offline one is pulled by compose.
 	[[ $redis_image == coldstart-redis:dev ]] || flags+=(--no-redis)
 	echo "building images (deployments/build-images.sh ${flags[*]:-})"
 	deployments/build-images.sh "${flags[@]}"
+else
+	# The cluster secret every container mounts (kept if it exists).
+	deployments/build-images.sh --secret-only
 fi
 
 # --- up ------------------------------------------------------------------------

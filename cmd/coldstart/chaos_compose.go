@@ -222,6 +222,9 @@ type composeTarget struct {
 	// docker runs the docker CLI (replaced in tests).
 	docker func(ctx context.Context, args ...string) ([]byte, error)
 	hc     *http.Client
+	// leaderWait bounds how long leader and follower wait for the cluster
+	// to name a running leader (0: 10 s).
+	leaderWait time.Duration
 
 	mu sync.Mutex
 	// picked remembers, per "VERB ALIAS", the service an alias named, so
@@ -457,6 +460,42 @@ func (t *composeTarget) leader(ctx context.Context, nodes []composeNode) (string
 	return "", fmt.Errorf("%w: cannot tell the placement leader (%s)", ErrNoNode, strings.Join(errs, "; "))
 }
 
+// runningLeader waits (up to leaderWait) until the cluster names a
+// leader whose container runs. Right after the leader is killed the
+// gateways still name it until the election they learn of, ~1-2 s; a
+// cluster without quorum never names another, and the error says so.
+func (t *composeTarget) runningLeader(ctx context.Context, nodes *[]composeNode) (string, error) {
+	wait := t.leaderWait
+	if wait == 0 {
+		wait = 10 * time.Second
+	}
+	deadline := time.Now().Add(wait)
+	for {
+		leader, err := t.leader(ctx, *nodes)
+		if err == nil {
+			for _, n := range *nodes {
+				if n.Service == leader && n.running() {
+					return leader, nil
+				}
+			}
+			err = fmt.Errorf("%w: the cluster names %s as leader, which is not running (no quorum, or an election under way)", ErrNoNode, leader)
+		}
+		if time.Now().After(deadline) {
+			return "", fmt.Errorf("%w (waited %v)", err, wait)
+		}
+		select {
+		case <-ctx.Done():
+			return "", ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+		list, lerr := t.list(ctx)
+		if lerr != nil {
+			return "", lerr
+		}
+		*nodes = list
+	}
+}
+
 func (t *composeTarget) Nodes(ctx context.Context) (map[string]string, error) {
 	nodes, err := t.list(ctx)
 	if err != nil {
@@ -571,7 +610,7 @@ func (t *composeTarget) resolve(ctx context.Context, nodes []composeNode, verb, 
 	found := false
 	switch name {
 	case "leader", "follower":
-		leader, err := t.leader(ctx, nodes)
+		leader, err := t.runningLeader(ctx, &nodes)
 		if err != nil {
 			return composeNode{}, err
 		}

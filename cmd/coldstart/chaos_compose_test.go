@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 )
 
 // fakeDocker answers the docker commands composeTarget runs from an
@@ -143,6 +144,13 @@ func TestComposeTargetResolve(t *testing.T) {
 	if _, err := ct.Resolve(ctx, "placement9"); !errors.Is(err, ErrNoNode) {
 		t.Errorf("Resolve(placement9): %v, want ErrNoNode", err)
 	}
+	// The gateway still names a dead leader: leader waits, then says so.
+	f.ctrs[3].status = "exited" // placement2
+	ct.leaderWait = 300 * time.Millisecond
+	if _, err := ct.Resolve(ctx, "leader"); !errors.Is(err, ErrNoNode) || !strings.Contains(err.Error(), "not running") {
+		t.Errorf("Resolve(leader) with the named leader exited: %v, want ErrNoNode saying it is not running", err)
+	}
+	f.ctrs[3].status = "running"
 	// worker picks a running worker: the first is paused.
 	f.ctrs[2].status = "paused"
 	if got, err := ct.Resolve(ctx, "worker"); err != nil || got != "worker2" {
