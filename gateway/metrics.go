@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"errors"
 	"net/http"
 	"strconv"
 	"sync"
@@ -78,11 +79,34 @@ func newMetrics(reg prometheus.Registerer, node string) *metrics {
 		fnInitDuration:  hv("function_init_duration_seconds", "Cold-start init duration, per function (Lambda: InitDuration)."),
 		fns:             newFnHandles(node),
 	}
-	for _, col := range []prometheus.Collector{m.invocations, m.throttles, m.errors, m.cold, m.warm, m.busy, m.placementFail, m.overloaded, m.authFailures, m.pcInvocations, m.pcSpillover, m.asyncReceived, m.asyncDropped, m.deadLetterErrors, m.destinationFailures, m.asyncAge, m.latency,
-		m.fnInvocations, m.fnErrors, m.fnThrottles, m.fnAsyncReceived, m.fnLatency, m.fnDuration, m.fnInitDuration, m.fns} {
+	for _, col := range []prometheus.Collector{m.invocations, m.throttles, m.errors, m.cold, m.warm, m.busy, m.placementFail, m.overloaded, m.authFailures, m.pcInvocations, m.pcSpillover, m.asyncReceived, m.asyncDropped, m.deadLetterErrors, m.destinationFailures, m.asyncAge, m.latency} {
 		_ = reg.Register(col)
 	}
+	m.fnInvocations = reuse(reg, m.fnInvocations)
+	m.fnErrors = reuse(reg, m.fnErrors)
+	m.fnThrottles = reuse(reg, m.fnThrottles)
+	m.fnAsyncReceived = reuse(reg, m.fnAsyncReceived)
+	m.fnLatency = reuse(reg, m.fnLatency)
+	m.fnDuration = reuse(reg, m.fnDuration)
+	m.fnInitDuration = reuse(reg, m.fnInitDuration)
+	m.fns = reuse(reg, m.fns)
 	return m
+}
+
+// reuse registers c, or returns the collector a previous incarnation of
+// this node registered under the same names and node label (a gateway
+// restarted inside `coldstart up` shares the registry): the restarted
+// node goes on counting in the series /metrics shows, instead of into
+// unregistered ones.
+func reuse[T prometheus.Collector](reg prometheus.Registerer, c T) T {
+	err := reg.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		if old, ok := are.ExistingCollector.(T); ok {
+			return old
+		}
+	}
+	return c
 }
 
 // registerMembers exposes membership health as this gateway sees it:
@@ -91,12 +115,16 @@ func (g *Gateway) registerMembers(reg prometheus.Registerer) {
 	if g.cfg.Members == nil || reg == nil {
 		return
 	}
-	_ = reg.Register(&membersCollector{m: g.cfg.Members, desc: prometheus.NewDesc("coldstart_gateway_members",
-		"Cluster members by role and state (alive, suspect, dead) as this gateway's membership sees them.", []string{"role", "state"}, prometheus.Labels{"node": g.cfg.ID})})
+	c := &membersCollector{desc: prometheus.NewDesc("coldstart_gateway_members",
+		"Cluster members by role and state (alive, suspect, dead) as this gateway's membership sees them.", []string{"role", "state"}, prometheus.Labels{"node": g.cfg.ID})}
+	c.m.Store(&g.cfg.Members)
+	// A restarted gateway points the collector it registered before at
+	// its new membership.
+	reuse(reg, c).m.Store(&g.cfg.Members)
 }
 
 type membersCollector struct {
-	m    Members
+	m    atomic.Pointer[Members]
 	desc *prometheus.Desc
 }
 
@@ -109,7 +137,7 @@ func (c *membersCollector) Collect(ch chan<- prometheus.Metric) {
 			n[[2]string{role, st}] = 0 // every series exists, so a rule can watch for 0
 		}
 	}
-	for _, node := range c.m.Nodes() {
+	for _, node := range (*c.m.Load()).Nodes() {
 		st := node.State
 		if st != "suspect" && st != "dead" {
 			st = "alive" // leader, follower, candidate are alive members

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/coldstart-dev/coldstart/internal/api"
 	"github.com/coldstart-dev/coldstart/wire"
@@ -159,4 +160,32 @@ func TestPlacementEvents(t *testing.T) {
 	if strings.Join(got, ",") != strings.Join(want, ",") {
 		t.Fatalf("events\n got %v\nwant %v", got, want)
 	}
+}
+
+// TestRestartedGatewayCountsInTheRegisteredSeries: a gateway restarted in
+// one process registers its metrics again; its per-function counts must
+// land in the series /metrics serves, not in unregistered copies.
+func TestRestartedGatewayCountsInTheRegisteredSeries(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	first := newMetrics(reg, "g1")
+	first.fns.get(first, "f").warm.Inc()
+	second := newMetrics(reg, "g1")
+	second.fns.get(second, "f").warm.Inc()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "coldstart_gateway_function_invocations_total" {
+			var v float64
+			for _, m := range mf.GetMetric() {
+				v += m.GetCounter().GetValue()
+			}
+			if v != 2 {
+				t.Fatalf("warm invocations %v after a restart, want 2 (both runs)", v)
+			}
+			return
+		}
+	}
+	t.Fatal("no coldstart_gateway_function_invocations_total")
 }

@@ -1,6 +1,9 @@
 package worker
 
 import (
+	"errors"
+	"sync/atomic"
+
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -46,20 +49,30 @@ func (n *Node) registerPoolMetrics(reg prometheus.Registerer) {
 		return
 	}
 	l := prometheus.Labels{"node": n.cfg.ID}
-	_ = reg.Register(&poolCollector{n: n,
+	c := &poolCollector{
 		conc: prometheus.NewDesc("coldstart_worker_concurrent_executions", "Invocations running on this worker, per function (Lambda: ConcurrentExecutions).", []string{"function"}, l),
-		sbs:  prometheus.NewDesc("coldstart_worker_sandboxes", "Sandboxes this worker holds, by state (idle, busy).", []string{"state"}, l)})
+		sbs:  prometheus.NewDesc("coldstart_worker_sandboxes", "Sandboxes this worker holds, by state (idle, busy).", []string{"state"}, l)}
+	c.n.Store(n)
+	err := reg.Register(c)
+	var are prometheus.AlreadyRegisteredError
+	if errors.As(err, &are) {
+		// A worker restarted in the same process (`coldstart up`): the
+		// collector its previous run registered reads this run's pool.
+		if old, ok := are.ExistingCollector.(*poolCollector); ok {
+			old.n.Store(n)
+		}
+	}
 }
 
 type poolCollector struct {
-	n         *Node
+	n         atomic.Pointer[Node]
 	conc, sbs *prometheus.Desc
 }
 
 func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.conc; ch <- c.sbs }
 
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
-	s := c.n.Stats()
+	s := c.n.Load().Stats()
 	busy := map[string]int{}
 	for _, k := range s.Keys {
 		busy[k.Function] += k.Total - k.Idle
