@@ -159,10 +159,11 @@ type scenario struct {
 }
 
 func runOneDrill(ctx context.Context, o drillOptions) (*drill.Result, error) {
-	sc, ok := scenarios[o.spec.Name]
+	mk, ok := scenarios[o.spec.Name]
 	if !ok {
 		return nil, setupErrorf("drill %s has no script", o.spec.Name)
 	}
+	sc := mk()
 	if err := o.spec.Validate(); err != nil {
 		return nil, err
 	}

@@ -37,17 +37,24 @@ const (
 // leaseExpiry is when placement may give a silent worker's capacity away.
 var leaseExpiry = placement.DefaultLease.Expiry()
 
-var scenarios = map[string]scenario{
-	"quorum-loss":          quorumLoss(),
-	"leader-loss":          leaderLoss(),
-	"worker-crash":         workerCrash(),
-	"zombie-worker":        workerCut("pause", "resume", "worker-zombie", 3*time.Second),
-	"partitioned-worker":   workerCut("partition", "heal", "worker-partition", 1200*time.Millisecond),
-	"deploy-at-peak":       deployAtPeak(),
-	"throttle-storm":       throttleStorm(),
-	"reserved-provisioned": reservedProvisioned(),
-	"redis-down":           redisDown(),
-	"nats-down":            natsDown(),
+// scenarios make each drill's script. A script keeps the state of one run
+// (the node it killed, the limit it replaced) in its closures, so every
+// run gets a new one.
+var scenarios = map[string]func() scenario{
+	"quorum-loss":  quorumLoss,
+	"leader-loss":  leaderLoss,
+	"worker-crash": workerCrash,
+	"zombie-worker": func() scenario {
+		return workerCut("pause", "resume", "worker-zombie", 3*time.Second)
+	},
+	"partitioned-worker": func() scenario {
+		return workerCut("partition", "heal", "worker-partition", 1200*time.Millisecond)
+	},
+	"deploy-at-peak":       deployAtPeak,
+	"throttle-storm":       throttleStorm,
+	"reserved-provisioned": reservedProvisioned,
+	"redis-down":           redisDown,
+	"nats-down":            natsDown,
 }
 
 func evidence(what string, present bool, format string, a ...any) drill.Evidence {

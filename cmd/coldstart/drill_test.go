@@ -280,3 +280,21 @@ func TestDrillHelpers(t *testing.T) {
 		t.Error("nodeState")
 	}
 }
+
+// TestEveryDrillHasAScript: each drill of the catalogue has a script with
+// every step, and no script is left without a drill.
+func TestEveryDrillHasAScript(t *testing.T) {
+	for _, s := range drill.Specs {
+		mk, ok := scenarios[s.Name]
+		if !ok {
+			t.Errorf("drill %s has no script", s.Name)
+			continue
+		}
+		if a := mk(); a.setup == nil || a.inject == nil || a.observe == nil || a.recover == nil {
+			t.Errorf("drill %s: script lacks a step", s.Name)
+		}
+	}
+	if len(scenarios) != len(drill.Specs) {
+		t.Errorf("%d scripts for %d drills", len(scenarios), len(drill.Specs))
+	}
+}
