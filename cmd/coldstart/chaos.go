@@ -166,8 +166,7 @@ alias pick a node of that role that is down, paused or cut off.`,
 		fmt.Fprintf(stdout, "%s pid %d (%s)\n", pos[0], *pid, sig)
 		return 0
 	}
-	verbs := map[string]bool{"kill": true, "restart": true, "pause": true, "resume": true, "partition": true, "heal": true}
-	if len(pos) == 0 || (pos[0] == "list" && len(pos) != 1) || (pos[0] != "list" && (!verbs[pos[0]] || len(pos) != 2)) {
+	if len(pos) == 0 || (pos[0] == "list" && len(pos) != 1) || (pos[0] != "list" && (!isChaosVerb(pos[0]) || len(pos) != 2)) {
 		fmt.Fprintln(stderr, "coldstart chaos: want list, or kill, restart, pause, resume, partition or heal NODE (see --help)")
 		return 2
 	}

@@ -299,7 +299,6 @@ func TestComposeDrill(t *testing.T) {
 // exceeded, no sandbox granted twice or running two invocations at once.
 func (c *cluster) pauseDrill(tm *timings) {
 	t := c.t
-	t.Helper()
 	chk := c.startCheck(gw1)
 	bg1, bg2 := startLoad(c, gw1, "f"), startLoad(c, gw2, "f")
 	c.waitLoad(10*time.Second, bg1, bg2)
