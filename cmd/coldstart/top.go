@@ -157,25 +157,29 @@ func (m topModel) View() string {
 	}
 	b.WriteString(nodeSummary(s.Nodes) + "\n\n")
 
-	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "FUNCTION\tINV/S\tCOLD/S\tWARM/S\tP50 MS\tP99 MS\tTHR/S\tERR/S\tCONC/LIMIT\tINVOCATIONS\tTHROTTLES\t")
 	var last gateway.SeriesPoint
 	if n := len(s.Points); n > 0 {
 		last = s.Points[n-1]
 	}
 	names := make([]string, 0, len(last.Functions))
+	width := len("FUNCTION")
 	for fn := range last.Functions {
 		names = append(names, fn)
+		width = max(width, len(fn))
 	}
 	sort.Strings(names)
+	// Numbers align right; names are padded so that they read left-aligned.
+	pad := func(s string) string { return s + strings.Repeat(" ", width-len(s)) }
+	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, pad("FUNCTION")+"\tINV/S\tCOLD/S\tWARM/S\tP50 MS\tP99 MS\tTHR/S\tERR/S\tCONC/LIMIT\tINVOCATIONS\tTHROTTLES\t")
 	for _, fn := range names {
 		p := last.Functions[fn]
-		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t%.2f\t%.2f\t%.1f\t%.1f\t%d/%d\t%.0f\t%.0f\t\n", fn, p.Invocations, p.Cold, p.Warm, p.P50Ms, p.P99Ms, p.Throttles, p.Errors, p.Concurrency, p.Limit, p.TotalInvocations, p.TotalThrottles)
-	}
-	if len(names) == 0 {
-		fmt.Fprintln(tw, "(no functions yet)\t\t\t\t\t\t\t\t\t\t\t")
+		fmt.Fprintf(tw, "%s\t%.1f\t%.1f\t%.1f\t%.2f\t%.2f\t%.1f\t%.1f\t%d/%d\t%.0f\t%.0f\t\n", pad(fn), p.Invocations, p.Cold, p.Warm, p.P50Ms, p.P99Ms, p.Throttles, p.Errors, p.Concurrency, p.Limit, p.TotalInvocations, p.TotalThrottles)
 	}
 	tw.Flush()
+	if len(names) == 0 {
+		b.WriteString("(no functions yet)\n")
+	}
 
 	b.WriteString("\nlatest events\n")
 	evs := f.timeline
