@@ -189,3 +189,29 @@ func TestRestartedGatewayCountsInTheRegisteredSeries(t *testing.T) {
 	}
 	t.Fatal("no coldstart_gateway_function_invocations_total")
 }
+
+// BenchmarkObserveInvoke is what the per-function metrics add to each
+// synchronous invocation, against the same handler unwrapped.
+func BenchmarkObserveInvoke(b *testing.B) {
+	g := &Gateway{m: newMetrics(prometheus.NewRegistry(), "g"), cache: newCache(nil, time.Now)}
+	h := func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set(api.HeaderCold, "false")
+		w.Header().Set(api.HeaderDurationMs, "0.25")
+		w.WriteHeader(http.StatusOK)
+	}
+	g.m.fns.get(g.m, "f") // the function exists
+	req, _ := http.NewRequest(http.MethodPost, "/2015-03-31/functions/f/invocations", nil)
+	req.SetPathValue("name", "f")
+	for _, c := range []struct {
+		name string
+		h    http.HandlerFunc
+	}{{"bare", h}, {"observed", g.observeInvoke(h)}} {
+		b.Run(c.name, func(b *testing.B) {
+			w := &recorder{h: http.Header{}}
+			for i := 0; i < b.N; i++ {
+				clear(w.h)
+				c.h(w, req)
+			}
+		})
+	}
+}
