@@ -701,6 +701,19 @@ func (t *composeTarget) Apply(ctx context.Context, verb, node string) (string, e
 	return verb + " " + label, nil
 }
 
+// NodeID is the node id (--id) of the container or service name names,
+// as coldstart status shows it; name itself when it names none.
+func (t *composeTarget) NodeID(ctx context.Context, name string) string {
+	nodes, err := t.list(ctx)
+	if err != nil {
+		return name
+	}
+	if n, ok := match(nodes, name); ok && n.ID != "" {
+		return n.ID
+	}
+	return name
+}
+
 // heal reconnects the node to every project network it lacks, under its
 // service name: compose's DNS alias, which Raft peers, NATS URLs and
 // memberlist seeds use.

@@ -362,7 +362,15 @@ func (e *drillEnv) fault(ctx context.Context, verb, node string) (string, error)
 		return "", err
 	}
 	e.note("%s", msg)
-	return faultNode(msg), nil
+	node = faultNode(msg)
+	// Status names nodes by id; a compose fault names the service
+	// (placement1 for p1).
+	if ider, ok := e.target.(interface {
+		NodeID(context.Context, string) string
+	}); ok {
+		node = ider.NodeID(ctx, node)
+	}
+	return node, nil
 }
 
 func (e *drillEnv) fn(suffix string) string { return e.prefix + "-" + suffix }

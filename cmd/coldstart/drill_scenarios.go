@@ -224,6 +224,9 @@ func leaderLoss() scenario {
 
 // waitNode waits until status shows node id alive again.
 func (e *drillEnv) waitNode(ctx context.Context, id string, within time.Duration) error {
+	if e.opts.target == "compose" {
+		within *= 3 // a container starts, then its node rejoins
+	}
 	if !drillWait(ctx, within, func() bool {
 		st, err := e.status(ctx)
 		return err == nil && !nodeDown(st, id)

@@ -289,6 +289,9 @@ func TestComposeDrill(t *testing.T) {
 	// --- Drill 5: pause a worker (a zombie), resume it, check the records. ---
 	c.pauseDrill(tm)
 
+	// --- Drill 6: a graded triage drill, played by a script, on compose. ---
+	c.gradedDrill(tm, "leader-loss", "placement-leader")
+
 	// Status through the CLI-facing endpoint, for the log.
 	t.Logf("cluster status after the drill:\n%s", c.statusSummary(gw1))
 }
@@ -601,6 +604,38 @@ func (c *cluster) chaos(verb, node string) string {
 	}
 	c.t.Logf("coldstart chaos %s %s --target compose: %s (%v)", verb, node, strings.TrimSpace(string(out)), time.Since(t0).Round(time.Millisecond))
 	return f[1]
+}
+
+// gradedDrill runs `coldstart drill run NAME --target compose --answer
+// RIGHT --json` against the cluster: its hidden fault goes through the
+// compose chaos target, it must be graded correct with its signal observed
+// and coldstart check passing over its records, and it must leave every
+// node healthy.
+func (c *cluster) gradedDrill(tm *timings, name, right string) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	t0 := time.Now()
+	cmd := exec.CommandContext(ctx, c.cli, "drill", "run", name, "--target", "compose", "--project", c.project,
+		"--gateway", gw1, "--gateway", gw2, "--answer", right, "--json", "--data", c.t.TempDir())
+	cmd.Env = append(os.Environ(), c.env...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	var r struct {
+		Correct bool   `json:"correct"`
+		Answer  string `json:"answer"`
+		Right   string `json:"right"`
+		Valid   bool   `json:"valid"`
+		Check   bool   `json:"check"`
+		Records int    `json:"records"`
+	}
+	if jerr := json.Unmarshal(out, &r); err != nil || jerr != nil || !r.Correct || !r.Valid || !r.Check || r.Right != right || r.Records == 0 {
+		c.t.Fatalf("coldstart drill run %s --target compose --answer %s: %v %v: %+v\n%s\nstderr:\n%s", name, right, err, jerr, r, out, stderr.String())
+	}
+	c.t.Logf("coldstart drill run %s --target compose: correct, %d records checked (%v)", name, r.Records, time.Since(t0).Round(time.Millisecond))
+	c.waitStates(60*time.Second, "every node healthy after the "+name+" drill", c.services, healthy)
+	tm.add("graded drill "+name+" on compose", time.Since(t0))
 }
 
 // checkRun is a `coldstart check --follow` running in the background.
