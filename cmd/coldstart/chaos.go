@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/coldstart-dev/coldstart/gateway"
 	"github.com/coldstart-dev/coldstart/internal/faultnet"
 	"github.com/coldstart-dev/coldstart/internal/roles"
 )
@@ -87,6 +88,7 @@ func (c *embedded) serveAdmin(addr, dataDir string) (string, error) {
 				label += " (" + name + ")"
 			}
 			c.log.Warn("chaos: "+verb, "node", id)
+			c.announce(verb, id, verb+" "+label)
 			fmt.Fprintf(w, "%s %s\n", verb, label)
 		}))
 	}
@@ -99,6 +101,7 @@ func (c *embedded) serveAdmin(addr, dataDir string) (string, error) {
 				return
 			}
 			c.log.Warn("chaos: " + msg)
+			c.announce(verb, strings.Fields(msg)[1], msg)
 			fmt.Fprintln(w, msg)
 		}))
 	}
@@ -110,6 +113,35 @@ func (c *embedded) serveAdmin(addr, dataDir string) (string, error) {
 	go srv.Serve(ln)
 	c.stopAdmin = func() { srv.Close() }
 	return token, nil
+}
+
+// announce puts a chaos verb on every gateway's timeline (fault_injected
+// for kill, pause and partition; fault_cleared for the verbs that undo
+// them), so the operator sees what was done next to its effects. It goes
+// through a placement node untouched by any fault (the node just cut off
+// would swallow it); with none, or with NATS itself cut off, the timeline
+// shows only the effects.
+func (c *embedded) announce(verb, node, detail string) {
+	kind := "fault_injected"
+	if verb == "restart" || verb == "resume" || verb == "heal" {
+		kind = "fault_cleared"
+	}
+	c.mu.Lock()
+	var via *roles.Node
+	for _, id := range c.order {
+		if n := c.nodes[id]; n != nil && n.Placement != nil && n.NC != nil && id != node && c.fault.Describe(id) == "" {
+			via = n
+			break
+		}
+	}
+	c.mu.Unlock()
+	if via == nil {
+		return
+	}
+	ev := gateway.TimelineEvent{TimeMs: time.Now().UnixMilli(), Kind: kind, Node: node, Detail: "chaos: " + detail}
+	if err := gateway.AnnounceTimeline(via.NC, ev); err != nil {
+		c.log.Warn("chaos: not announced on the timeline", "err", err)
+	}
 }
 
 func runChaos(ctx context.Context, args []string, stdout, stderr io.Writer) int {

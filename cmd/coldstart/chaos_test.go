@@ -3,6 +3,8 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
+	"net/http"
 	"os"
 	"os/exec"
 	"regexp"
@@ -12,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coldstart-dev/coldstart/gateway"
 	"github.com/coldstart-dev/coldstart/internal/ports"
 )
 
@@ -136,6 +139,39 @@ func TestChaosPauseLeaderAgainstUp(t *testing.T) {
 	if code, out, errs := chaos("restart", "leader"); code != 0 || out != "restart "+killed+" (leader)\n" {
 		t.Fatalf("chaos restart leader: %d %q %s; want it to restart %s", code, out, errs, killed)
 	}
+	// Every verb is on the gateway's timeline, next to its effects.
+	want := map[string]string{
+		"fault_injected pause " + paused: "", "fault_cleared resume " + paused: "",
+		"fault_injected partition worker-1": "", "fault_cleared heal worker-1": "",
+		"fault_injected kill " + killed: "", "fault_cleared restart " + killed: "",
+	}
+	var seen []string
+	waitUntil(t, "the chaos verbs on the timeline", 10*time.Second, func() bool {
+		resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(p[0]) + gateway.PathTimeline)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		var page gateway.TimelinePage
+		if json.NewDecoder(resp.Body).Decode(&page) != nil {
+			return false
+		}
+		seen = seen[:0]
+		found := map[string]bool{}
+		for _, ev := range page.Events {
+			if !strings.HasPrefix(ev.Detail, "chaos: ") {
+				continue
+			}
+			f := strings.Fields(strings.TrimPrefix(ev.Detail, "chaos: "))
+			key := ev.Kind + " " + strings.Join(f[:min(2, len(f))], " ")
+			seen = append(seen, key)
+			if _, ok := want[key]; ok && ev.Node == f[1] {
+				found[key] = true
+			}
+		}
+		return len(found) == len(want)
+	})
+	t.Logf("timeline: %v", seen)
 }
 
 // TestChaosPidPauseResume: --pid pause and resume stop and continue a
