@@ -20,6 +20,7 @@ type fakeWorkers struct {
 	retires []wire.RetireRequest
 	drops   map[string][]string
 	refuse  bool
+	busy    map[string]bool // sandboxes a drop finds running
 }
 
 func (f *fakeWorkers) Retire(worker string, req wire.RetireRequest) (wire.RetireAnswer, error) {
@@ -34,14 +35,20 @@ func (f *fakeWorkers) Retire(worker string, req wire.RetireRequest) (wire.Retire
 	return wire.RetireAnswer{OK: true, ID: req.ID}, nil
 }
 
-func (f *fakeWorkers) Drop(worker string, ids []string) error {
+func (f *fakeWorkers) Drop(worker string, ids []string) (int, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.drops == nil {
 		f.drops = map[string][]string{}
 	}
 	f.drops[worker] = append(f.drops[worker], ids...)
-	return nil
+	busy := 0
+	for _, id := range ids {
+		if f.busy[id] {
+			busy++
+		}
+	}
+	return busy, nil
 }
 
 func (f *fakeWorkers) count() int {
@@ -206,6 +213,69 @@ func TestLeaderTrimsTheExcess(t *testing.T) {
 	defer fw.mu.Unlock()
 	if got := fw.drops["w1"]; len(got) != 2 {
 		t.Fatalf("trim asked w1 to drop %v, want the 2 newest", got)
+	}
+}
+
+// When the excess is still running, the sandbox kept would take new
+// requests while it drains: trim drops the whole group over its cap, so
+// that new invocations wait for placement. Groups within their caps keep
+// their sandboxes.
+func TestLeaderTrimDrainingDropsTheGroup(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		cut   func(n *Node) error
+		busy  []string
+		want  []string
+		extra string // a sandbox that must never be dropped
+	}{
+		{name: "reservation, excess idle", busy: nil, want: []string{"s2", "s3"}, extra: "g1",
+			cut: func(n *Node) error {
+				_, err := n.apply(CmdSetReserved, SetReserved{Account: "a", Name: "f", Reserved: intp(1)})
+				return err
+			}},
+		{name: "reservation, excess busy", busy: []string{"s3"}, want: []string{"s1", "s2", "s3"}, extra: "g1",
+			cut: func(n *Node) error {
+				_, err := n.apply(CmdSetReserved, SetReserved{Account: "a", Name: "f", Reserved: intp(1)})
+				return err
+			}},
+		{name: "account limit, excess busy", busy: []string{"g1"}, want: []string{"g1", "s1", "s2", "s3"},
+			cut: func(n *Node) error {
+				_, err := n.apply(CmdSetAccountLimit, SetAccountLimit{Account: "a", Limit: 2})
+				return err
+			}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fw := &fakeWorkers{busy: map[string]bool{}}
+			for _, id := range tc.busy {
+				fw.busy[id] = true
+			}
+			n := leaderWith(t, fw, 200)
+			for _, id := range []string{"s1", "s2", "s3"} {
+				n.grantFor(t, id, "f")
+			}
+			n.grantFor(t, "g1", "g")
+			if err := tc.cut(n); err != nil {
+				t.Fatal(err)
+			}
+			n.trim("a")
+			fw.mu.Lock()
+			defer fw.mu.Unlock()
+			got := map[string]bool{}
+			for _, id := range fw.drops["w1"] {
+				got[id] = true
+			}
+			for _, id := range tc.want {
+				if !got[id] {
+					t.Errorf("trim did not drop %s: dropped %v", id, fw.drops["w1"])
+				}
+			}
+			if len(got) != len(tc.want) {
+				t.Errorf("trim dropped %v, want %v", fw.drops["w1"], tc.want)
+			}
+			if tc.extra != "" && got[tc.extra] {
+				t.Errorf("trim dropped %s, of a function within its cap", tc.extra)
+			}
+		})
 	}
 }
 

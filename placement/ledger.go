@@ -725,6 +725,44 @@ func (l *Ledger) NeedsReconcile(c ReconcileWorker) bool {
 	return false
 }
 
+// OverCap returns, per worker, every sandbox of account in a group held
+// above its current cap: a function's current incarnation above its
+// reservation, the unreserved pool above what reservations leave, the
+// account above its limit. Unlike Excess it names the whole group, kept
+// sandboxes included (see Node.trim).
+func (l *Ledger) OverCap(account string) map[string][]string {
+	var all []*Sandbox
+	perFn := map[string]int{}
+	unres := 0
+	for _, sb := range l.s.Sandboxes {
+		if sb.Account != account {
+			continue
+		}
+		all = append(all, sb)
+		if f := l.s.Functions[wire.FunctionKey(sb.Account, sb.Function)]; f != nil && f.Reserved != nil && f.Created == sb.Incarnation {
+			perFn[sb.Function]++
+		}
+		if sb.Pool == quota.PoolUnreserved {
+			unres++
+		}
+	}
+	limit := l.Limit(account)
+	accountOver := len(all) > limit
+	unresOver := unres > limit-l.reservedTotal(account, "")
+	out := map[string][]string{}
+	for _, sb := range all {
+		f := l.s.Functions[wire.FunctionKey(sb.Account, sb.Function)]
+		fnOver := f != nil && f.Reserved != nil && f.Created == sb.Incarnation && perFn[sb.Function] > *f.Reserved
+		if accountOver || fnOver || (unresOver && sb.Pool == quota.PoolUnreserved) {
+			out[sb.Worker] = append(out[sb.Worker], sb.ID)
+		}
+	}
+	for w := range out {
+		sort.Strings(out[w])
+	}
+	return out
+}
+
 // Excess returns, per worker, the sandboxes of account above its current
 // caps, newest first so that long-warm sandboxes stay: per function
 // incarnation above its reservation (any pool: a reservation caps them

@@ -360,7 +360,33 @@ func (m *model) check() {
 	if err := Validate(&m.l.s); err != nil {
 		m.t.Fatalf("step %d: the live state does not validate: %v", m.steps, err)
 	}
+	m.checkTrim()
 	m.checkControl()
+}
+
+// checkTrim: what a trim drops first (Excess) lies inside the groups over
+// their caps (OverCap), and a group within every cap has no excess: the
+// second drop of a draining trim never misses a sandbox of the first.
+func (m *model) checkTrim() {
+	accounts := map[string]bool{}
+	for _, sb := range m.l.s.Sandboxes {
+		accounts[sb.Account] = true
+	}
+	for a := range accounts {
+		over := map[string]bool{}
+		for _, ids := range m.l.OverCap(a) {
+			for _, id := range ids {
+				over[id] = true
+			}
+		}
+		for _, ids := range m.l.Excess(a) {
+			for _, id := range ids {
+				if !over[id] {
+					m.t.Fatalf("step %d: account %s: %s is excess but in no group over its cap", m.steps, a, id)
+				}
+			}
+		}
+	}
 }
 
 // checkSnapshotAndReplay restores a snapshot into a fresh FSM and replays

@@ -112,7 +112,7 @@ func (n *Node) provisionOnce() {
 		}
 	})
 	for w, ids := range excess {
-		if err := n.workers.Drop(w, ids); err != nil {
+		if _, err := n.workers.Drop(w, ids); err != nil {
 			n.log.Warn("provisioner: worker did not drop", "worker", w, "err", err)
 		}
 	}

@@ -235,14 +235,39 @@ func (n *Node) findVictim(c CreateSandbox, scope quota.Scope) (victim string, wa
 // by their workers (idle ones at once, busy ones when their invocation ends)
 // and released through the usual path. Until then the excess only finishes
 // what it is running: no new invocation starts on it.
+//
+// A busy sandbox among the excess still runs, and counts, until its
+// invocation ends; meanwhile a kept sandbox that finished would take the
+// next warm request with the group still over its cap, and in-flight would
+// exceed the new limit. So when any dropped sandbox is busy (or a worker
+// did not say), every sandbox of a group still over its cap is dropped too:
+// new invocations then go through placement, which admits them once what
+// is held fits the new limit, as Lambda throttles until concurrency is
+// under a lowered reservation.
 func (n *Node) trim(account string) {
 	var excess map[string][]string
 	n.fsm.Read(func(l *Ledger) { excess = l.Excess(account) })
-	for w, ids := range excess {
-		if err := n.workers.Drop(w, ids); err != nil {
-			n.log.Warn("trim: worker did not answer", "worker", w, "err", err)
-		}
+	if n.drop("trim", excess) == 0 {
+		return
 	}
+	var over map[string][]string
+	n.fsm.Read(func(l *Ledger) { over = l.OverCap(account) })
+	n.drop("trim (over the cap while draining)", over)
+}
+
+// drop asks each worker to drop its sandboxes of ids and returns how many
+// were busy, counting a worker that did not answer as all busy.
+func (n *Node) drop(why string, ids map[string][]string) int {
+	draining := 0
+	for w, list := range ids {
+		d, err := n.workers.Drop(w, list)
+		if err != nil {
+			n.log.Warn(why+": worker did not answer", "worker", w, "err", err)
+			d = len(list)
+		}
+		draining += d
+	}
+	return draining
 }
 
 func (n *Node) reconcile(c ReconcileWorker) wire.Response {

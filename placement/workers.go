@@ -15,8 +15,10 @@ import (
 type WorkerAPI interface {
 	// Retire asks a worker to retire an idle sandbox for a reclaim.
 	Retire(worker string, req wire.RetireRequest) (wire.RetireAnswer, error)
-	// Drop asks a worker to drop sandboxes above a lowered limit.
-	Drop(worker string, ids []string) error
+	// Drop asks a worker to drop sandboxes above a lowered limit: idle
+	// ones at once, busy ones when their invocation ends. It returns how
+	// many were busy.
+	Drop(worker string, ids []string) (draining int, err error)
 }
 
 // reclaimTimeout bounds each worker's answer during a reclaim. A worker that
@@ -39,8 +41,15 @@ func (w natsWorkers) Retire(worker string, req wire.RetireRequest) (wire.RetireA
 	return a, nil
 }
 
-func (w natsWorkers) Drop(worker string, ids []string) error {
+func (w natsWorkers) Drop(worker string, ids []string) (int, error) {
 	b, _ := json.Marshal(wire.DropRequest{IDs: ids})
-	_, err := w.nc.Request(wire.WorkerSubject(worker, wire.WorkerDrop), b, time.Second)
-	return err
+	m, err := w.nc.Request(wire.WorkerSubject(worker, wire.WorkerDrop), b, time.Second)
+	if err != nil {
+		return 0, err
+	}
+	var a wire.RetireAnswer
+	if err := json.Unmarshal(m.Data, &a); err != nil {
+		return 0, fmt.Errorf("drop answer from %s: %w", worker, err)
+	}
+	return a.Draining, nil
 }

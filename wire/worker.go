@@ -28,6 +28,10 @@ type RetireRequest struct {
 type RetireAnswer struct {
 	OK bool   `json:"ok"`
 	ID string `json:"id,omitempty"`
+	// Draining (a drop's answer) counts the sandboxes asked for that were
+	// busy: they are dropped when their invocation ends, and run on until
+	// then.
+	Draining int `json:"draining,omitempty"`
 }
 
 // DropRequest asks a worker (WorkerSubject(worker, WorkerDrop)) to drop

@@ -512,12 +512,14 @@ func (n *Node) handleDrop(m *nats.Msg) {
 		return
 	}
 	n.mu.Lock()
+	draining := 0
 	for _, id := range r.IDs {
 		sb := n.pool.Get(id)
 		switch {
 		case sb == nil:
 		case sb.Busy:
 			n.dropping[id] = true
+			draining++
 		default:
 			n.pool.Remove(sb)
 			n.pending = append(n.pending, id)
@@ -526,7 +528,7 @@ func (n *Node) handleDrop(m *nats.Msg) {
 	}
 	n.mu.Unlock()
 	n.kick()
-	n.respondJSON(m, wire.RetireAnswer{OK: true})
+	n.respondJSON(m, wire.RetireAnswer{OK: true, Draining: draining})
 }
 
 // handleEvent drops the sandboxes of a deleted function: idle ones now,

@@ -388,3 +388,62 @@ func TestReclaimNeverChurnsAFunctionAgainstItself(t *testing.T) {
 		t.Fatalf("%d cold starts for a reservation of %d: the function churned its own sandboxes", cold, reserved)
 	}
 }
+
+// TestLoweredReservationWhileBusy: a reservation lowered below what is
+// running, with long handlers. The invocations running at the change run
+// to their end; no invocation starts while the function holds its new
+// reservation, warm ones on sandboxes it kept included (coldstart check
+// with the change in its limit history). Those kept sandboxes once took
+// new requests while the trimmed ones still ran: 7 held of 4.
+func TestLoweredReservationWhileBusy(t *testing.T) {
+	const before, after = 8, 3
+	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 2, Raft: slowRaft})
+	url := c.GatewayURL(0)
+	createFunction(t, url, synthetic("busy", "1s", "20ms"))
+	rec := c.Records()
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	changed := make(chan time.Time, 1)
+	go func() {
+		defer cancel()
+		// Every client's first invocation is running on a sandbox of its
+		// own when the reservation drops.
+		if err := c.WaitFor(func() bool { return rec.Len() >= 2*before }, 10*time.Second); err != nil {
+			t.Error("no load before the change")
+			return
+		}
+		if code, body := put(t, url, "/2017-10-31/functions/busy/concurrency", api.Concurrency{ReservedConcurrentExecutions: intp(after)}); code != 200 {
+			t.Errorf("lower the reservation: %d %s", code, body)
+		}
+		changed <- time.Now()
+		// Long enough for the trimmed invocations to end and new ones to
+		// start under the new reservation.
+		time.Sleep(3 * time.Second) // the load's schedule, not a wait for anything
+	}()
+	out := hammerWith(ctx, t, []string{url}, map[string]int{"busy": before}, `{}`, 10*time.Millisecond)
+	if t.Failed() {
+		t.FailNow()
+	}
+	at := <-changed
+	if err := c.WaitFor(func() bool { return rec.Len() >= countOK(out) }, 5*time.Second); err != nil {
+		t.Fatalf("records: have %d, want %d", rec.Len(), countOK(out))
+	}
+	started := 0
+	for _, r := range rec.All() {
+		if testcluster.HeldFrom(r) > at.UnixNano() {
+			started++
+		}
+	}
+	if started < after {
+		t.Fatalf("%d invocations started after the change, want at least %d (the new reservation serves)", started, after)
+	}
+	rep := check.Run(rec.Everything(), check.Options{DefaultLimit: 1000, Limits: []check.LimitChange{
+		{AtNs: at.UnixNano(), Account: gateway.DefaultAccount, Function: "busy", Reserved: intp(after)},
+	}})
+	var b strings.Builder
+	rep.WriteTable(&b)
+	if !rep.OK() {
+		t.Fatalf("coldstart check over a reservation lowered from %d running to %d:\n%s", before, after, b.String())
+	}
+	t.Logf("%d invocations started after the change; coldstart check:\n%s", started, b.String())
+}
