@@ -123,13 +123,15 @@ func New(t testing.TB, o Options) *Cluster {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ns, err := natsutil.StartServer(natsutil.ServerConfig{Secret: sec, JetStream: true, StoreDir: t.TempDir()})
+	// Both directories go after the cluster has stopped: their cleanups
+	// are registered before c.Stop, and cleanups run last-in first-out.
+	dir := stateDir(t)
+	ns, err := natsutil.StartServer(natsutil.ServerConfig{Secret: sec, JetStream: true, StoreDir: stateDir(t)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := &Cluster{t: t, NATS: ns, URL: natsutil.URL(ns), Secret: sec, Fault: faultnet.New(), opts: o, nodes: map[string]*roles.Node{}, specs: map[string]spec{}}
 	t.Cleanup(c.Stop)
-	dir := t.TempDir()
 	var peers []placement.Peer
 	for i := 1; i <= o.Placement; i++ {
 		id := fmt.Sprintf("placement-%d", i)
@@ -419,6 +421,25 @@ func HeldUntil(r api.Record) int64 { return check.HeldUntil(r) }
 // HeldFrom is when a record's sandbox started being held for it: the grant
 // of a cold start, or the worker's receipt of a warm request.
 func HeldFrom(r api.Record) int64 { return check.HeldFrom(r) }
+
+// stateDir holds what the cluster keeps on disk (Raft logs and snapshots,
+// JetStream), in memory (/dev/shm) when the machine has it: on the disks
+// these drills run on, fdatasync stalls for seconds after a package of
+// drills has written, which stalls Raft commits and elections and turns
+// into lost leases and timed-out pre-warms in whatever test runs next — a
+// slow-disk fault no drill here means to inject. CS_DRILL_DISK=1 keeps it
+// on disk.
+func stateDir(t testing.TB) string {
+	if os.Getenv("CS_DRILL_DISK") == "" {
+		if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
+			if d, err := os.MkdirTemp("/dev/shm", "coldstart-test-"); err == nil {
+				t.Cleanup(func() { os.RemoveAll(d) })
+				return d
+			}
+		}
+	}
+	return t.TempDir()
+}
 
 // sandboxDir is a worker's directory that sandboxes read (code) or write
 // (scratch), removed with the test. Not t.TempDir: sandboxes run as other
