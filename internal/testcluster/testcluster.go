@@ -423,12 +423,12 @@ func HeldUntil(r api.Record) int64 { return check.HeldUntil(r) }
 func HeldFrom(r api.Record) int64 { return check.HeldFrom(r) }
 
 // stateDir holds what the cluster keeps on disk (Raft logs and snapshots,
-// JetStream), in memory (/dev/shm) when the machine has it: on the disks
-// these drills run on, fdatasync stalls for seconds after a package of
-// drills has written, which stalls Raft commits and elections and turns
-// into lost leases and timed-out pre-warms in whatever test runs next — a
-// slow-disk fault no drill here means to inject. CS_DRILL_DISK=1 keeps it
-// on disk.
+// JetStream), in memory (/dev/shm) when the machine has it, as the process
+// drill does: the disks these drills run on have stalled fdatasync for
+// seconds, which stalls Raft commits and elections (a slow-disk fault no
+// drill here means to inject), and drills run right after a package of
+// drills have failed with lost leases and timed-out pre-warms, likely
+// from that. CS_DRILL_DISK=1 keeps it on disk.
 func stateDir(t testing.TB) string {
 	if os.Getenv("CS_DRILL_DISK") == "" {
 		if st, err := os.Stat("/dev/shm"); err == nil && st.IsDir() {
