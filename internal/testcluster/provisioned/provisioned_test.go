@@ -44,7 +44,9 @@ func grepLines(s, sub string) string {
 // over to on-demand sandboxes and are counted; coldstart check passes with
 // the provisioned sandboxes in the accounting.
 func TestProvisionedSpillover(t *testing.T) {
-	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 2})
+	// Node logs go to stderr, which go test shows only when this package
+	// fails: the provisioner says there why a pre-warm was given back.
+	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 2, Verbose: true})
 	rec := c.Records()
 	ctx := context.Background()
 	cl := sdkClient(c.GatewayURL(0), "test", "test")
