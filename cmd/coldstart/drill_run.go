@@ -10,7 +10,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,44 +58,6 @@ type faultTarget interface {
 	Apply(ctx context.Context, verb, node string) (string, error)
 	// Where tells the operator where to look besides the gateways.
 	Where() string
-}
-
-// adminTarget is `coldstart up`'s admin endpoint (see serveAdmin).
-type adminTarget struct {
-	addr, token string
-	hc          *http.Client
-}
-
-func newAdminTarget(addr, data string) (*adminTarget, error) {
-	token := os.Getenv("COLDSTART_ADMIN_TOKEN")
-	if token == "" {
-		b, err := os.ReadFile(filepath.Join(data, "admin-token"))
-		if err != nil {
-			return nil, setupErrorf("no admin token: %v (give --data DIR of `coldstart up`, or $COLDSTART_ADMIN_TOKEN)", err)
-		}
-		token = strings.TrimSpace(string(b))
-	}
-	return &adminTarget{addr: addr, token: token, hc: &http.Client{Timeout: 10 * time.Second}}, nil
-}
-
-func (a *adminTarget) Apply(ctx context.Context, verb, node string) (string, error) {
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+a.addr+"/coldstart/v1/chaos/"+verb+"/"+url.PathEscape(node), nil)
-	req.Header.Set("Authorization", "Bearer "+a.token)
-	resp, err := a.hc.Do(req)
-	if err != nil {
-		return "", fmt.Errorf("admin %s: %w", a.addr, err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	msg := strings.TrimSpace(string(body))
-	if resp.StatusCode != http.StatusOK {
-		return "", fmt.Errorf("%s %s: %s: %s", verb, node, resp.Status, msg)
-	}
-	return msg, nil
-}
-
-func (a *adminTarget) Where() string {
-	return "coldstart chaos list --admin " + a.addr + " (names faults: look at it last)"
 }
 
 // faultNode is the node id in an admin answer ("kill placement-2
@@ -182,9 +143,9 @@ func runOneDrill(ctx context.Context, o drillOptions) (*drill.Result, error) {
 	}
 	switch o.target {
 	case "up":
-		t, err := newAdminTarget(o.admin, o.data)
+		t, err := newUpTarget(o.admin, o.data)
 		if err != nil {
-			return nil, err
+			return nil, setupErrorf("%v", err)
 		}
 		e.target = t
 	case "compose":
