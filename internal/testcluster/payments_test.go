@@ -1,13 +1,8 @@
 package testcluster_test
 
 import (
-	"archive/zip"
-	"bytes"
 	"context"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"sort"
 	"strings"
 	"testing"
@@ -23,25 +18,7 @@ import (
 
 // buildPayments builds examples/payments into a provided.al2023 zip.
 func buildPayments(t *testing.T) []byte {
-	t.Helper()
-	dir := t.TempDir()
-	cmd := exec.Command("go", "build", "-o", filepath.Join(dir, "bootstrap"), "../../examples/payments")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("building examples/payments: %v\n%s", err, out)
-	}
-	bin, err := os.ReadFile(filepath.Join(dir, "bootstrap"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	var buf bytes.Buffer
-	zw := zip.NewWriter(&buf)
-	h := &zip.FileHeader{Name: "bootstrap", Method: zip.Deflate}
-	h.SetMode(0o755)
-	w, _ := zw.CreateHeader(h)
-	w.Write(bin)
-	zw.Close()
-	return buf.Bytes()
+	return testcluster.BuildGoHandler(t, "../../examples/payments", "")
 }
 
 // paymentsRun is one batch of orders sent to one function.
