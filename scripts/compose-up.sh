@@ -33,18 +33,8 @@ done
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-if docker compose version >/dev/null 2>&1; then
-	compose=(docker compose)
-elif command -v docker-compose >/dev/null 2>&1; then
-	compose=(docker-compose)
-else
-	echo "compose-up.sh: neither \`docker compose\` (v2) nor docker-compose (v1) is installed" >&2
-	exit 1
-fi
-compose+=(-f "$root/docker-compose.yml")
-if [[ -n ${COMPOSE_PROJECT_NAME:-} ]]; then
-	compose+=(-p "$COMPOSE_PROJECT_NAME")
-fi
+. "$root/scripts/compose-lib.sh"
+find_compose compose-up.sh
 
 image=${COLDSTART_IMAGE:-coldstart:dev}
 worker_image=${COLDSTART_WORKER_IMAGE:-coldstart-worker:dev}
