@@ -35,7 +35,28 @@ type provisioner struct {
 	mu      sync.Mutex
 	pending map[string]bool      // sandbox ids being pre-warmed
 	backoff map[string]time.Time // function/version -> no new try before
+	stuck   map[string]string    // function/version -> why the last round granted nothing
 	kick    chan struct{}
+}
+
+// noteStuck logs why a config got no sandbox this round, once per change
+// of reason: a config that stays IN_PROGRESS must say why in the logs
+// without a line every 250 ms.
+func (n *Node) noteStuck(key, why string) {
+	n.prov.mu.Lock()
+	if n.prov.stuck == nil {
+		n.prov.stuck = map[string]string{}
+	}
+	changed := n.prov.stuck[key] != why
+	if why == "" {
+		delete(n.prov.stuck, key)
+	} else {
+		n.prov.stuck[key] = why
+	}
+	n.prov.mu.Unlock()
+	if changed && why != "" {
+		n.log.Info("provisioner: config not filled this round", "function", key, "why", why)
+	}
 }
 
 // provisionSoon wakes the provisioner (a config or an alias changed).
@@ -63,6 +84,14 @@ func (n *Node) provisionLoop() {
 	}
 }
 
+// orphan is a granted provisioned sandbox no pre-warm of this leader is
+// waiting on.
+type orphan struct {
+	key  string
+	sb   Sandbox
+	spec wire.Spec
+}
+
 type provTask struct {
 	fn      *Function
 	version string
@@ -74,9 +103,16 @@ type provTask struct {
 // deleted, alias moved, version redeployed).
 func (n *Node) provisionOnce() {
 	var tasks []provTask
+	var orphans []orphan
 	excess := map[string][]string{}
+	// The pending set is read before the ledger: a sandbox not pending
+	// then and not Ready in the ledger after is nobody's pre-warm here.
 	n.prov.mu.Lock()
 	pending := len(n.prov.pending)
+	mine := make(map[string]bool, pending)
+	for id := range n.prov.pending {
+		mine[id] = true
+	}
 	n.prov.mu.Unlock()
 	n.fsm.Read(func(l *Ledger) {
 		type vk struct{ fk, version string }
@@ -104,6 +140,17 @@ func (n *Node) provisionOnce() {
 				continue
 			}
 			held[k]++
+			if !sb.Ready && !mine[sb.ID] {
+				// Granted, but its outcome never committed: a previous
+				// leader pre-warmed it and lost leadership before it
+				// could commit Ready, or a commit here failed. It holds
+				// its slot, so no new grant replaces it: ask its worker
+				// again (a repeated pre-warm answers the first one's
+				// outcome) or the config stays IN_PROGRESS for good.
+				if spec, err := wire.SpecFor(f, sb.Version); err == nil {
+					orphans = append(orphans, orphan{key: fk + "/" + sb.Version, sb: *sb, spec: spec})
+				}
+			}
 		}
 		for k, w := range want {
 			if held[k] < w {
@@ -116,7 +163,14 @@ func (n *Node) provisionOnce() {
 			n.log.Warn("provisioner: worker did not drop", "worker", w, "err", err)
 		}
 	}
-	if pending > 0 {
+	for _, o := range orphans {
+		n.prov.mu.Lock()
+		n.prov.pending[o.sb.ID] = true
+		n.prov.mu.Unlock()
+		n.log.Info("provisioner: asking again for a pre-warm whose outcome was not committed", "sandbox", o.sb.ID, "worker", o.sb.Worker)
+		go n.prewarm(o.key, o.sb, wire.GrantToken(n.cfg.GrantKey, &o.sb), o.spec)
+	}
+	if pending > 0 || len(orphans) > 0 {
 		return // one round of pre-warms at a time: the ledger counts them once granted
 	}
 	now := time.Now()
@@ -130,6 +184,7 @@ func (n *Node) provisionOnce() {
 		}
 		spec, err := wire.SpecFor(t.fn, t.version)
 		if err != nil {
+			n.noteStuck(key, "no spec: "+err.Error())
 			continue
 		}
 		for i := 0; i < t.missing; i++ {
@@ -140,9 +195,21 @@ func (n *Node) provisionOnce() {
 			if resp.Error != nil || g == nil || g.Sandbox == nil {
 				// A throttle or no capacity: Lambda keeps the config
 				// IN_PROGRESS and tries again.
-				n.log.Debug("provisioner: no grant", "function", key, "err", resp.Error)
+				why := "no sandbox granted"
+				switch {
+				case resp.Error != nil:
+					why = resp.Error.Type + ": " + resp.Error.Message
+				case g != nil && g.Err != "":
+					why = g.Err
+				case g != nil && g.Warm:
+					why = "an idle on-demand sandbox of the version holds the slot"
+				case g != nil && g.Reason != "":
+					why = "throttled: " + string(g.Reason)
+				}
+				n.noteStuck(key, why)
 				break
 			}
+			n.noteStuck(key, "")
 			n.prov.mu.Lock()
 			n.prov.pending[g.Sandbox.ID] = true
 			n.prov.mu.Unlock()

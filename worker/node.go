@@ -96,7 +96,8 @@ type Node struct {
 	idleCount map[pool.Key]int         // idle sandboxes per key, as last reported
 	unsubAt   map[pool.Key]*time.Timer // pending warm unsubscriptions
 	records   *recordstream.Publisher
-	procs     map[string]*procState // process sandboxes by id
+	procs     map[string]*procState   // process sandboxes by id
+	prewarms  map[string]*prewarmCall // provisioned inits in progress, by sandbox id
 
 	subs   []*nats.Subscription
 	wake   chan struct{}
@@ -132,6 +133,7 @@ func Start(cfg Config) (*Node, error) {
 		warmSubs:  map[pool.Key]*nats.Subscription{},
 		dropping:  map[string]bool{},
 		running:   map[string]chan struct{}{},
+		prewarms:  map[string]*prewarmCall{},
 		idleCount: map[pool.Key]int{},
 		unsubAt:   map[pool.Key]*time.Timer{},
 		procs:     map[string]*procState{},

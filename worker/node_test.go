@@ -557,3 +557,68 @@ func FuzzIdemKey(f *testing.F) {
 		}
 	})
 }
+
+// TestRepeatedPrewarmAnswersTheFirstOutcome: placement asks again for a
+// pre-warm whose outcome it could not commit (a leader change). A request
+// that arrives while the init runs waits for it; one after it learns the
+// sandbox is ready. Neither starts a second init or fails the sandbox.
+func TestRepeatedPrewarmAnswersTheFirstOutcome(t *testing.T) {
+	h := newHarness(t, time.Minute)
+	init := 400 * time.Millisecond
+	specHdr := wire.EncodeSpec(wire.Spec{Runtime: "synthetic", Synthetic: true, MemoryMB: 128, TimeoutMs: 3000, Profile: synthetic.Profile{SandboxCreate: synthetic.FixedDist(init)}})
+	prewarm := func() *nats.Msg {
+		return h.send(t, wire.WorkerSubject("w1", wire.WorkerPrewarm), "pc-1", specHdr, "")
+	}
+	type answer struct {
+		took time.Duration
+		m    *nats.Msg
+	}
+	answers := make(chan answer, 2)
+	var wg sync.WaitGroup
+	for i := 0; i < 2; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			start := time.Now()
+			m := prewarm()
+			answers <- answer{time.Since(start), m}
+		}()
+		if i == 0 {
+			waitFor(t, "the first init to start", func() bool {
+				select {
+				case a := <-answers:
+					t.Fatalf("the first pre-warm answered at once: %v", a.m.Header)
+				default:
+				}
+				h.w.mu.Lock()
+				defer h.w.mu.Unlock()
+				return h.w.pool.Get("pc-1") != nil
+			})
+		}
+	}
+	wg.Wait()
+	close(answers)
+	for a := range answers {
+		if a.m.Header.Get(wire.HdrStatus) != wire.StatusOK {
+			t.Fatalf("pre-warm answered %v", a.m.Header)
+		}
+		if a.took < init/2 {
+			t.Fatalf("a pre-warm answered after %v, before the init of %v could end", a.took, init)
+		}
+	}
+	if m := prewarm(); m.Header.Get(wire.HdrStatus) != wire.StatusOK {
+		t.Fatalf("pre-warm of a ready sandbox answered %v", m.Header)
+	}
+	h.w.mu.Lock()
+	defer h.w.mu.Unlock()
+	n := 0
+	h.w.pool.Each(func(sb *pool.Sandbox) {
+		n++
+		if sb.ID != "pc-1" || !sb.Provisioned || sb.Busy {
+			t.Errorf("sandbox %+v", sb)
+		}
+	})
+	if n != 1 {
+		t.Fatalf("%d sandboxes after three pre-warms of one", n)
+	}
+}

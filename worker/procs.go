@@ -341,18 +341,48 @@ func (n *Node) handlePrewarm(m *nats.Msg) {
 		return
 	}
 	n.mu.Lock()
-	if n.closed || n.pool.Get(id) != nil {
+	if n.closed {
 		n.mu.Unlock()
-		n.replyStatus(m, wire.StatusError, "ServiceException", "sandbox "+id+" already exists")
+		n.replyStatus(m, wire.StatusBusy, "ServiceException", "worker "+n.cfg.ID+" is stopping")
+		return
+	}
+	if call := n.prewarms[id]; call != nil {
+		// Asked again while its init runs (a new leader, or a commit
+		// that failed): the answer is the first one's outcome.
+		n.mu.Unlock()
+		go func() {
+			<-call.done
+			n.replyPrewarm(m, call.err)
+		}()
+		return
+	}
+	if old := n.pool.Get(id); old != nil {
+		n.mu.Unlock()
+		if old.Key != k || !old.Provisioned {
+			n.replyStatus(m, wire.StatusError, "ServiceException", "sandbox "+id+" already exists for another use")
+			return
+		}
+		// Its init finished: the leader that asked first could not
+		// commit the outcome, and whoever leads now asks to learn it.
+		n.replyStatus(m, wire.StatusOK, "", "")
 		return
 	}
 	sb := n.pool.Add(id, k, n.now(), pool.Forever)
 	sb.Value = spec
 	sb.Provisioned = true
 	n.inflight++
+	call := &prewarmCall{done: make(chan struct{})}
+	n.prewarms[id] = call
 	n.mu.Unlock()
 	go func() {
 		var initErr error
+		defer func() {
+			n.mu.Lock()
+			delete(n.prewarms, id)
+			n.mu.Unlock()
+			call.err = initErr
+			close(call.done)
+		}()
 		if spec.Synthetic {
 			n.mu.Lock()
 			ph := spec.Profile.DrawCold(n.rnd)
@@ -367,13 +397,27 @@ func (n *Node) handlePrewarm(m *nats.Msg) {
 		if initErr != nil {
 			n.closeProc(id, "FAILURE")
 			n.finish(sb, true)
-			etype, msg := initError(initErr)
-			n.replyStatus(m, wire.StatusError, etype, msg)
-			return
+		} else {
+			n.finish(sb, false)
 		}
-		n.finish(sb, false)
-		n.replyStatus(m, wire.StatusOK, "", "")
+		n.replyPrewarm(m, initErr)
 	}()
+}
+
+// prewarmCall is one provisioned init in progress: a repeated request for
+// the same sandbox waits for it instead of starting a second one.
+type prewarmCall struct {
+	done chan struct{}
+	err  error // set before done is closed
+}
+
+func (n *Node) replyPrewarm(m *nats.Msg, initErr error) {
+	if initErr != nil {
+		etype, msg := initError(initErr)
+		n.replyStatus(m, wire.StatusError, etype, msg)
+		return
+	}
+	n.replyStatus(m, wire.StatusOK, "", "")
 }
 
 // handleDeploy drops sandboxes of a version whose code or configuration
