@@ -215,6 +215,9 @@ func TestAsyncPoisonEvent(t *testing.T) {
 // than its maximum age to the failure path with EventAgeExceeded, and a
 // function destination invoked with the record.
 func TestAsyncEdges(t *testing.T) {
+	// Built before the cluster starts: a compile takes both cores, and a
+	// starved cluster loses leases and leaders for reasons of its own.
+	code := buildHandler(t, "v1")
 	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 1, TimeScale: asyncScale})
 	rec := c.Records()
 	ctx := context.Background()
@@ -222,7 +225,7 @@ func TestAsyncEdges(t *testing.T) {
 	cl := sdkClient(url, "test", "test")
 	// A real process, so that a held invocation holds in real time.
 	if _, err := cl.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("edge"), Runtime: types.RuntimeProvidedal2023, Role: aws.String("r"),
-		Code: &types.FunctionCode{ZipFile: buildHandler(t, "v1")}, Timeout: aws.Int32(10)}); err != nil {
+		Code: &types.FunctionCode{ZipFile: code}, Timeout: aws.Int32(10)}); err != nil {
 		t.Fatal(err)
 	}
 	createSynthetic(t, cl, "sink")
@@ -306,12 +309,15 @@ func ranOK(rec *testcluster.Recorder, fn string) int {
 // dispatcher) or a worker is killed while events run: every request id
 // ends executed or dead-lettered.
 func TestAsyncSurvivesKills(t *testing.T) {
+	// Built before the cluster starts: a compile takes both cores, and a
+	// starved cluster loses leases and leaders for reasons of its own.
+	code := buildHandler(t, "v1")
 	c := testcluster.New(t, testcluster.Options{Gateways: 2, Workers: 2, TimeScale: 30})
 	rec := c.Records()
 	ctx := context.Background()
 	cl := sdkClient(c.GatewayURL(1), "test", "test")
 	if _, err := cl.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("slow"), Runtime: types.RuntimeProvidedal2023, Role: aws.String("r"),
-		Code: &types.FunctionCode{ZipFile: buildHandler(t, "v1")}, Timeout: aws.Int32(3)}); err != nil {
+		Code: &types.FunctionCode{ZipFile: code}, Timeout: aws.Int32(3)}); err != nil {
 		t.Fatal(err)
 	}
 	// Reserved concurrency 8: the burst waits in the queue, so the kills

@@ -31,11 +31,13 @@ import (
 // digests, nothing runs the old code once the update is answered and its
 // deploy notice had time to arrive, and the new code's cold starts show.
 func TestDeployAtPeak(t *testing.T) {
+	// Built before the cluster starts: a compile takes both cores, and a
+	// starved cluster loses leases and leaders for reasons of its own.
+	v1, v2 := buildHandler(t, "v1"), buildHandler(t, "v2")
 	c := testcluster.New(t, testcluster.Options{Gateways: 2, Workers: 2})
 	rec := c.Records()
 	ctx := context.Background()
 	cl := sdkClient(c.GatewayURL(0), "test", "test")
-	v1, v2 := buildHandler(t, "v1"), buildHandler(t, "v2")
 	f, err := cl.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("dep"), Runtime: types.RuntimeProvidedal2023, Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: v1}, Timeout: aws.Int32(5)})
 	if err != nil {
 		t.Fatal(err)
@@ -109,10 +111,10 @@ func metricsOf(t *testing.T, url string) string { return testcluster.Metrics(t, 
 // refused with a typed, retryable error naming the problem; the worker
 // keeps serving other functions.
 func TestCorruptCodeBundle(t *testing.T) {
+	zip := buildHandler(t, "v1")
 	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 1})
 	ctx := context.Background()
 	cl := sdkClient(c.GatewayURL(0), "test", "test")
-	zip := buildHandler(t, "v1")
 	f, err := cl.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("bad"), Runtime: types.RuntimeProvidedal2023, Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: zip}})
 	if err != nil {
 		t.Fatal(err)

@@ -180,13 +180,16 @@ func TestIdempotencyUnderPlatformFaults(t *testing.T) {
 // attempt runs and completes.
 func TestIdempotencyWorkerCrashInProgress(t *testing.T) {
 	rd := testcluster.StartRedis(t)
+	// Built before the cluster starts: a compile takes both cores, and a
+	// starved cluster loses leases and leaders for reasons of its own.
+	code := buildHandler(t, "v1")
 	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 2, RedisURL: rd.URL(), TimeScale: 30})
 	rec := c.Records()
 	ctx := context.Background()
 	url := c.GatewayURL(0)
 	cl := sdkClient(url, "test", "test")
 	if _, err := cl.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("slow"), Runtime: "provided.al2023", Role: aws.String("r"),
-		Code: &types.FunctionCode{ZipFile: buildHandler(t, "v1")}, Timeout: aws.Int32(3)}); err != nil {
+		Code: &types.FunctionCode{ZipFile: code}, Timeout: aws.Int32(3)}); err != nil {
 		t.Fatal(err)
 	}
 	setIdempotency(t, url, "slow", "request-id")

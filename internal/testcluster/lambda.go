@@ -8,6 +8,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sync"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -17,9 +18,21 @@ import (
 
 // BuildGoHandler builds the aws-lambda-go main package in src (a path
 // relative to the calling test's package) with main.tag set to tag, and
-// zips it as a provided.al2023 bundle (an executable bootstrap).
+// zips it as a provided.al2023 bundle (an executable bootstrap). A test
+// process builds each (src, tag) once: a compile takes both cores of the
+// machine, and a cluster starved by one loses leases and leaders.
 func BuildGoHandler(t testing.TB, src, tag string) []byte {
 	t.Helper()
+	abs, err := filepath.Abs(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	key := abs + "\x00" + tag
+	builtMu.Lock()
+	defer builtMu.Unlock()
+	if zip, ok := built[key]; ok {
+		return bytes.Clone(zip)
+	}
 	dir := t.TempDir()
 	cmd := exec.Command("go", "build", "-ldflags", "-X main.tag="+tag, "-o", filepath.Join(dir, "bootstrap"), src)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -37,8 +50,14 @@ func BuildGoHandler(t testing.TB, src, tag string) []byte {
 	w, _ := zw.CreateHeader(h)
 	w.Write(bin)
 	zw.Close()
+	built[key] = bytes.Clone(buf.Bytes())
 	return buf.Bytes()
 }
+
+var (
+	builtMu sync.Mutex
+	built   = map[string][]byte{} // (src, tag) -> zip, for this test process
+)
 
 // SDKClient is the official Lambda client pointed at a gateway, signed
 // with the given key.

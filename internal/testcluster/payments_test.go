@@ -38,6 +38,9 @@ type paymentsRun struct {
 // idempotency on (key json:order_id) charges once too.
 func TestPaymentsUnderPlatformFaults(t *testing.T) {
 	rd := testcluster.StartRedis(t)
+	// Built before the cluster starts: a compile takes both cores, and a
+	// starved cluster loses leases and leaders for reasons of its own.
+	code := buildPayments(t)
 	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 2, RedisURL: rd.URL(), TimeScale: asyncScale})
 	ctx := context.Background()
 	url := c.GatewayURL(0)
@@ -47,7 +50,6 @@ func TestPaymentsUnderPlatformFaults(t *testing.T) {
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: rd.Addr})
 	t.Cleanup(func() { rdb.Close() })
-	code := buildPayments(t)
 	for _, fn := range []string{"payments-naive", "payments-wrapped"} {
 		mode := strings.TrimPrefix(fn, "payments-")
 		// A 2 s timeout bounds how long a dispatcher waits for a dropped
@@ -126,20 +128,24 @@ func TestPaymentsUnderPlatformFaults(t *testing.T) {
 			}
 		}
 
-		// The naive handler: each run is a charge, so the ledger and the
-		// report agree request by request.
+		// The naive handler: each completed run is a charge, so the ledger
+		// and the report agree request by request. A fenced run (its
+		// worker lost its lease mid-invocation, which a stalled machine
+		// can cause) was cut at a point nobody knows: it may or may not
+		// have charged.
 		twice := 0
 		for req, order := range naive.orders {
 			h := history(naive.report, req)
-			if naive.charges[order] != h.Runs {
-				t.Errorf("%s naive: order %s charged %d times, its handler ran %d times (%v)", kind, order, naive.charges[order], h.Runs, h.Outcomes)
+			if c, f := naive.charges[order], fencedRuns(h); c > h.Runs || c < h.Runs-f {
+				t.Errorf("%s naive: order %s charged %d times, its handler ran %d times, %d of them fenced (%v)", kind, order, c, h.Runs, f, h.Outcomes)
 			}
 			if naive.charges[order] > 1 {
 				twice++
 			}
 		}
-		if got, want := sortedIDs(naive.report.RanMoreThanOnceIDs()), chargedTwice(naive); !equal(got, want) {
-			t.Errorf("%s naive: the report names %v as run more than once, the ledger %v", kind, got, want)
+		reported := sortedIDs(naive.report.RanMoreThanOnceIDs())
+		if got, want := unfenced(naive.report, reported), chargedTwice(naive); !subset(want, reported) || !subset(got, want) {
+			t.Errorf("%s naive: the report names %v as run more than once, the ledger %v", kind, reported, want)
 		}
 		if twice == 0 {
 			t.Errorf("%s naive: no order charged twice (%+v)", kind, naive.report.Summary)
@@ -255,14 +261,46 @@ func chargedTwice(run *paymentsRun) []string {
 	return sortedIDs(ids)
 }
 
+// fencedRuns counts the runs of a request cut by a fence.
+func fencedRuns(h client.RequestHistory) int {
+	n := 0
+	for _, o := range h.Outcomes {
+		if strings.HasPrefix(o, api.OutcomeFenced) {
+			n++
+		}
+	}
+	return n
+}
+
+// unfenced keeps the ids whose every run completed: for those, "ran more
+// than once" must mean "charged more than once".
+func unfenced(rep client.RetriesReport, ids []string) []string {
+	var out []string
+	for _, id := range ids {
+		if fencedRuns(history(rep, id)) == 0 {
+			out = append(out, id)
+		}
+	}
+	return out
+}
+
+func subset(a, b []string) bool {
+	in := map[string]bool{}
+	for _, x := range b {
+		in[x] = true
+	}
+	for _, x := range a {
+		if !in[x] {
+			return false
+		}
+	}
+	return true
+}
+
 func sortedIDs(ids []string) []string {
 	out := append([]string{}, ids...)
 	sort.Strings(out)
 	return out
-}
-
-func equal(a, b []string) bool {
-	return strings.Join(a, ",") == strings.Join(b, ",")
 }
 
 func summaryText(s client.RetriesSummary) string {

@@ -57,10 +57,10 @@ func decodeAnswer(t *testing.T, b []byte) answer {
 // an alias 80/20, reserve and provision concurrency, and get each typed
 // error.
 func TestOfficialSDK(t *testing.T) {
+	v1zip, v2zip := buildHandler(t, "v1"), buildHandler(t, "v2") // before the cluster: a compile takes both cores
 	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 2})
 	ctx := context.Background()
 	cl := sdkClient(c.GatewayURL(0), "test", "test")
-	v1zip, v2zip := buildHandler(t, "v1"), buildHandler(t, "v2")
 
 	created, err := cl.CreateFunction(ctx, &lambda.CreateFunctionInput{
 		FunctionName: aws.String("hello"), Runtime: types.RuntimeProvidedal2023, Role: aws.String("arn:aws:iam::000000000000:role/x"),

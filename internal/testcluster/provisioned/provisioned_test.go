@@ -46,11 +46,16 @@ func grepLines(s, sub string) string {
 func TestProvisionedSpillover(t *testing.T) {
 	// Node logs go to stderr, which go test shows only when this package
 	// fails: the provisioner says there why a pre-warm was given back.
+	// The handler is built before the cluster starts: a compile takes both
+	// cores, and a starved cluster changes leaders for reasons of its own
+	// (placement's TestProvisionerAsksAgainAfterLeaderChange covers a
+	// leader change in the middle of a pre-warm).
+	zip := buildHandler(t, "v1")
 	c := testcluster.New(t, testcluster.Options{Gateways: 1, Workers: 2, Verbose: true})
 	rec := c.Records()
 	ctx := context.Background()
 	cl := sdkClient(c.GatewayURL(0), "test", "test")
-	if _, err := cl.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("pc"), Runtime: types.RuntimeProvidedal2023, Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: buildHandler(t, "v1")}, Timeout: aws.Int32(5)}); err != nil {
+	if _, err := cl.CreateFunction(ctx, &lambda.CreateFunctionInput{FunctionName: aws.String("pc"), Runtime: types.RuntimeProvidedal2023, Role: aws.String("r"), Code: &types.FunctionCode{ZipFile: zip}, Timeout: aws.Int32(5)}); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := cl.PublishVersion(ctx, &lambda.PublishVersionInput{FunctionName: aws.String("pc")}); err != nil {
