@@ -197,9 +197,17 @@ func (n *Node) natsHealthy() bool {
 	rc := n.nc.Stats().Reconnects
 	switch {
 	case !ok:
-		if n.natsDownSince.IsZero() {
+		switch {
+		case n.natsDownSince.IsZero():
 			n.natsDownSince = time.Now()
-		} else if time.Since(n.natsDownSince) > n.cfg.Lease.TTL {
+			go n.probeNATS()
+		case n.natsAnswered.After(n.natsDownSince):
+			// The slow probe got its answer: the connection is slow (a
+			// starved machine), not cut off. Handing over would cost the
+			// cluster an election on the same starved machine. Leases
+			// still wait for a quick round trip.
+			n.natsDownSince = time.Time{}
+		case time.Since(n.natsDownSince) > n.cfg.Lease.TTL:
 			n.log.Warn("leader without NATS: handing over leadership")
 			n.natsDownSince = time.Time{}
 			go n.raft.LeadershipTransfer()
@@ -213,6 +221,17 @@ func (n *Node) natsHealthy() bool {
 	}
 	n.natsDownSince = time.Time{}
 	return true
+}
+
+// probeNATS waits up to a lease TTL for one round trip, so that a leader
+// whose quick checks fail can tell a slow connection from a cut one before
+// it hands over.
+func (n *Node) probeNATS() {
+	if n.nc.FlushTimeout(n.cfg.Lease.TTL) == nil {
+		n.mu.Lock()
+		n.natsAnswered = time.Now()
+		n.mu.Unlock()
+	}
 }
 
 // verifyLeader reports whether a quorum still follows this node, within a

@@ -103,6 +103,7 @@ type Node struct {
 	lastTick      atomic.Int64 // the watch loop's last tick, Unix ns
 	natsEpoch     uint64       // NATS reconnects when the lease table started
 	natsDownSince time.Time    // leader's NATS connection down since
+	natsAnswered  time.Time    // when the slow probe of a down episode got its answer
 	leading       bool
 	readSub       *nats.Subscription
 	nodeReadSub   *nats.Subscription
