@@ -12,6 +12,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/coldstart-dev/coldstart/internal/api"
+	"github.com/coldstart-dev/coldstart/wire"
 )
 
 type metrics struct {
@@ -22,14 +23,15 @@ type metrics struct {
 
 	// Per function, from the synchronous and Event invoke answers (see
 	// observeInvoke): what the dashboard and `coldstart top` chart.
-	fnInvocations                          *prometheus.CounterVec // function, start=cold|warm
-	fnErrors, fnThrottles, fnAsyncReceived *prometheus.CounterVec // function
+	fnInvocations                          *prometheus.CounterVec // account, function, start=cold|warm
+	fnErrors, fnThrottles, fnAsyncReceived *prometheus.CounterVec // account, function
 	fnLatency, fnDuration, fnInitDuration  *prometheus.HistogramVec
 	fns                                    *fnHandles // per-function handles, and ConcurrentExecutions
 }
 
 // Label names of the per-function families.
 const (
+	labelAccount  = "account"
 	labelFunction = "function"
 	labelStart    = "start"
 )
@@ -47,7 +49,7 @@ func newMetrics(reg prometheus.Registerer, node string) *metrics {
 		return prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: "coldstart", Subsystem: "gateway", Name: name, Help: help, ConstLabels: l}, labels)
 	}
 	hv := func(name, help string) *prometheus.HistogramVec {
-		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "coldstart", Subsystem: "gateway", Name: name, Help: help, ConstLabels: l, Buckets: latencyBuckets}, []string{labelFunction})
+		return prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "coldstart", Subsystem: "gateway", Name: name, Help: help, ConstLabels: l, Buckets: latencyBuckets}, []string{labelAccount, labelFunction})
 	}
 	m := &metrics{
 		invocations:         c("invocations_total", "Invocations that ran (Lambda: Invocations)."),
@@ -70,10 +72,10 @@ func newMetrics(reg prometheus.Registerer, node string) *metrics {
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "coldstart", Subsystem: "gateway", Name: "invoke_latency_seconds", Help: "Invoke latency at the gateway.", ConstLabels: l,
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}),
 
-		fnInvocations:   cv("function_invocations_total", "Synchronous invocations that ran, per function, split by start=cold|warm (Lambda: Invocations).", labelFunction, labelStart),
-		fnErrors:        cv("function_errors_total", "Synchronous invocations that ended in a function error, per function (Lambda: Errors).", labelFunction),
-		fnThrottles:     cv("function_throttles_total", "Invoke requests answered 429, per function (Lambda: Throttles).", labelFunction),
-		fnAsyncReceived: cv("function_async_events_received_total", "Events accepted (202), per function (Lambda: AsyncEventsReceived).", labelFunction),
+		fnInvocations:   cv("function_invocations_total", "Synchronous invocations that ran, per function, split by start=cold|warm (Lambda: Invocations).", labelAccount, labelFunction, labelStart),
+		fnErrors:        cv("function_errors_total", "Synchronous invocations that ended in a function error, per function (Lambda: Errors).", labelAccount, labelFunction),
+		fnThrottles:     cv("function_throttles_total", "Invoke requests answered 429, per function (Lambda: Throttles).", labelAccount, labelFunction),
+		fnAsyncReceived: cv("function_async_events_received_total", "Events accepted (202), per function (Lambda: AsyncEventsReceived).", labelAccount, labelFunction),
 		fnLatency:       hv("function_latency_seconds", "Synchronous invoke latency at the gateway, per function (what the caller waits)."),
 		fnDuration:      hv("function_duration_seconds", "Handler duration as the worker measured it, per function (Lambda: Duration)."),
 		fnInitDuration:  hv("function_init_duration_seconds", "Cold-start init duration, per function (Lambda: InitDuration)."),
@@ -156,7 +158,7 @@ func (c *membersCollector) Collect(ch chan<- prometheus.Metric) {
 // series (see fnHandles), so an unknown name cannot grow the label set.
 func (g *Gateway) observeInvoke(next http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		fn := r.PathValue("name")
+		fn, acct := r.PathValue("name"), g.account(r)
 		if ref, err := ParseFunctionName(fn, ""); err == nil {
 			fn = ref.Name
 		}
@@ -166,9 +168,9 @@ func (g *Gateway) observeInvoke(next http.HandlerFunc) http.HandlerFunc {
 		// In flight counts from arrival for a function the cache knows; a
 		// function this gateway has not heard of yet is counted from its
 		// answer on.
-		h := g.m.fns.existing(fn)
-		if h == nil && g.cache.get(g.account(r), fn) != nil {
-			h = g.m.fns.get(g.m, fn)
+		h := g.m.fns.existing(acct, fn)
+		if h == nil && g.cache.get(acct, fn) != nil {
+			h = g.m.fns.get(g.m, acct, fn)
 		}
 		if sync && h != nil {
 			h.inflight.Add(1)
@@ -179,7 +181,7 @@ func (g *Gateway) observeInvoke(next http.HandlerFunc) http.HandlerFunc {
 		switch sw.code {
 		case http.StatusOK, http.StatusAccepted, http.StatusTooManyRequests:
 			if h == nil {
-				h = g.m.fns.get(g.m, fn)
+				h = g.m.fns.get(g.m, acct, fn)
 			}
 		default:
 			return
@@ -216,41 +218,42 @@ func (g *Gateway) observeInvoke(next http.HandlerFunc) http.HandlerFunc {
 // fnHandle holds one function's series, resolved once: the invoke path
 // then touches no label lookup.
 type fnHandle struct {
+	account, function                    string
 	inflight                             atomic.Int64
 	cold, warm, errors, throttles, async prometheus.Counter
 	latency, duration, initDur           prometheus.Observer
 }
 
-// fnHandles maps function names to their handles. Entries are made only
+// fnHandles maps functions (account and name) to their handles. Entries are made only
 // for functions that exist (the cache knows them, or an invocation was
 // answered as one), so the map is bounded by the functions there are.
 type fnHandles struct {
-	m    sync.Map // name -> *fnHandle
+	m    sync.Map // wire.FunctionKey(account, name) -> *fnHandle
 	desc *prometheus.Desc
 }
 
 func newFnHandles(node string) *fnHandles {
 	return &fnHandles{desc: prometheus.NewDesc("coldstart_gateway_function_concurrent_executions",
-		"Synchronous invocations in flight through this gateway, per function (Lambda: ConcurrentExecutions).", []string{labelFunction}, prometheus.Labels{"node": node})}
+		"Synchronous invocations in flight through this gateway, per function (Lambda: ConcurrentExecutions).", []string{labelAccount, labelFunction}, prometheus.Labels{"node": node})}
 }
 
-func (f *fnHandles) existing(fn string) *fnHandle {
-	if h, ok := f.m.Load(fn); ok {
+func (f *fnHandles) existing(acct, fn string) *fnHandle {
+	if h, ok := f.m.Load(wire.FunctionKey(acct, fn)); ok {
 		return h.(*fnHandle)
 	}
 	return nil
 }
 
-func (f *fnHandles) get(m *metrics, fn string) *fnHandle {
-	if h := f.existing(fn); h != nil {
+func (f *fnHandles) get(m *metrics, acct, fn string) *fnHandle {
+	if h := f.existing(acct, fn); h != nil {
 		return h
 	}
-	h := &fnHandle{
-		cold: m.fnInvocations.WithLabelValues(fn, "cold"), warm: m.fnInvocations.WithLabelValues(fn, "warm"),
-		errors: m.fnErrors.WithLabelValues(fn), throttles: m.fnThrottles.WithLabelValues(fn), async: m.fnAsyncReceived.WithLabelValues(fn),
-		latency: m.fnLatency.WithLabelValues(fn), duration: m.fnDuration.WithLabelValues(fn), initDur: m.fnInitDuration.WithLabelValues(fn),
+	h := &fnHandle{account: acct, function: fn,
+		cold: m.fnInvocations.WithLabelValues(acct, fn, "cold"), warm: m.fnInvocations.WithLabelValues(acct, fn, "warm"),
+		errors: m.fnErrors.WithLabelValues(acct, fn), throttles: m.fnThrottles.WithLabelValues(acct, fn), async: m.fnAsyncReceived.WithLabelValues(acct, fn),
+		latency: m.fnLatency.WithLabelValues(acct, fn), duration: m.fnDuration.WithLabelValues(acct, fn), initDur: m.fnInitDuration.WithLabelValues(acct, fn),
 	}
-	got, _ := f.m.LoadOrStore(fn, h)
+	got, _ := f.m.LoadOrStore(wire.FunctionKey(acct, fn), h)
 	return got.(*fnHandle)
 }
 
@@ -259,7 +262,8 @@ func (f *fnHandles) Describe(ch chan<- *prometheus.Desc) { ch <- f.desc }
 
 func (f *fnHandles) Collect(ch chan<- prometheus.Metric) {
 	f.m.Range(func(k, v any) bool {
-		ch <- prometheus.MustNewConstMetric(f.desc, prometheus.GaugeValue, float64(v.(*fnHandle).inflight.Load()), k.(string))
+		h := v.(*fnHandle)
+		ch <- prometheus.MustNewConstMetric(f.desc, prometheus.GaugeValue, float64(h.inflight.Load()), h.account, h.function)
 		return true
 	})
 }

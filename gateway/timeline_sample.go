@@ -243,7 +243,7 @@ func (o *observer) sample() {
 	inflight := map[string]int{}
 	for _, s := range g.workerStats(ctx, sn) {
 		for _, k := range s.Keys {
-			inflight[k.Function] += k.Total - k.Idle
+			inflight[seriesKey(k.Account, k.Function)] += k.Total - k.Idle
 		}
 	}
 	limits := o.functionLimits(sn)
@@ -454,14 +454,14 @@ func (o *observer) functionLimits(sn *wire.Snapshot) map[string]fnLimit {
 	}
 	for _, f := range sn.Functions {
 		if f.Reserved != nil {
-			out[f.Name] = fnLimit{*f.Reserved, true}
+			out[seriesKey(f.Account, f.Name)] = fnLimit{*f.Reserved, true}
 			continue
 		}
 		l, ok := acct[f.Account]
 		if !ok || l == 0 {
 			l = quota.DefaultAccountLimit
 		}
-		out[f.Name] = fnLimit{limit: l}
+		out[seriesKey(f.Account, f.Name)] = fnLimit{limit: l}
 	}
 	return out
 }
@@ -482,7 +482,8 @@ func (o *observer) gather() map[string]fnCounters {
 			continue
 		}
 		for _, m := range mf.GetMetric() {
-			fn, start := labelsOf(m)
+			acct, fn, start := labelsOf(m)
+			fn = seriesKey(acct, fn)
 			c := out[fn]
 			switch mf.GetName() {
 			case "coldstart_gateway_function_invocations_total":
@@ -513,16 +514,28 @@ func (o *observer) gather() map[string]fnCounters {
 	return out
 }
 
-func labelsOf(m *dto.Metric) (fn, start string) {
+func labelsOf(m *dto.Metric) (acct, fn, start string) {
 	for _, l := range m.GetLabel() {
 		switch l.GetName() {
+		case labelAccount:
+			acct = l.GetValue()
 		case labelFunction:
 			fn = l.GetValue()
 		case labelStart:
 			start = l.GetValue()
 		}
 	}
-	return fn, start
+	return acct, fn, start
+}
+
+// seriesKey names a function in the sampled series: its name for the
+// development account, ACCOUNT/NAME for any other, so that functions of the
+// same name in two accounts are two lines on the dashboard.
+func seriesKey(acct, fn string) string {
+	if acct == "" || acct == DefaultAccount {
+		return fn
+	}
+	return wire.FunctionKey(acct, fn)
 }
 
 // bucketDelta is the interval's cumulative bucket counts (cur - prev).

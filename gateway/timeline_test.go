@@ -168,9 +168,9 @@ func TestPlacementEvents(t *testing.T) {
 func TestRestartedGatewayCountsInTheRegisteredSeries(t *testing.T) {
 	reg := prometheus.NewRegistry()
 	first := newMetrics(reg, "g1")
-	first.fns.get(first, "f").warm.Inc()
+	first.fns.get(first, DefaultAccount, "f").warm.Inc()
 	second := newMetrics(reg, "g1")
-	second.fns.get(second, "f").warm.Inc()
+	second.fns.get(second, DefaultAccount, "f").warm.Inc()
 	mfs, err := reg.Gather()
 	if err != nil {
 		t.Fatal(err)
@@ -190,6 +190,47 @@ func TestRestartedGatewayCountsInTheRegisteredSeries(t *testing.T) {
 	t.Fatal("no coldstart_gateway_function_invocations_total")
 }
 
+// TestSameNameInTwoAccountsIsTwoSeries: tenants are apart in the
+// per-function metrics too. Function f of the development account and f of
+// account 111111111111 get their own series (label account) and their own
+// lines in the sampled series (f and 111111111111/f).
+func TestSameNameInTwoAccountsIsTwoSeries(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m := newMetrics(reg, "g1")
+	m.fns.get(m, DefaultAccount, "f").warm.Inc()
+	other := m.fns.get(m, "111111111111", "f")
+	other.cold.Inc()
+	other.cold.Inc()
+	other.throttles.Inc()
+	o := &observer{g: &Gateway{cfg: Config{Gatherer: reg}}}
+	got := o.gather()
+	if c := got["f"]; c.warm != 1 || c.cold != 0 || c.throttles != 0 {
+		t.Fatalf("development account's f: %+v", c)
+	}
+	if c := got["111111111111/f"]; c.warm != 0 || c.cold != 2 || c.throttles != 1 {
+		t.Fatalf("111111111111's f: %+v (all: %v)", c, got)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	accounts := map[string]bool{}
+	for _, mf := range mfs {
+		if mf.GetName() != "coldstart_gateway_function_invocations_total" {
+			continue
+		}
+		for _, s := range mf.GetMetric() {
+			acct, fn, _ := labelsOf(s)
+			if fn == "f" {
+				accounts[acct] = true
+			}
+		}
+	}
+	if !accounts[DefaultAccount] || !accounts["111111111111"] || len(accounts) != 2 {
+		t.Fatalf("accounts labelled on f's series: %v", accounts)
+	}
+}
+
 // BenchmarkObserveInvoke is what the per-function metrics add to each
 // synchronous invocation, against the same handler unwrapped.
 func BenchmarkObserveInvoke(b *testing.B) {
@@ -199,7 +240,7 @@ func BenchmarkObserveInvoke(b *testing.B) {
 		w.Header().Set(api.HeaderDurationMs, "0.25")
 		w.WriteHeader(http.StatusOK)
 	}
-	g.m.fns.get(g.m, "f") // the function exists
+	g.m.fns.get(g.m, DefaultAccount, "f") // the function exists
 	req, _ := http.NewRequest(http.MethodPost, "/2015-03-31/functions/f/invocations", nil)
 	req.SetPathValue("name", "f")
 	for _, c := range []struct {

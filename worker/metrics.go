@@ -50,7 +50,7 @@ func (n *Node) registerPoolMetrics(reg prometheus.Registerer) {
 	}
 	l := prometheus.Labels{"node": n.cfg.ID}
 	c := &poolCollector{
-		conc: prometheus.NewDesc("coldstart_worker_concurrent_executions", "Invocations running on this worker, per function (Lambda: ConcurrentExecutions).", []string{"function"}, l),
+		conc: prometheus.NewDesc("coldstart_worker_concurrent_executions", "Invocations running on this worker, per function (Lambda: ConcurrentExecutions).", []string{"account", "function"}, l),
 		sbs:  prometheus.NewDesc("coldstart_worker_sandboxes", "Sandboxes this worker holds, by state (idle, busy).", []string{"state"}, l)}
 	c.n.Store(n)
 	err := reg.Register(c)
@@ -73,12 +73,12 @@ func (c *poolCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.conc; ch 
 
 func (c *poolCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.n.Load().Stats()
-	busy := map[string]int{}
+	busy := map[[2]string]int{}
 	for _, k := range s.Keys {
-		busy[k.Function] += k.Total - k.Idle
+		busy[[2]string{k.Account, k.Function}] += k.Total - k.Idle
 	}
 	for fn, b := range busy {
-		ch <- prometheus.MustNewConstMetric(c.conc, prometheus.GaugeValue, float64(b), fn)
+		ch <- prometheus.MustNewConstMetric(c.conc, prometheus.GaugeValue, float64(b), fn[0], fn[1])
 	}
 	ch <- prometheus.MustNewConstMetric(c.sbs, prometheus.GaugeValue, float64(s.Idle), "idle")
 	ch <- prometheus.MustNewConstMetric(c.sbs, prometheus.GaugeValue, float64(s.Busy), "busy")
