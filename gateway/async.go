@@ -296,6 +296,9 @@ func (g *Gateway) dispatch(m jetstream.Msg) {
 	age := time.Since(time.Unix(0, enq))
 	g.m.asyncAge.Observe(age.Seconds())
 	e := g.lookup(context.Background(), acct, fn)
+	if e != nil {
+		g.m.fns.get(g.m, acct, e.fn.Name).asyncAge.Observe(age.Seconds())
+	}
 	if e == nil {
 		if g.functionGone(acct, fn) {
 			// Deleted since it was queued: Lambda drops its events.
@@ -477,6 +480,7 @@ func (g *Gateway) invokeEvent(e *fnEntry, acct, qual, reqID string, payload []by
 	if lerr != nil {
 		if lerr.Status == http.StatusTooManyRequests {
 			g.m.throttles.Inc()
+			g.m.fns.get(g.m, acct, e.fn.Name).throttles.Inc()
 			g.recs.Add(api.Record{RequestID: reqID, Account: acct, Function: e.fn.Name, Version: version, ReceivedNs: time.Now().UnixNano(), Outcome: api.OutcomeThrottled, Reason: lerr.Reason, Gateway: g.cfg.ID, Attempt: attempt, Trigger: trigger})
 		}
 		return outcome{lerr: lerr, ver: version}
@@ -485,6 +489,7 @@ func (g *Gateway) invokeEvent(e *fnEntry, acct, qual, reqID string, payload []by
 	if reply.Header.Get(wire.HdrFuncError) != "" {
 		g.m.errors.Inc()
 	}
+	g.m.fns.get(g.m, acct, e.fn.Name).ran(reply.Header.Get(wire.HdrCold) == "true", reply.Header.Get(wire.HdrInitMs), reply.Header.Get(wire.HdrDurMs), reply.Header.Get(wire.HdrFuncError) != "")
 	return outcome{reply: reply, ver: version}
 }
 
@@ -492,6 +497,7 @@ func (g *Gateway) invokeEvent(e *fnEntry, acct, qual, reqID string, payload []by
 // the OnFailure destination, then the event leaves the queue.
 func (g *Gateway) failEvent(m jetstream.Msg, e *fnEntry, qual, reqID string, st asyncState, condition string, out outcome) {
 	g.m.asyncDropped.Inc()
+	g.m.fns.get(g.m, e.fn.Account, e.fn.Name).asyncDropped.Inc()
 	g.async.dropped.Add(1)
 	dl := nats.NewMsg(dlqPrefix + e.fn.Account + "." + e.fn.Name)
 	dl.Data = m.Data()

@@ -25,7 +25,9 @@ type metrics struct {
 	// observeInvoke): what the dashboard and `coldstart top` chart.
 	fnInvocations                          *prometheus.CounterVec // account, function, start=cold|warm
 	fnErrors, fnThrottles, fnAsyncReceived *prometheus.CounterVec // account, function
+	fnAsyncDropped                         *prometheus.CounterVec // account, function
 	fnLatency, fnDuration, fnInitDuration  *prometheus.HistogramVec
+	fnAsyncAge                             *prometheus.HistogramVec
 	fns                                    *fnHandles // per-function handles, and ConcurrentExecutions
 }
 
@@ -72,14 +74,17 @@ func newMetrics(reg prometheus.Registerer, node string) *metrics {
 		latency: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: "coldstart", Subsystem: "gateway", Name: "invoke_latency_seconds", Help: "Invoke latency at the gateway.", ConstLabels: l,
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 18)}),
 
-		fnInvocations:   cv("function_invocations_total", "Synchronous invocations that ran, per function, split by start=cold|warm (Lambda: Invocations).", labelAccount, labelFunction, labelStart),
-		fnErrors:        cv("function_errors_total", "Synchronous invocations that ended in a function error, per function (Lambda: Errors).", labelAccount, labelFunction),
+		fnInvocations:   cv("function_invocations_total", "Invocations that ran, synchronous and asynchronous, per function, split by start=cold|warm (Lambda: Invocations).", labelAccount, labelFunction, labelStart),
+		fnErrors:        cv("function_errors_total", "Invocations that ended in a function error, per function (Lambda: Errors).", labelAccount, labelFunction),
+		fnAsyncDropped:  cv("function_async_events_dropped_total", "Events that exhausted their retries or aged out, per function (Lambda: AsyncEventsDropped).", labelAccount, labelFunction),
 		fnThrottles:     cv("function_throttles_total", "Invoke requests answered 429, per function (Lambda: Throttles).", labelAccount, labelFunction),
 		fnAsyncReceived: cv("function_async_events_received_total", "Events accepted (202), per function (Lambda: AsyncEventsReceived).", labelAccount, labelFunction),
 		fnLatency:       hv("function_latency_seconds", "Synchronous invoke latency at the gateway, per function (what the caller waits)."),
 		fnDuration:      hv("function_duration_seconds", "Handler duration as the worker measured it, per function (Lambda: Duration)."),
 		fnInitDuration:  hv("function_init_duration_seconds", "Cold-start init duration, per function (Lambda: InitDuration)."),
-		fns:             newFnHandles(node),
+		fnAsyncAge: prometheus.NewHistogramVec(prometheus.HistogramOpts{Namespace: "coldstart", Subsystem: "gateway", Name: "function_async_event_age_seconds", Help: "Time from an event's acceptance to each of its dispatches, per function (Lambda: AsyncEventAge).", ConstLabels: l,
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 12)}, []string{labelAccount, labelFunction}),
+		fns: newFnHandles(node),
 	}
 	for _, col := range []prometheus.Collector{m.invocations, m.throttles, m.errors, m.cold, m.warm, m.busy, m.placementFail, m.overloaded, m.authFailures, m.pcInvocations, m.pcSpillover, m.asyncReceived, m.asyncDropped, m.deadLetterErrors, m.destinationFailures, m.asyncAge, m.latency} {
 		_ = reg.Register(col)
@@ -88,9 +93,11 @@ func newMetrics(reg prometheus.Registerer, node string) *metrics {
 	m.fnErrors = reuse(reg, m.fnErrors)
 	m.fnThrottles = reuse(reg, m.fnThrottles)
 	m.fnAsyncReceived = reuse(reg, m.fnAsyncReceived)
+	m.fnAsyncDropped = reuse(reg, m.fnAsyncDropped)
 	m.fnLatency = reuse(reg, m.fnLatency)
 	m.fnDuration = reuse(reg, m.fnDuration)
 	m.fnInitDuration = reuse(reg, m.fnInitDuration)
+	m.fnAsyncAge = reuse(reg, m.fnAsyncAge)
 	m.fns = reuse(reg, m.fns)
 	return m
 }
@@ -192,20 +199,7 @@ func (g *Gateway) observeInvoke(next http.HandlerFunc) http.HandlerFunc {
 				return
 			}
 			hd := w.Header()
-			if hd.Get(api.HeaderCold) == "true" {
-				h.cold.Inc()
-				if ms, err := strconv.ParseFloat(hd.Get(api.HeaderInitMs), 64); err == nil {
-					h.initDur.Observe(ms / 1000)
-				}
-			} else {
-				h.warm.Inc()
-			}
-			if hd.Get(api.HeaderFunctionError) != "" {
-				h.errors.Inc()
-			}
-			if ms, err := strconv.ParseFloat(hd.Get(api.HeaderDurationMs), 64); err == nil {
-				h.duration.Observe(ms / 1000)
-			}
+			h.ran(hd.Get(api.HeaderCold) == "true", hd.Get(api.HeaderInitMs), hd.Get(api.HeaderDurationMs), hd.Get(api.HeaderFunctionError) != "")
 			h.latency.Observe(time.Since(start).Seconds())
 		case http.StatusAccepted:
 			h.async.Inc()
@@ -221,7 +215,28 @@ type fnHandle struct {
 	account, function                    string
 	inflight                             atomic.Int64
 	cold, warm, errors, throttles, async prometheus.Counter
-	latency, duration, initDur           prometheus.Observer
+	asyncDropped                         prometheus.Counter
+	latency, duration, initDur, asyncAge prometheus.Observer
+}
+
+// ran counts one invocation that ran from the worker's answer headers
+// (synchronous through observeInvoke's copy of them, asynchronous from
+// the dispatcher): start, init, function error and duration.
+func (h *fnHandle) ran(cold bool, initMs, durMs string, funcErr bool) {
+	if cold {
+		h.cold.Inc()
+		if ms, err := strconv.ParseFloat(initMs, 64); err == nil {
+			h.initDur.Observe(ms / 1000)
+		}
+	} else {
+		h.warm.Inc()
+	}
+	if funcErr {
+		h.errors.Inc()
+	}
+	if ms, err := strconv.ParseFloat(durMs, 64); err == nil {
+		h.duration.Observe(ms / 1000)
+	}
 }
 
 // fnHandles maps functions (account and name) to their handles. Entries are made only
@@ -252,6 +267,7 @@ func (f *fnHandles) get(m *metrics, acct, fn string) *fnHandle {
 		cold: m.fnInvocations.WithLabelValues(acct, fn, "cold"), warm: m.fnInvocations.WithLabelValues(acct, fn, "warm"),
 		errors: m.fnErrors.WithLabelValues(acct, fn), throttles: m.fnThrottles.WithLabelValues(acct, fn), async: m.fnAsyncReceived.WithLabelValues(acct, fn),
 		latency: m.fnLatency.WithLabelValues(acct, fn), duration: m.fnDuration.WithLabelValues(acct, fn), initDur: m.fnInitDuration.WithLabelValues(acct, fn),
+		asyncDropped: m.fnAsyncDropped.WithLabelValues(acct, fn), asyncAge: m.fnAsyncAge.WithLabelValues(acct, fn),
 	}
 	got, _ := f.m.LoadOrStore(wire.FunctionKey(acct, fn), h)
 	return got.(*fnHandle)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -87,6 +88,23 @@ func deadLetters(t *testing.T, url, fn string) []api.DeadLetter {
 		t.Fatal(err)
 	}
 	return out.DeadLetters
+}
+
+// sumSeries adds the values of family name's series whose labels contain
+// label, in a /metrics text.
+func sumSeries(body, name, label string) float64 {
+	sum := 0.0
+	for _, l := range strings.Split(body, "\n") {
+		if !strings.HasPrefix(l, name+"{") || !strings.Contains(l, label) {
+			continue
+		}
+		if i := strings.LastIndexByte(l, ' '); i > 0 {
+			if v, err := strconv.ParseFloat(l[i+1:], 64); err == nil {
+				sum += v
+			}
+		}
+	}
+	return sum
 }
 
 // TestAsyncPoisonEvent: an event whose handler always fails gets exactly 1
@@ -196,6 +214,17 @@ func TestAsyncPoisonEvent(t *testing.T) {
 	for _, m := range []string{"async_events_received_total", "async_events_dropped_total", "dead_letter_errors_total", "destination_delivery_failures_total", "async_event_age_seconds_count"} {
 		if !strings.Contains(body, "coldstart_gateway_"+m) {
 			t.Errorf("/metrics lacks %s", m)
+		}
+	}
+	// Per function, as Lambda's metrics of the function: both events'
+	// runs (6 of poison's, 1 good), 6 function errors, 2 drops (before and
+	// after the redrive), and an age for each dispatch.
+	for _, m := range []struct {
+		name string
+		want float64
+	}{{"function_invocations_total", 7}, {"function_errors_total", 6}, {"function_async_events_received_total", 2}, {"function_async_events_dropped_total", 2}, {"function_async_event_age_seconds_count", 7}} {
+		if got := sumSeries(body, "coldstart_gateway_"+m.name, `function="poison"`); got != m.want {
+			t.Errorf("%s of poison: %v, want %v", m.name, got, m.want)
 		}
 	}
 	resp, err = http.Get(url + api.PathStatus)
