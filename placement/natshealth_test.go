@@ -1,16 +1,15 @@
 package placement
 
 import (
-	"bytes"
 	"log/slog"
 	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/coldstart-dev/coldstart/internal/natsutil"
+	"github.com/coldstart-dev/coldstart/internal/syncbuf"
 )
 
 // slowLink forwards TCP to target, holding every chunk for delay, or
@@ -67,22 +66,8 @@ func (l *slowLink) pipe(from, to net.Conn) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// syncBuffer is a log a node writes while the test polls it.
+type syncBuffer = syncbuf.Buffer
 
 // TestSlowNATSIsNotACutOff: a leader whose NATS round trips are slower
 // than its quick health check (a starved machine) keeps leadership, since

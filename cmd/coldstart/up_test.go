@@ -9,25 +9,15 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/coldstart-dev/coldstart/internal/ports"
+	"github.com/coldstart-dev/coldstart/internal/syncbuf"
 )
 
-// syncBuffer is a bytes.Buffer safe for a writer and a poller.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+// syncBuffer is a log a node writes while the test polls it.
+type syncBuffer = syncbuf.Buffer
 
 // startUp runs `coldstart up` in-process until the returned stop is called,
 // after it printed "ready".
