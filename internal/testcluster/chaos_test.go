@@ -50,7 +50,7 @@ func TestChaosDrillLimitHoldsUnderEveryFault(t *testing.T) {
 
 	run(2 * time.Second)
 	// 1. A worker paused for twice its lease TTL, then resumed.
-	w1 := c.ResolveNode("worker")
+	w1 := c.AwaitNode("worker", 5*time.Second)
 	at := time.Now()
 	c.Pause(w1)
 	run(2 * ttl)
@@ -68,10 +68,7 @@ func TestChaosDrillLimitHoldsUnderEveryFault(t *testing.T) {
 	run(settle + time.Second)
 
 	// 3. The placement leader partitioned from everyone, then healed.
-	old := c.ResolveNode("leader")
-	if old == "" {
-		t.Fatal("no leader before the partition")
-	}
+	old := c.AwaitNode("leader", 5*time.Second)
 	partitioned := time.Now()
 	c.Partition(old)
 	var elected time.Duration
@@ -98,7 +95,7 @@ func TestChaosDrillLimitHoldsUnderEveryFault(t *testing.T) {
 	run(settle + time.Second)
 
 	// 4. A follower paused, then resumed.
-	f := c.ResolveNode("follower")
+	f := c.AwaitNode("follower", 5*time.Second)
 	at = time.Now()
 	c.Pause(f)
 	run(3 * time.Second)

@@ -26,10 +26,7 @@ import (
 func TestPartitionLeaderFromPlacementPeers(t *testing.T) {
 	tm := placement.Tuned
 	c := testcluster.New(t, testcluster.Options{Raft: tm})
-	old := c.ResolveNode("leader")
-	if old == "" {
-		t.Fatal("no leader")
-	}
+	old := c.AwaitNode("leader", 5*time.Second)
 	oldTerm := c.Node(old).Placement.Raft().CurrentTerm()
 	var peers []string
 	for _, id := range c.IDs(membership.RolePlacement) {

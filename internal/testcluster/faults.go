@@ -1,6 +1,8 @@
 package testcluster
 
 import (
+	"time"
+
 	"github.com/coldstart-dev/coldstart/internal/faultnet"
 	"github.com/coldstart-dev/coldstart/internal/roles"
 )
@@ -23,6 +25,18 @@ func (c *Cluster) Partition(id string, from ...string) { c.Fault.Partition(id, f
 
 // Heal removes every partition involving node id.
 func (c *Cluster) Heal(id string) { c.Fault.Heal(id) }
+
+// AwaitNode is ResolveNode waiting up to timeout for a match: a drill that
+// targets "leader" right after a fault may land in an election, when no
+// node leads for a moment. It fails the test when nothing matches in time.
+func (c *Cluster) AwaitNode(name string, timeout time.Duration) string {
+	c.t.Helper()
+	var id string
+	if err := c.WaitFor(func() bool { id = c.ResolveNode(name); return id != "" }, timeout); err != nil {
+		c.t.Fatalf("no %s within %s", name, timeout)
+	}
+	return id
+}
 
 // ResolveNode returns the node name designates: an alias of roles.Pick
 // ("leader", "follower", "placement", "worker", "gateway") resolved among
