@@ -78,14 +78,17 @@ func (c *Client) ReadLeader(ctx context.Context) (*wire.Snapshot, error) {
 }
 
 func (c *Client) do(ctx context.Context, subject string, req wire.Request) (wire.Response, error) {
-	b, err := json.Marshal(req)
-	if err != nil {
-		return wire.Response{}, err
-	}
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.timeout)
 		defer cancel()
+	}
+	if d, ok := ctx.Deadline(); ok {
+		req.BudgetNs = int64(time.Until(d))
+	}
+	b, err := json.Marshal(req)
+	if err != nil {
+		return wire.Response{}, err
 	}
 	m, err := c.nc.RequestWithContext(ctx, subject, b)
 	switch {

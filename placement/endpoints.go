@@ -69,12 +69,13 @@ func decodeRequest(m *nats.Msg) (*wire.Request, *wire.Error) {
 // grants without a requester, snapshots. Worker operations are refused
 // here: a worker's identity is the subject it publishes on.
 func (n *Node) handleLeader(m *nats.Msg) {
+	received := time.Now()
 	req, perr := decodeRequest(m)
 	if perr != nil {
 		n.reply(m, wire.Response{Error: perr})
 		return
 	}
-	n.spawn(m, func() wire.Response { return n.serve(req) })
+	n.spawn(m, func() wire.Response { return n.serve(req, received) })
 }
 
 // handleWorkerOp serves cs.placement.worker.<id>.<op>: NATS permissions let
@@ -141,6 +142,7 @@ func (n *Node) handleGatewayOp(m *nats.Msg) {
 		n.reply(m, wire.Response{Error: &wire.Error{Type: "InvalidRequestContentException", Message: "bad gateway subject " + m.Subject}})
 		return
 	}
+	received := time.Now()
 	req, perr := decodeRequest(m)
 	if perr != nil {
 		n.reply(m, wire.Response{Error: perr})
@@ -151,6 +153,7 @@ func (n *Node) handleGatewayOp(m *nats.Msg) {
 		case op == wire.OpCreateSandbox && req.Sandbox != nil:
 			c := *req.Sandbox
 			c.Requester, c.Provisioned = id, false
+			c.Deadline = deadlineOf(received, req.BudgetNs)
 			return n.createSandbox(c)
 		case op == wire.OpCancel:
 			if _, err := n.apply(CmdReleaseSandboxes, ReleaseSandboxes{IDs: req.Release, Now: time.Now().UnixNano(), Gateway: id}); err != nil {
@@ -169,11 +172,27 @@ func (n *Node) handleGatewayOp(m *nats.Msg) {
 	})
 }
 
-func (n *Node) serve(req *wire.Request) wire.Response {
+// answerMargin is what a grant's answer needs after the decision: the
+// commit's reply crossing NATS back to the caller. A decision that would
+// leave less than this of the caller's budget is not made.
+const answerMargin = 25 * time.Millisecond
+
+// deadlineOf turns a request's budget into a deadline on this node's
+// clock, counted from when the request arrived (the caller's send time
+// is on another clock). Zero budget: no deadline.
+func deadlineOf(received time.Time, budgetNs int64) time.Time {
+	if budgetNs <= 0 {
+		return time.Time{}
+	}
+	return received.Add(time.Duration(budgetNs) - answerMargin)
+}
+
+func (n *Node) serve(req *wire.Request, received time.Time) wire.Response {
 	switch {
 	case req.Op == wire.OpCreateSandbox && req.Sandbox != nil:
 		c := *req.Sandbox
 		c.Requester, c.Provisioned = "", false // only the provisioner pre-warms
+		c.Deadline = deadlineOf(received, req.BudgetNs)
 		return n.createSandbox(c)
 	case req.Op == wire.OpCreateFunction && req.Function != nil:
 		req.Function.ModifiedNs = time.Now().UnixNano()

@@ -85,6 +85,15 @@ func (n *Node) decideSandbox(c CreateSandbox) wire.Response {
 			}
 			release = []string{victim}
 		}
+		if !c.Deadline.IsZero() && time.Now().After(c.Deadline) {
+			// The caller has given up (or will before this answer
+			// reaches it): a grant now would hold capacity nobody uses
+			// until its cancel, and 429 others below the limit.
+			if len(release) > 0 {
+				go n.releaseEventually(release)
+			}
+			return wire.Response{Error: &wire.Error{Type: "ServiceException", Message: "placement could not decide within the caller's deadline (overloaded): retry"}}
+		}
 		c.Now = time.Now().UnixNano()
 		c.Release = release
 		c.Avoid = n.leases.avoid(time.Now(), n.cfg.Lease.RenewEvery(), workers)

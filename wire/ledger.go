@@ -3,6 +3,7 @@ package wire
 import (
 	"encoding/json"
 	"strconv"
+	"time"
 
 	"github.com/coldstart-dev/coldstart/quota"
 )
@@ -402,6 +403,10 @@ type CreateSandbox struct {
 	// grant goes elsewhere when another worker has room. It is part of the
 	// command, so every replica picks the same worker.
 	Avoid []string `json:"avoid,omitempty"`
+	// Deadline is when the caller stops waiting for the answer, on the
+	// leader's clock (from Request.BudgetNs); zero: no deadline. It is not
+	// part of the replicated command.
+	Deadline time.Time `json:"-"`
 }
 
 // ReconcileWorker carries the sandboxes a worker actually holds. Sandboxes the

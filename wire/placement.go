@@ -40,6 +40,11 @@ type Request struct {
 	Options     *SetFunctionOptions `json:"options,omitempty"`
 	// Incarnation is the sender's worker incarnation (release).
 	Incarnation uint64 `json:"incarnation,omitempty"`
+	// BudgetNs is how long the sender waits for the answer, counted from
+	// when it sent the request (0: not said). Placement grants nothing it
+	// could not answer in time: a grant committed after its caller gave up
+	// would hold capacity that nobody uses until the caller's cancel.
+	BudgetNs int64 `json:"budget_ns,omitempty"`
 }
 
 // Error is a typed error in a Response; Type is the Lambda exception name.

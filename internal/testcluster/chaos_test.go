@@ -3,6 +3,8 @@ package testcluster_test
 import (
 	"context"
 	"net/http"
+	"os"
+	"strconv"
 	"testing"
 	"time"
 
@@ -25,7 +27,7 @@ func TestChaosDrillLimitHoldsUnderEveryFault(t *testing.T) {
 		t.Skip("drill")
 	}
 	const limit = 20
-	c := testcluster.New(t, testcluster.Options{Gateways: 2, Workers: 3})
+	c := testcluster.New(t, testcluster.Options{Gateways: 2, Workers: 3, Verbose: os.Getenv("CS_VERBOSE") != ""})
 	urls := []string{c.GatewayURL(0), c.GatewayURL(1)}
 	if code, body := put(t, urls[0], api.PathAccountLimit, api.SetLimitInput{ConcurrentExecutions: limit}); code != 200 {
 		t.Fatalf("set limit: %d %s", code, body)
@@ -113,13 +115,20 @@ func TestChaosDrillLimitHoldsUnderEveryFault(t *testing.T) {
 
 	okIDs := map[string]bool{}
 	statuses := map[int]int{}
+	failures := map[string]int{} // what the 5xx said, for a failure report
 	for _, o := range out {
 		statuses[o.Status]++
 		if o.Status == http.StatusOK {
 			okIDs[o.RequestID] = true
 		}
+		if o.Status >= 500 {
+			failures[strconv.Itoa(o.Status)+" "+o.ErrorType+": "+o.Body.Text()]++
+		}
 	}
 	t.Logf("outcomes by status: %v", statuses)
+	for f, n := range failures {
+		t.Logf("  %4d x %s", n, f)
+	}
 	if statuses[http.StatusOK] < 100 || statuses[http.StatusTooManyRequests] == 0 {
 		t.Fatalf("the drill did not load the cluster: %v", statuses)
 	}
