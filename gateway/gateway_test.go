@@ -8,7 +8,11 @@ import (
 	"io"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
 
 	"github.com/coldstart-dev/coldstart/internal/api"
 	"github.com/coldstart-dev/coldstart/internal/natsutil"
@@ -226,5 +230,102 @@ func TestDashboardIsServed(t *testing.T) {
 	}
 	if resp, _ := http.Get(g.URL() + "/no/such/page"); resp.StatusCode != 404 {
 		t.Fatalf("unknown path: %d", resp.StatusCode)
+	}
+}
+
+// grantingPlacer grants every cold start on a worker that is not there,
+// and answers a cancel with the grant it released, as placement does.
+type grantingPlacer struct {
+	fakePlacer
+	mu      sync.Mutex
+	granted map[string]wire.Sandbox
+}
+
+func (p *grantingPlacer) GatewayOp(ctx context.Context, gw, op string, req wire.Request) (wire.Response, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	switch op {
+	case wire.OpCreateSandbox:
+		c := req.Sandbox
+		sb := wire.Sandbox{ID: c.ID, Account: c.Account, Function: c.Function, Version: c.Version, Worker: "gone", WorkerInc: 1, MemoryMB: 128, CreatedNs: time.Now().UnixNano()}
+		p.granted[sb.ID] = sb
+		return wire.Response{Grant: &wire.Grant{Sandbox: &sb}}, nil
+	case wire.OpCancel:
+		var out []wire.Sandbox
+		for _, id := range req.Release {
+			if sb, ok := p.granted[id]; ok {
+				out = append(out, sb)
+				delete(p.granted, id)
+			}
+		}
+		return wire.Response{Cancelled: out}, nil
+	}
+	return wire.Response{}, nil
+}
+
+// A grant the gateway could not use (its worker is gone) is cancelled, and
+// the capacity it held meanwhile is recorded: an abandoned record per
+// grant, held from the grant to the cancel, so the checker counts it.
+func TestAbandonedGrantIsRecorded(t *testing.T) {
+	ns, err := natsutil.StartServer(natsutil.ServerConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(ns.Shutdown)
+	nc, err := natsutil.Connect(natsutil.URL(ns), "test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	recs := make(chan api.Record, 16)
+	sub, err := nc.Subscribe(wire.SubjectRecords, func(m *nats.Msg) {
+		for _, r := range wire.SplitRecords(m.Data) {
+			recs <- r
+		}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	nc.Flush()
+	syn, _ := json.Marshal(api.SyntheticConfig{Duration: "1ms"})
+	sn := &wire.Snapshot{Index: 1, Functions: []wire.Function{{Account: DefaultAccount, Name: "f", Runtime: "synthetic", MemoryMB: 128, TimeoutMs: 3000, Synthetic: syn}}}
+	pl := &grantingPlacer{fakePlacer: fakePlacer{sn}, granted: map[string]wire.Sandbox{}}
+	g, err := Start(Config{ID: "g", Listen: "127.0.0.1:0", NATS: nc, Placement: pl})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(g.Stop)
+	start := time.Now().UnixNano()
+	resp, eb := call(t, http.MethodPost, g.URL()+"/2015-03-31/functions/f/invocations", nil, strings.NewReader(`{}`))
+	if resp.StatusCode != 500 || resp.Header.Get(api.HeaderErrorType) != "ServiceException" {
+		t.Fatalf("invoke with the granted worker gone: %d %+v", resp.StatusCode, eb)
+	}
+	reqID := resp.Header.Get(api.HeaderRequestID)
+	// The cold start was placed twice (once more after the first worker
+	// was not there): two grants, two cancels, two records.
+	seen := map[string]bool{}
+	deadline := time.After(5 * time.Second)
+	for len(seen) < 2 {
+		select {
+		case r := <-recs:
+			if r.Outcome != api.OutcomeAbandoned {
+				continue
+			}
+			if r.RequestID != reqID || r.Worker != "gone" || r.Function != "f" || r.Gateway != "g" || r.Cold || r.BilledMs != 0 {
+				t.Fatalf("abandoned record %+v (request %s)", r, reqID)
+			}
+			if r.GrantedNs < start || r.ReceivedNs != r.GrantedNs || r.EndNs < r.GrantedNs || r.ReleasedNs < r.EndNs || r.StartNs != r.EndNs {
+				t.Fatalf("abandoned record times: %+v", r)
+			}
+			seen[r.Sandbox] = true
+		case <-deadline:
+			t.Fatalf("abandoned records: have %d, want 2", len(seen))
+		}
+	}
+	pl.mu.Lock()
+	defer pl.mu.Unlock()
+	if len(pl.granted) != 0 {
+		t.Fatalf("grants left uncancelled: %v", pl.granted)
 	}
 }

@@ -223,7 +223,7 @@ func (g *Gateway) cold(ctx context.Context, msg *nats.Msg, k fnVersion, spec str
 		if errors.Is(err, wire.ErrUnavailable) {
 			// The request may still be granted after we gave up: cancel it,
 			// or its sandbox would hold capacity nobody uses.
-			go g.cancelGrant(id)
+			go g.cancelGrant(id, msg.Header.Get(wire.HdrRequestID))
 			g.m.placementFail.Inc()
 			return nil, errService("Cold start refused: the placement service is unavailable (no Raft quorum). Warm sandboxes keep serving. " + err.Error()), false
 		}
@@ -263,7 +263,7 @@ func (g *Gateway) cold(ctx context.Context, msg *nats.Msg, k fnVersion, spec str
 			}
 		}
 		if fresh == "" {
-			go g.cancelGrant(gr.Sandbox.ID)
+			go g.cancelGrant(gr.Sandbox.ID, msg.Header.Get(wire.HdrRequestID))
 			return nil, errService("the function was redeployed while this invocation was routed; retry"), false
 		}
 		spec = fresh
@@ -286,7 +286,7 @@ func (g *Gateway) cold(ctx context.Context, msg *nats.Msg, k fnVersion, spec str
 		// capacity comes back when its lease expires (placement never
 		// trusts a single observation); the invocation is placed once more,
 		// elsewhere if there is room.
-		go g.cancelGrant(gr.Sandbox.ID)
+		go g.cancelGrant(gr.Sandbox.ID, msg.Header.Get(wire.HdrRequestID))
 		g.askPlacementOp(ctx, wire.OpSuspect, wire.Request{Op: wire.OpSuspect, Worker: gr.Sandbox.Worker}, placementBudget)
 		if !retried {
 			return g.cold(ctx, msg, k, spec, true)
@@ -300,7 +300,7 @@ func (g *Gateway) cold(ctx context.Context, msg *nats.Msg, k fnVersion, spec str
 		if reply.Header.Get(wire.HdrErrorType) == "AccessDeniedException" {
 			// The worker refused the grant and created nothing: give it
 			// back rather than leave it counted until a reconcile.
-			go g.cancelGrant(gr.Sandbox.ID)
+			go g.cancelGrant(gr.Sandbox.ID, msg.Header.Get(wire.HdrRequestID))
 		}
 		return nil, workerError(reply), false
 	}
@@ -356,8 +356,23 @@ func retryPlacement(ctx context.Context, budget, attempt time.Duration, do func(
 
 // cancelGrant releases (or, if not granted yet, cancels) a sandbox id the
 // gateway asked for but will not use.
-func (g *Gateway) cancelGrant(id string) {
-	g.askPlacementOp(context.Background(), wire.OpCancel, wire.Request{Op: wire.OpCancel, Release: []string{id}}, cancelBudget)
+func (g *Gateway) cancelGrant(id, reqID string) {
+	sent := time.Now().UnixNano()
+	resp, err := g.askPlacementOp(context.Background(), wire.OpCancel, wire.Request{Op: wire.OpCancel, Release: []string{id}}, cancelBudget)
+	if err != nil {
+		return
+	}
+	answered := time.Now().UnixNano()
+	// A grant the cancel released held a slot of its account that no
+	// invocation used, from the grant to the cancel: its record lets the
+	// checker (and a user reading the records) count it, so a 429 answered
+	// meanwhile is seen at the limit it really was.
+	for _, sb := range resp.Cancelled {
+		end := max(sent, sb.CreatedNs)
+		g.recs.Add(api.Record{RequestID: reqID, Account: sb.Account, Function: sb.Function, Version: sb.Version,
+			Sandbox: sb.ID, Worker: sb.Worker, ReceivedNs: sb.CreatedNs, GrantedNs: sb.CreatedNs, StartNs: end, EndNs: end,
+			ReleasedNs: max(answered, end), MemoryMB: sb.MemoryMB, Revision: sb.Revision, Outcome: api.OutcomeAbandoned, Gateway: g.cfg.ID})
+	}
 }
 
 func workerError(reply *nats.Msg) *lambdaError {

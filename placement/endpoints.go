@@ -156,10 +156,12 @@ func (n *Node) handleGatewayOp(m *nats.Msg) {
 			c.Deadline = deadlineOf(received, req.BudgetNs)
 			return n.createSandbox(c)
 		case op == wire.OpCancel:
-			if _, err := n.apply(CmdReleaseSandboxes, ReleaseSandboxes{IDs: req.Release, Now: time.Now().UnixNano(), Gateway: id}); err != nil {
+			v, err := n.apply(CmdReleaseSandboxes, ReleaseSandboxes{IDs: req.Release, Now: time.Now().UnixNano(), Gateway: id})
+			if err != nil {
 				return wire.Response{Error: typedError(err)}
 			}
-			return wire.Response{}
+			cancelled, _ := v.([]Sandbox)
+			return wire.Response{Cancelled: cancelled}
 		case op == wire.OpSuspect && req.Worker != "":
 			// A hint: new grants avoid the worker for a while; only its
 			// lease decides when its sandboxes are released.

@@ -21,12 +21,37 @@ type fakeWorkers struct {
 	drops   map[string][]string
 	refuse  bool
 	busy    map[string]bool // sandboxes a drop finds running
+	// slow makes every retire request take that long; inFlight and
+	// maxInFlight count the requests answered at once.
+	slow                  time.Duration
+	inFlight, maxInFlight int
+	// idleLeft are idle sandboxes the worker did not report, which probes
+	// find, least recently used first.
+	idleLeft []string
 }
 
 func (f *fakeWorkers) Retire(worker string, req wire.RetireRequest) (wire.RetireAnswer, error) {
+	if f.slow > 0 {
+		f.mu.Lock()
+		f.inFlight++
+		if f.inFlight > f.maxInFlight {
+			f.maxInFlight = f.inFlight
+		}
+		f.mu.Unlock()
+		time.Sleep(f.slow) // the worker's answer takes this long
+		f.mu.Lock()
+		f.inFlight--
+		f.mu.Unlock()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.retires = append(f.retires, req)
+	if req.ID == "" && len(f.idleLeft) > 0 {
+		// A probe: the worker's least recently used idle sandbox.
+		id := f.idleLeft[0]
+		f.idleLeft = f.idleLeft[1:]
+		return wire.RetireAnswer{OK: true, ID: id}, nil
+	}
 	if f.refuse || req.ID == "" {
 		// A probe (no id): this fake worker has nothing idle beyond what
 		// it reported.
@@ -176,6 +201,71 @@ func TestLeaderThrottlesWithoutFanOut(t *testing.T) {
 	if fw.count() > bound || fw.count() >= throttles {
 		t.Fatalf("%d throttles asked the worker %d times, want at most %d", throttles, fw.count(), bound)
 	}
+}
+
+// Concurrent reclaims that find nothing in the view share one probe of the
+// worker rather than queueing one each behind its answer: under overload a
+// queue of identical probes made every throttle wait for all the ones
+// before it.
+func TestConcurrentReclaimsShareOneProbe(t *testing.T) {
+	fw := &fakeWorkers{slow: 30 * time.Millisecond}
+	n := leaderWith(t, fw, 1)
+	n.grantFor(t, "g1", "g")
+	const throttles = 40
+	var wg sync.WaitGroup
+	start := time.Now()
+	for i := 0; i < throttles; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			resp := n.createSandbox(CreateSandbox{ID: "f" + strconv.Itoa(i), Account: "a", Function: "f", Version: "$LATEST"})
+			if resp.Grant == nil || resp.Grant.Reason != quota.ReasonAccountConcurrency || resp.Grant.Sandbox != nil {
+				t.Errorf("throttle %d: %+v", i, resp)
+			}
+		}(i)
+	}
+	wg.Wait()
+	fw.mu.Lock()
+	defer fw.mu.Unlock()
+	if fw.maxInFlight != 1 {
+		t.Errorf("%d probes of one worker in flight at once, want 1", fw.maxInFlight)
+	}
+	// Each probe is shared by the throttles that arrive while it runs, so
+	// their number follows the time taken, not the number of throttles.
+	if bound := 1 + int(time.Since(start)/fw.slow); len(fw.retires) > bound || len(fw.retires) >= throttles {
+		t.Errorf("%d concurrent throttles asked the worker %d times, want at most %d", throttles, len(fw.retires), bound)
+	}
+}
+
+// A worker that had an idle sandbox for the probe in flight may have more:
+// a reclaim that waited for it asks again rather than throttling.
+func TestReclaimAfterASharedProbeAsksAgain(t *testing.T) {
+	fw := &fakeWorkers{slow: 20 * time.Millisecond}
+	fw.idleLeft = []string{"g1", "g2"}
+	n := leaderWith(t, fw, 2)
+	n.grantFor(t, "g1", "g")
+	n.grantFor(t, "g2", "g")
+	var wg sync.WaitGroup
+	grants := make([]*Grant, 2)
+	for i := range grants {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			resp := n.createSandbox(CreateSandbox{ID: "f" + strconv.Itoa(i), Account: "a", Function: "f", Version: "$LATEST"})
+			grants[i] = resp.Grant
+		}(i)
+	}
+	wg.Wait()
+	for i, g := range grants {
+		if g == nil || g.Sandbox == nil {
+			t.Fatalf("reclaim %d with an idle sandbox left on the worker: %+v", i, g)
+		}
+	}
+	n.fsm.Read(func(l *Ledger) {
+		if l.AccountSandboxes("a") != 2 {
+			t.Fatalf("account holds %d sandboxes, want 2", l.AccountSandboxes("a"))
+		}
+	})
 }
 
 // A report from an incarnation the ledger has left behind is ignored.

@@ -529,19 +529,25 @@ func (l *Ledger) release(ids []string, worker string) []string {
 	return done
 }
 
-func (l *Ledger) releaseCmd(c ReleaseSandboxes) []string {
+// releaseCmd applies a release: the ids released, or for a gateway's
+// cancel the grants it released ([]Sandbox).
+func (l *Ledger) releaseCmd(c ReleaseSandboxes) any {
 	if c.Gateway != "" {
 		// A gateway may cancel only its own grants, or tombstone ids not
 		// granted yet so that its late request is refused.
+		// The result is the released grants themselves (copies), for the
+		// gateway's record of capacity held that nobody used.
 		var own []string
+		var cancelled []Sandbox
 		for _, id := range c.IDs {
 			if sb, ok := l.s.Sandboxes[id]; ok && sb.Requester == c.Gateway {
 				own = append(own, id)
+				cancelled = append(cancelled, *sb)
 			}
 		}
-		done := l.release(own, "")
+		l.release(own, "")
 		l.cancel(c.IDs, c.Now)
-		return done
+		return cancelled
 	}
 	if c.Worker != "" && c.Incarnation != 0 {
 		if w := l.s.Workers[c.Worker]; w == nil || w.Incarnation != c.Incarnation {

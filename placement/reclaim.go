@@ -81,9 +81,16 @@ func (n *Node) decideSandbox(c CreateSandbox) wire.Response {
 				return wire.Response{Grant: &Grant{Warm: true, Reason: d.Reason}}
 			}
 			if victim == "" {
-				return wire.Response{Grant: &Grant{Reason: d.Reason}}
+				// The search takes a while under load (a worker's answer, a
+				// shared probe): what was full may have been released
+				// meanwhile, and a throttle now would come below the limit.
+				n.fsm.Read(func(l *Ledger) { d = l.Check(c.Account, c.Function) })
+				if !d.Admit {
+					return wire.Response{Grant: &Grant{Reason: d.Reason}}
+				}
+			} else {
+				release = []string{victim}
 			}
-			release = []string{victim}
 		}
 		if !c.Deadline.IsZero() && time.Now().After(c.Deadline) {
 			// The caller has given up (or will before this answer
@@ -205,17 +212,17 @@ func (n *Node) findVictim(c CreateSandbox, scope quota.Scope) (victim string, wa
 			// to idleReportEvery old: a worker that reported more, or that
 			// holds sandboxes in scope at all, is asked for its least
 			// recently used idle one. A worker that had none a moment ago
-			// is not asked again (probeQuiet): under overload the cost of
-			// a throttle stays bounded per worker, not per request.
+			// is not asked again (probeQuiet), and reclaims at once share
+			// one probe of a worker (probe): under overload the cost of a
+			// throttle stays bounded per worker, not per request.
+			seen := map[string]bool{}
 			for _, w := range append(more, probeList()...) {
-				if !n.leases.mayProbe(w, c.Account, time.Now()) {
+				if seen[w] {
 					continue
 				}
-				n.leases.takeIdle(w, c.Account, "")
-				if a, err := n.workers.Retire(w, wire.RetireRequest{Query: query}); err == nil && a.OK {
-					return a.ID, false
-				} else if err == nil {
-					n.leases.probedEmpty(w, c.Account, time.Now())
+				seen[w] = true
+				if id, ok := n.probe(w, c, query); ok {
+					return id, false
 				}
 			}
 			return "", false
@@ -236,6 +243,47 @@ func (n *Node) findVictim(c CreateSandbox, scope quota.Scope) (victim string, wa
 		if a.OK {
 			return a.ID, false
 		}
+	}
+	return "", false
+}
+
+// probe asks worker w for its least recently used idle sandbox in the
+// query's scope. A probe of w for the account already in flight is waited
+// for instead: when it found one (for its own caller) w may hold more and
+// is asked again; when w had none or did not answer, it is not asked.
+func (n *Node) probe(w string, c CreateSandbox, q wire.IdleQuery) (string, bool) {
+	for turn := 0; turn < maxRetireAttempts; turn++ {
+		call, mine := n.leases.beginProbe(w, c.Account, time.Now())
+		if call == nil {
+			return "", false // it had none a moment ago
+		}
+		if !mine {
+			wait := reclaimTimeout
+			if !c.Deadline.IsZero() {
+				wait = time.Until(c.Deadline)
+			}
+			t := time.NewTimer(wait)
+			select {
+			case <-call.done:
+				t.Stop()
+			case <-t.C:
+				return "", false
+			case <-n.done:
+				t.Stop()
+				return "", false
+			}
+			if !call.found {
+				return "", false
+			}
+			continue
+		}
+		n.leases.takeIdle(w, c.Account, "")
+		a, err := n.workers.Retire(w, wire.RetireRequest{Query: q})
+		n.leases.endProbe(w, c.Account, call, err == nil && a.OK, err == nil && !a.OK, time.Now())
+		if err == nil && a.OK {
+			return a.ID, true
+		}
+		return "", false
 	}
 	return "", false
 }

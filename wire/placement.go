@@ -68,6 +68,9 @@ type Response struct {
 	Snapshot *Snapshot        `json:"snapshot,omitempty"`
 	Lease    *Lease           `json:"lease,omitempty"`
 	Index    uint64           `json:"index,omitempty"` // Raft index of a committed write
+	// Cancelled are the grants a gateway's cancel released: sandboxes
+	// placement granted that no invocation ran in (the caller gave up).
+	Cancelled []Sandbox `json:"cancelled,omitempty"`
 }
 
 // Snapshot is the read view gateways cache and status pages show.

@@ -116,6 +116,30 @@ func (l *lease) renewed(seq uint64, sent time.Time, inc uint64, ttl time.Duratio
 	return changed
 }
 
+// extendWithoutLeader applies a renewal that no placement node answered
+// because none serves as leader ("no responders"). It extends only a lease
+// still valid when the renewal was sent: while no leader serves, nothing
+// can release this worker, and a leader that starts serving counts it as
+// renewed at that moment. A lease that already ran out proves nothing of
+// the kind: a leader may have released the worker during the lapse (it was
+// partitioned, paused) and stepped down since, and the sandboxes then
+// belong to a dead incarnation. Only an answered renewal, which names the
+// incarnation, brings a lapsed lease back.
+func (l *lease) extendWithoutLeader(seq uint64, sent time.Time) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if seq != l.seq {
+		return
+	}
+	l.noteLapseLocked(sent)
+	if l.inc == 0 || l.lapsed || !sent.Before(l.until) {
+		return
+	}
+	if u := sent.Add(l.ttl); u.After(l.until) {
+		l.until = u
+	}
+}
+
 // incarnation is the current incarnation (0 before registration).
 func (l *lease) incarnation() uint64 {
 	l.mu.Lock()

@@ -98,8 +98,9 @@ func (n *Node) renewOnce() {
 		// No placement node serves as leader (no quorum, or an election):
 		// nothing can release this worker's sandboxes until one does, and a
 		// new leader counts every worker as renewed when it starts serving.
-		// The data plane keeps going on the sandboxes it has.
-		n.lease.renewed(seq, sent, inc, n.lease.lastTTL())
+		// The data plane keeps going on the sandboxes it has, as long as
+		// its lease never lapsed (extendWithoutLeader).
+		n.lease.extendWithoutLeader(seq, sent)
 		return
 	}
 	if err != nil || resp.Lease == nil {

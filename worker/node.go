@@ -488,9 +488,13 @@ func (n *Node) handleRetire(m *nats.Msg) {
 }
 
 // retiredRelease is how long a retired victim waits for the grant that
-// replaces it before the worker releases it itself: far longer than a
-// commit, far shorter than a reconcile.
-const retiredRelease = 2 * time.Second
+// replaces it before the worker releases it itself: longer than the
+// leader waits for a retire answer (400 ms) plus a commit, far shorter
+// than a reconcile. Releasing it early is safe (it runs nothing, and the
+// grant that names it admits only if there is room), but an answer lost
+// to a timeout left its slot counted, unused, for this long: 2 s of that
+// under overload showed as 429s below the limit.
+const retiredRelease = time.Second
 
 // Stats returns the worker's pool counts.
 func (n *Node) Stats() wire.Stats {

@@ -2,6 +2,7 @@ package worker
 
 import (
 	"encoding/json"
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
@@ -54,6 +55,10 @@ type harness struct {
 	nc   *nats.Conn
 	w    *Node
 	fake *fakePlacement
+	// ops is the fake placement's subscription; subscribeOps makes it
+	// anew after a test dropped it (no leader: "no responders").
+	ops          *nats.Subscription
+	subscribeOps func()
 }
 
 type harnessOpt func(*Config, *fakePlacement)
@@ -78,7 +83,8 @@ func newHarness(t *testing.T, keep time.Duration, opts ...harnessOpt) *harness {
 	for _, o := range opts {
 		o(&cfg, fake)
 	}
-	nc.Subscribe(wire.SubjectWorkerOps, func(m *nats.Msg) {
+	h := &harness{nc: nc, fake: fake}
+	handle := func(m *nats.Msg) {
 		var req wire.Request
 		json.Unmarshal(m.Data, &req)
 		fake.mu.Lock()
@@ -101,13 +107,22 @@ func newHarness(t *testing.T, keep time.Duration, opts ...harnessOpt) *harness {
 		}
 		b, _ := json.Marshal(resp)
 		m.Respond(b)
-	})
+	}
+	h.subscribeOps = func() {
+		sub, err := nc.Subscribe(wire.SubjectWorkerOps, handle)
+		if err != nil {
+			t.Fatal(err)
+		}
+		nc.Flush()
+		h.ops = sub
+	}
+	h.subscribeOps()
 	w, err := Start(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(w.Stop)
-	h := &harness{nc: nc, w: w, fake: fake}
+	h.w = w
 	waitFor(t, "a lease", func() bool { ok, _ := w.mayStart(time.Now()); return ok })
 	return h
 }
@@ -461,6 +476,87 @@ func TestLeaseGenerations(t *testing.T) {
 		t.Fatal("a stale answer extended the lease")
 	}
 	_ = seq
+}
+
+// TestNoLeaderExtendsOnlyALiveLease: "no responders" (no placement leader)
+// keeps a valid lease going, but never brings back one that ran out: a
+// leader may have released the worker during the lapse and be gone since.
+func TestNoLeaderExtendsOnlyALiveLease(t *testing.T) {
+	var l lease
+	t0 := time.Now()
+	seq, _ := l.next()
+	l.renewed(seq, t0, 5, time.Second)
+	seq, _ = l.next()
+	l.extendWithoutLeader(seq, t0.Add(500*time.Millisecond))
+	if ok, _ := l.valid(t0.Add(1400 * time.Millisecond)); !ok {
+		t.Fatal("a live lease was not extended while no leader serves")
+	}
+	// Partitioned: nothing answered for longer than the lease.
+	seq, _ = l.next()
+	l.extendWithoutLeader(seq, t0.Add(3*time.Second))
+	if ok, _ := l.valid(t0.Add(3100 * time.Millisecond)); ok {
+		t.Fatal("no responders revived a lapsed lease")
+	}
+	// An answered renewal does.
+	seq, _ = l.next()
+	l.renewed(seq, t0.Add(3200*time.Millisecond), 5, time.Second)
+	if ok, _ := l.valid(t0.Add(3300 * time.Millisecond)); !ok {
+		t.Fatal("an answered renewal did not bring the lease back")
+	}
+}
+
+// TestLapsedWorkerWaitsForALeader: a worker whose lease ran out while
+// placement did not answer, and which then finds no leader at all, starts
+// nothing on its sandboxes until a leader answers, and voids them when the
+// answer names a new incarnation.
+func TestLapsedWorkerWaitsForALeader(t *testing.T) {
+	h := newHarness(t, time.Minute, withLease(300*time.Millisecond))
+	if r := h.send(t, wire.InvokeSubject("w1"), "old", spec(time.Millisecond, time.Second), `{}`); r.Header.Get(wire.HdrStatus) != wire.StatusOK {
+		t.Fatalf("cold: %v", r.Header)
+	}
+	h.fake.set(func(f *fakePlacement) { f.silent = true })
+	waitFor(t, "the lease to run out", func() bool { ok, _ := h.w.mayStart(time.Now()); return !ok })
+	// The leader that released the worker meanwhile steps down: renewals
+	// now meet no responders.
+	h.ops.Unsubscribe()
+	h.nc.Flush()
+	h.fake.set(func(f *fakePlacement) { f.silent = false; f.inc = 8; f.renewals = 0 })
+	renewals := func() uint64 { h.w.lease.mu.Lock(); defer h.w.lease.mu.Unlock(); return h.w.lease.seq }
+	from := renewals()
+	waitFor(t, "renewals without a leader", func() bool {
+		if r := h.tryWarm(t); r != nil && r.Header.Get(wire.HdrStatus) == wire.StatusOK {
+			t.Fatalf("a lapsed worker ran a warm invocation without a leader: %v", r.Header)
+		}
+		return renewals() >= from+4
+	})
+	h.fake.set(func(f *fakePlacement) {
+		if f.renewals != 0 {
+			t.Fatalf("%d renewals reached the fake that stepped down", f.renewals)
+		}
+	})
+	h.subscribeOps()
+	waitFor(t, "the new incarnation", func() bool { return h.w.lease.incarnation() == 8 && h.w.Stats().Idle == 0 })
+	if r := h.tryWarm(t); r != nil && r.Header.Get(wire.HdrStatus) == wire.StatusOK {
+		t.Fatalf("a sandbox of the old incarnation served: %v", r.Header)
+	}
+}
+
+// tryWarm sends a warm invocation; nil means no worker offered a sandbox
+// (no responders).
+func (h *harness) tryWarm(t *testing.T) *nats.Msg {
+	t.Helper()
+	m := nats.NewMsg(warmSubject(testKey))
+	for k, v := range map[string]string{wire.HdrRequestID: "req", wire.HdrAccount: testKey.Account, wire.HdrFunction: testKey.Function, wire.HdrVersion: testKey.Version} {
+		m.Header.Set(k, v)
+	}
+	r, err := h.nc.RequestMsg(m, 5*time.Second)
+	if errors.Is(err, nats.ErrNoResponders) {
+		return nil
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
 }
 
 // TestNoWarmStartBetweenNewIncarnationAndVoiding: when a worker whose lease

@@ -319,6 +319,13 @@ const (
 	// OutcomeInjected: an injected fault (error-before) failed the
 	// invocation before any sandbox ran it.
 	OutcomeInjected = "injected"
+	// OutcomeAbandoned: placement granted a sandbox for a cold start whose
+	// gateway gave up before any invocation ran in it (the grant's answer
+	// came too late, or the worker could not take it), and the gateway
+	// cancelled it. Nothing ran, yet the grant held a slot of the account
+	// from GrantedNs until the cancel: EndNs is when the gateway sent the
+	// cancel, ReleasedNs when placement answered that it was released.
+	OutcomeAbandoned = "abandoned"
 )
 
 // Node is one cluster member in a Status.

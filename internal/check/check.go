@@ -123,6 +123,10 @@ type Report struct {
 	// UnsteadyThrottles counts the concurrency throttles inside
 	// Options.Unsteady, not judged.
 	UnsteadyThrottles int `json:"unsteady_throttles,omitempty"`
+	// Abandoned counts the grants whose gateway gave up before anything
+	// ran in them (api.OutcomeAbandoned): they held capacity, from the
+	// grant to the cancel, and are counted as held like any sandbox.
+	Abandoned int `json:"abandoned,omitempty"`
 }
 
 // OK reports whether the run broke no invariant.
@@ -436,6 +440,9 @@ func (c *accountCheck) run() {
 			if r.Cold && holds(r) {
 				row.Cold++
 			}
+		}
+		if r.Outcome == api.OutcomeAbandoned {
+			c.rep.Abandoned++
 		}
 		if holds(r) {
 			held = append(held, i)

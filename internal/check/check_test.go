@@ -40,6 +40,13 @@ func cold(g float64) opt {
 
 func fenced(r *api.Record) { r.Outcome = api.OutcomeFenced }
 
+// abandoned is a grant at ms g that nothing ran in, cancelled at ms c and
+// released by ms rel.
+func abandoned(id, fn, sb string, g, c, rel float64) api.Record {
+	return api.Record{RequestID: id, Account: "A", Function: fn, Version: "$LATEST", Sandbox: sb, Worker: "w1",
+		GrantedNs: at(g), ReceivedNs: at(g), StartNs: at(c), EndNs: at(c), ReleasedNs: at(rel), Outcome: api.OutcomeAbandoned, Gateway: "g1"}
+}
+
 func received(ms float64) opt { return func(r *api.Record) { r.ReceivedNs = at(ms) } }
 func released(ms float64) opt { return func(r *api.Record) { r.ReleasedNs = at(ms) } }
 func account(a string) opt    { return func(r *api.Record) { r.Account = a } }
@@ -216,6 +223,31 @@ func TestCheckRun(t *testing.T) {
 			},
 			opt:   Options{DefaultLimit: 2, Window: none},
 			kinds: []string{KindThrottle},
+		},
+		{
+			name: "429 at the limit an abandoned grant filled",
+			recs: []api.Record{
+				run("a", "f", "s1", 0, 1000), abandoned("b", "f", "s2", 100, 800, 820),
+				throttle("t", "f", 500, quota.ReasonAccountConcurrency),
+			},
+			opt: Options{DefaultLimit: 2, Window: none},
+		},
+		{
+			name: "429 after the abandoned grant's cancel",
+			recs: []api.Record{
+				run("a", "f", "s1", 0, 1000), abandoned("b", "f", "s2", 100, 300, 320),
+				throttle("t", "f", 500, quota.ReasonAccountConcurrency),
+			},
+			opt:   Options{DefaultLimit: 2, Window: none},
+			kinds: []string{KindThrottle},
+		},
+		{
+			name: "an abandoned grant past the limit",
+			recs: []api.Record{
+				run("a", "f", "s1", 0, 1000), abandoned("b", "f", "s2", 100, 800, 820),
+			},
+			opt:   Options{DefaultLimit: 1},
+			kinds: []string{KindAccountLimit},
 		},
 		{
 			name: "429 after the limit was lowered to what is held",

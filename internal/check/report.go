@@ -50,6 +50,9 @@ func (r Report) WriteTable(w io.Writer) {
 		sort.Strings(reasons)
 		notes = append(notes, "throttles: "+strings.Join(reasons, ", "))
 	}
+	if r.Abandoned > 0 {
+		notes = append(notes, fmt.Sprintf("%d abandoned grants counted as held until their cancel", r.Abandoned))
+	}
 	if r.UnsteadyThrottles > 0 {
 		notes = append(notes, fmt.Sprintf("%d throttles during faults not judged", r.UnsteadyThrottles))
 	}

@@ -37,22 +37,31 @@ func (f *Faults) Ended(from time.Time) {
 	f.Unsteady = append(f.Unsteady, check.Interval{FromNs: from.Add(-before).UnixNano(), ToNs: time.Now().Add(Settle).UnixNano()})
 }
 
+// WriteRecords writes a drill's records to the file CS_DRILL_RECORDS
+// names, if it does, for `coldstart check --records FILE` by hand.
+func WriteRecords(t testing.TB, recs []api.Record) {
+	t.Helper()
+	path := os.Getenv("CS_DRILL_RECORDS")
+	if path == "" {
+		return
+	}
+	var b bytes.Buffer
+	for _, r := range recs {
+		line, _ := json.Marshal(r)
+		b.Write(append(line, '\n'))
+	}
+	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+		t.Error(err)
+	}
+}
+
 // Judge runs the checker over a drill's records with the account limit,
 // logs the fault spans, the verdict table and the fenced invocations, and
 // fails t on any violation. CS_DRILL_RECORDS=FILE also writes the
 // records there, for `coldstart check --records FILE` by hand.
 func (f *Faults) Judge(t testing.TB, recs []api.Record, limit int) check.Report {
 	t.Helper()
-	if path := os.Getenv("CS_DRILL_RECORDS"); path != "" {
-		var b bytes.Buffer
-		for _, r := range recs {
-			line, _ := json.Marshal(r)
-			b.Write(append(line, '\n'))
-		}
-		if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
-			t.Error(err)
-		}
-	}
+	WriteRecords(t, recs)
 	first, fenced := int64(0), 0
 	for _, r := range recs {
 		if h := check.HeldFrom(r); first == 0 || h < first {

@@ -158,6 +158,7 @@ func TestAccountLimitHoldsUnder5xOverload(t *testing.T) {
 	if err := c.WaitFor(func() bool { return len(rec.Throttles()) >= throttled+rated }, 5*time.Second); err != nil {
 		t.Fatalf("throttle records: have %d, want %d", len(rec.Throttles()), throttled+rated)
 	}
+	testcluster.WriteRecords(t, rec.Everything())
 	rep := check.Run(rec.Everything(), check.Options{DefaultLimit: 1000,
 		Limits: []check.LimitChange{{AtNs: 0, Account: gateway.DefaultAccount, Limit: limit}}})
 	if !rep.OK() {
@@ -437,6 +438,7 @@ func TestLoweredReservationWhileBusy(t *testing.T) {
 	if started < after {
 		t.Fatalf("%d invocations started after the change, want at least %d (the new reservation serves)", started, after)
 	}
+	testcluster.WriteRecords(t, rec.Everything())
 	rep := check.Run(rec.Everything(), check.Options{DefaultLimit: 1000, Limits: []check.LimitChange{
 		{AtNs: at.UnixNano(), Account: gateway.DefaultAccount, Function: "busy", Reserved: intp(after)},
 	}})

@@ -334,6 +334,7 @@ type Recorder struct {
 	mu        sync.Mutex
 	recs      []api.Record
 	throttles []api.Record
+	abandoned []api.Record // grants nothing ran in (api.OutcomeAbandoned)
 	sub       *nats.Subscription
 	nc        *nats.Conn
 	seen      recordstream.Seen
@@ -364,10 +365,14 @@ func (c *Cluster) Records() *Recorder {
 		recs := wire.SplitRecords(m.Data)
 		r.mu.Lock()
 		for _, rec := range recs {
-			// Throttles are kept apart: All and Len count invocations.
-			if rec.Outcome == api.OutcomeThrottled {
+			// Throttles and abandoned grants are kept apart: All and
+			// Len count invocations.
+			switch rec.Outcome {
+			case api.OutcomeThrottled:
 				r.throttles = append(r.throttles, rec)
-			} else {
+			case api.OutcomeAbandoned:
+				r.abandoned = append(r.abandoned, rec)
+			default:
 				r.recs = append(r.recs, rec)
 			}
 		}
@@ -388,11 +393,12 @@ func (r *Recorder) Throttles() []api.Record {
 	return append([]api.Record(nil), r.throttles...)
 }
 
-// Everything returns every record so far, invocations and throttles.
+// Everything returns every record so far: invocations, throttles and
+// abandoned grants.
 func (r *Recorder) Everything() []api.Record {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return append(append([]api.Record(nil), r.recs...), r.throttles...)
+	return append(append(append([]api.Record(nil), r.recs...), r.throttles...), r.abandoned...)
 }
 
 // All returns a copy of the records so far.
