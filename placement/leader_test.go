@@ -30,7 +30,7 @@ type fakeWorkers struct {
 	idleLeft []string
 }
 
-func (f *fakeWorkers) Retire(worker string, req wire.RetireRequest) (wire.RetireAnswer, error) {
+func (f *fakeWorkers) Retire(worker string, req wire.RetireRequest, timeout time.Duration) (wire.RetireAnswer, error) {
 	if f.slow > 0 {
 		f.mu.Lock()
 		f.inFlight++

@@ -235,7 +235,7 @@ func (n *Node) findVictim(c CreateSandbox, scope quota.Scope) (victim string, wa
 		}
 		w := owner[v.ID]
 		n.leases.takeIdle(w, c.Account, v.ID)
-		a, err := n.workers.Retire(w, wire.RetireRequest{ID: v.ID, Query: query})
+		a, err := n.workers.Retire(w, wire.RetireRequest{ID: v.ID, Query: query}, retireTimeout(c))
 		if err != nil {
 			n.log.Warn("reclaim: worker did not answer the retire request", "worker", w, "err", err)
 			continue
@@ -245,6 +245,19 @@ func (n *Node) findVictim(c CreateSandbox, scope quota.Scope) (victim string, wa
 		}
 	}
 	return "", false
+}
+
+// retireTimeout bounds a retire request of a reclaim by the caller's
+// deadline: past it the grant would be refused anyway, and a worker that
+// does not answer (paused, cut off) must not hold the decision for
+// reclaimTimeout after the caller gave up. A late answer still releases its
+// victim (natsWorkers.late).
+func retireTimeout(c CreateSandbox) time.Duration {
+	d := reclaimTimeout
+	if !c.Deadline.IsZero() {
+		d = min(d, time.Until(c.Deadline))
+	}
+	return max(d, time.Millisecond)
 }
 
 // probe asks worker w for its least recently used idle sandbox in the
@@ -278,7 +291,7 @@ func (n *Node) probe(w string, c CreateSandbox, q wire.IdleQuery) (string, bool)
 			continue
 		}
 		n.leases.takeIdle(w, c.Account, "")
-		a, err := n.workers.Retire(w, wire.RetireRequest{Query: q})
+		a, err := n.workers.Retire(w, wire.RetireRequest{Query: q}, retireTimeout(c))
 		n.leases.endProbe(w, c.Account, call, err == nil && a.OK, err == nil && !a.OK, time.Now())
 		if err == nil && a.OK {
 			return a.ID, true
