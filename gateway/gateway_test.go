@@ -15,7 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/coldstart-dev/coldstart/internal/api"
-	"github.com/coldstart-dev/coldstart/internal/natsutil"
+	"github.com/coldstart-dev/coldstart/internal/natstest"
 	"github.com/coldstart-dev/coldstart/wire"
 )
 
@@ -120,16 +120,7 @@ func (f fakePlacer) ReadNode(ctx context.Context, id string) (*wire.Snapshot, er
 }
 
 func startTestGateway(t *testing.T) *Gateway {
-	ns, err := natsutil.StartServer(natsutil.ServerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := natsutil.Connect(natsutil.URL(ns), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := natstest.Conn(t)
 	syn, _ := json.Marshal(api.SyntheticConfig{Duration: "1ms"})
 	sn := &wire.Snapshot{Index: 1, Functions: []wire.Function{{Account: DefaultAccount, Name: "f", Runtime: "synthetic", MemoryMB: 128, TimeoutMs: 3000, Synthetic: syn}}}
 	g, err := Start(Config{ID: "g", Listen: "127.0.0.1:0", NATS: nc, Placement: fakePlacer{sn}})
@@ -267,16 +258,7 @@ func (p *grantingPlacer) GatewayOp(ctx context.Context, gw, op string, req wire.
 // the capacity it held meanwhile is recorded: an abandoned record per
 // grant, held from the grant to the cancel, so the checker counts it.
 func TestAbandonedGrantIsRecorded(t *testing.T) {
-	ns, err := natsutil.StartServer(natsutil.ServerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := natsutil.Connect(natsutil.URL(ns), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := natstest.Conn(t)
 	recs := make(chan api.Record, 16)
 	sub, err := nc.Subscribe(wire.SubjectRecords, func(m *nats.Msg) {
 		for _, r := range wire.SplitRecords(m.Data) {

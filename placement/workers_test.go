@@ -7,7 +7,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 
-	"github.com/coldstart-dev/coldstart/internal/natsutil"
+	"github.com/coldstart-dev/coldstart/internal/natstest"
 	"github.com/coldstart-dev/coldstart/wire"
 )
 
@@ -16,16 +16,7 @@ import (
 // must bring its slot back (late), not the worker's own release a second
 // later.
 func TestLateRetireAnswerReleasesItsVictim(t *testing.T) {
-	ns, err := natsutil.StartServer(natsutil.ServerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := natsutil.Connect(natsutil.URL(ns), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := natstest.Conn(t)
 	answer := make(chan *nats.Msg, 1)
 	if _, err := nc.Subscribe(wire.WorkerSubject("w1", wire.WorkerRetire), func(m *nats.Msg) { answer <- m }); err != nil {
 		t.Fatal(err)

@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/coldstart-dev/coldstart/internal/api"
-	"github.com/coldstart-dev/coldstart/internal/natsutil"
+	"github.com/coldstart-dev/coldstart/internal/natstest"
 	"github.com/coldstart-dev/coldstart/placement"
 	"github.com/coldstart-dev/coldstart/wire"
 	"github.com/coldstart-dev/coldstart/worker/pool"
@@ -68,16 +68,7 @@ func withLease(ttl time.Duration) harnessOpt {
 }
 
 func newHarness(t *testing.T, keep time.Duration, opts ...harnessOpt) *harness {
-	ns, err := natsutil.StartServer(natsutil.ServerConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(ns.Shutdown)
-	nc, err := natsutil.Connect(natsutil.URL(ns), "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := natstest.Conn(t)
 	fake := &fakePlacement{inc: 7, ttl: 2 * time.Second}
 	cfg := Config{ID: "w1", NATS: nc, Placement: placement.NewClient(nc, time.Second), KeepAlive: keep, ReconcileEvery: time.Hour}
 	for _, o := range opts {
