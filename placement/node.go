@@ -141,7 +141,7 @@ func Start(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, log: cfg.Logger.With("node", cfg.ID, "role", "placement"), nc: cfg.NATS, done: make(chan struct{}), notify: make(chan bool, 16),
 		leases: newLeaseTable(), sem: make(chan struct{}, cfg.MaxInFlight), workers: cfg.Workers}
 	if n.workers == nil {
-		n.workers = natsWorkers{nc: cfg.NATS, late: func(id string) { go n.releaseEventually([]string{id}) }}
+		n.workers = natsWorkers{nc: cfg.NATS, late: func(id string) { n.releaseEventually([]string{id}) }}
 	}
 	n.fsm = NewFSM(cfg.Rate, cfg.DefaultLimit)
 

@@ -271,11 +271,7 @@ func (n *Node) probe(w string, c CreateSandbox, q wire.IdleQuery) (string, bool)
 			return "", false // it had none a moment ago
 		}
 		if !mine {
-			wait := reclaimTimeout
-			if !c.Deadline.IsZero() {
-				wait = time.Until(c.Deadline)
-			}
-			t := time.NewTimer(wait)
+			t := time.NewTimer(retireTimeout(c))
 			select {
 			case <-call.done:
 				t.Stop()

@@ -35,8 +35,8 @@ const lateRetire = 2 * time.Second
 
 type natsWorkers struct {
 	nc *nats.Conn
-	// late is told of a victim retired by an answer that came after its
-	// request timed out, so that its slot comes back at once rather than
+	// late is told (on a goroutine of its own) of a victim retired by an
+	// answer that came after its request timed out, so that its slot comes back at once rather than
 	// when the worker releases it itself (retiredRelease, 1 s): under
 	// overload those orphans showed as 429s below the limit.
 	late func(id string)

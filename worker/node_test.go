@@ -314,16 +314,24 @@ func TestBilledIncludesInitAndRoundsUp(t *testing.T) {
 	}
 }
 
-// TestNoLeaseNoInvocation: once placement stops answering renewals and
-// the lease runs out by the worker's own clock, nothing starts, warm or
-// cold; a renewal answered again brings the same sandboxes back.
-func TestNoLeaseNoInvocation(t *testing.T) {
+// lapsedWithSandbox is a worker with a 300 ms lease that cold-started
+// sandbox id, then lost its lease: placement stopped answering renewals.
+func lapsedWithSandbox(t *testing.T, id string) *harness {
+	t.Helper()
 	h := newHarness(t, time.Minute, withLease(300*time.Millisecond))
-	if r := h.send(t, wire.InvokeSubject("w1"), "kept", spec(time.Millisecond, time.Second), `{}`); r.Header.Get(wire.HdrStatus) != wire.StatusOK {
+	if r := h.send(t, wire.InvokeSubject("w1"), id, spec(time.Millisecond, time.Second), `{}`); r.Header.Get(wire.HdrStatus) != wire.StatusOK {
 		t.Fatalf("cold: %v", r.Header)
 	}
 	h.fake.set(func(f *fakePlacement) { f.silent = true })
 	waitFor(t, "the lease to run out", func() bool { ok, _ := h.w.mayStart(time.Now()); return !ok })
+	return h
+}
+
+// TestNoLeaseNoInvocation: once placement stops answering renewals and
+// the lease runs out by the worker's own clock, nothing starts, warm or
+// cold; a renewal answered again brings the same sandboxes back.
+func TestNoLeaseNoInvocation(t *testing.T) {
+	h := lapsedWithSandbox(t, "kept")
 	if r := h.send(t, warmSubject(testKey), "", "", `{}`); r.Header.Get(wire.HdrStatus) != wire.StatusBusy {
 		t.Fatalf("a worker without a lease ran a warm invocation: %v", r.Header)
 	}
@@ -501,12 +509,7 @@ func TestNoLeaderExtendsOnlyALiveLease(t *testing.T) {
 // nothing on its sandboxes until a leader answers, and voids them when the
 // answer names a new incarnation.
 func TestLapsedWorkerWaitsForALeader(t *testing.T) {
-	h := newHarness(t, time.Minute, withLease(300*time.Millisecond))
-	if r := h.send(t, wire.InvokeSubject("w1"), "old", spec(time.Millisecond, time.Second), `{}`); r.Header.Get(wire.HdrStatus) != wire.StatusOK {
-		t.Fatalf("cold: %v", r.Header)
-	}
-	h.fake.set(func(f *fakePlacement) { f.silent = true })
-	waitFor(t, "the lease to run out", func() bool { ok, _ := h.w.mayStart(time.Now()); return !ok })
+	h := lapsedWithSandbox(t, "old")
 	// The leader that released the worker meanwhile steps down: renewals
 	// now meet no responders.
 	h.ops.Unsubscribe()
